@@ -1,0 +1,240 @@
+//! `Strategy::Linux`: Linux mainline's TDMR construction, reproduced exactly.
+//!
+//! 1. One pass over the memory regions: each is rounded out to 1 GiB; a region already covered
+//!    by the current TDMR is skipped; one that starts inside it is clipped to its end; otherwise
+//!    a new TDMR starts. More than MAX_TDMRS fails ("TDMRs exhausted").
+//! 2. Each TDMR gets one contiguous PAMT block (4K, 2M, 1G levels in that order) from the
+//!    allocator, on the node of the lowest memory inside the TDMR.
+//! 3. Each TDMR reserves every hole of its hole basis, then every PAMT block (of any TDMR) that
+//!    overlaps it, one area each, never merged, then sorted. More than MAX_RESERVED_PER_TDMR
+//!    fails ("reserved areas exhausted").
+
+use alloc::vec::Vec;
+
+use super::plan::{ReservedArea, ReservedAreas, ReservedKind, Tdmr};
+use super::reserved::{basis_in, gaps, relative};
+use super::{BadPamtReason, Plan, PlanError, Planner};
+use crate::addr::{PageSize, PhysRange, SZ_1G, SZ_4K, align_down, align_up, is_aligned};
+use crate::memmap::{MemoryMap, NodeId};
+use crate::pamt::{self, PamtAllocator};
+
+/// TDMR boundaries as Linux's `fill_out_tdmrs` draws them.
+pub(crate) fn tdmr_ranges(
+    memory: &MemoryMap,
+    max_tdmrs: usize,
+) -> Result<Vec<PhysRange>, PlanError> {
+    let mut tdmrs: Vec<PhysRange> = Vec::new();
+    for r in memory.regions() {
+        let mut start = align_down(r.base, SZ_1G);
+        // Regions end below 2^52, so rounding up cannot overflow.
+        let end = align_up(r.end(), SZ_1G).unwrap_or(u64::MAX);
+        if let Some(cur) = tdmrs.last() {
+            if end <= cur.end() {
+                continue;
+            }
+            start = start.max(cur.end());
+        }
+        if tdmrs.len() == max_tdmrs {
+            return Err(PlanError::TdmrsExhausted { limit: max_tdmrs });
+        }
+        tdmrs.push(PhysRange::new_unchecked(start, end));
+    }
+    Ok(tdmrs)
+}
+
+/// The node of the lowest TDX memory inside `tdmr` (Linux's `tdmr_get_nid`), node 0 if none.
+pub(crate) fn lowest_node(memory: &MemoryMap, tdmr: PhysRange) -> NodeId {
+    memory
+        .regions()
+        .get(memory.first_ending_above(tdmr.start()))
+        .map_or(0, |r| r.node)
+}
+
+/// Whether the TDX memory inside `tdmr` belongs to more than one node.
+pub(crate) fn mixes_nodes(memory: &MemoryMap, tdmr: PhysRange) -> bool {
+    let mut nodes = memory.regions_in(tdmr).iter().map(|r| r.node);
+    let first = nodes.next();
+    nodes.any(|n| Some(n) != first)
+}
+
+/// Asks `alloc` for a PAMT block and checks what comes back.
+pub(crate) fn allocate_checked(
+    alloc: &mut dyn PamtAllocator,
+    memory: &MemoryMap,
+    others: &[PhysRange],
+    tdmr: PhysRange,
+    size: u64,
+    node: NodeId,
+) -> Result<PhysRange, PlanError> {
+    let block = alloc
+        .allocate(size, node)
+        .ok_or(PlanError::PamtAllocationFailed { tdmr, size, node })?;
+    let bad = |reason| PlanError::BadPamtBlock {
+        tdmr,
+        block,
+        size,
+        reason,
+    };
+    if block.size() != size {
+        return Err(bad(BadPamtReason::WrongSize));
+    }
+    if !is_aligned(block.start(), SZ_4K) {
+        return Err(bad(BadPamtReason::Misaligned));
+    }
+    if !memory.contains_range(block) {
+        return Err(bad(BadPamtReason::NotTdxMemory));
+    }
+    if others.iter().any(|o| o.overlaps(block)) {
+        return Err(bad(BadPamtReason::OverlapsPamt));
+    }
+    Ok(block)
+}
+
+/// Splits one contiguous block into the three levels, 4K first.
+pub(crate) fn split_block(block: PhysRange, sizes: pamt::PamtSizes) -> [PhysRange; 3] {
+    let mut out = [PhysRange::EMPTY; 3];
+    let mut cursor = block.start();
+    for level in PageSize::ALL {
+        let s = sizes.level(level);
+        out[level.index()] = PhysRange::new_unchecked(cursor, cursor + s);
+        cursor += s;
+    }
+    out
+}
+
+pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Plan, PlanError> {
+    let limits = p.limits;
+    let memory = p.memory;
+    let ranges = tdmr_ranges(memory, limits.max_tdmrs())?;
+
+    let mut blocks: Vec<PhysRange> = Vec::with_capacity(ranges.len());
+    let mut pamts = Vec::with_capacity(ranges.len());
+    let mut nodes = Vec::with_capacity(ranges.len());
+    for &tdmr in &ranges {
+        let sizes = pamt::sizes(tdmr.size(), &limits);
+        let node = lowest_node(memory, tdmr);
+        let block = allocate_checked(alloc, memory, &blocks, tdmr, sizes.total(), node)?;
+        blocks.push(block);
+        pamts.push(split_block(block, sizes));
+        nodes.push(node);
+    }
+
+    let policy = p.hole_policy();
+    let max = limits.max_reserved_per_tdmr();
+    let mut tdmrs = Vec::with_capacity(ranges.len());
+    for (i, &tdmr) in ranges.iter().enumerate() {
+        let mut reserved = ReservedAreas::new();
+        let mut add = |r: PhysRange, kind| {
+            if reserved.len() == max {
+                return Err(PlanError::ReservedAreasExhausted { tdmr, limit: max });
+            }
+            reserved.push(relative(tdmr, (r, kind)));
+            Ok(())
+        };
+        for hole in gaps(tdmr, basis_in(policy, memory, p.cmrs, tdmr)) {
+            add(hole, ReservedKind::Hole)?;
+        }
+        for block in &blocks {
+            if let Some(part) = block.intersect(tdmr) {
+                add(part, ReservedKind::Pamt)?;
+            }
+        }
+        reserved.sort_unstable_by_key(|a: &ReservedArea| a.offset);
+        tdmrs.push(Tdmr {
+            range: tdmr,
+            node: nodes[i],
+            mixes_nodes: mixes_nodes(memory, tdmr),
+            reserved,
+            pamt: pamts[i],
+        });
+    }
+    Ok(Plan {
+        strategy: p.strategy,
+        holes: policy,
+        limits,
+        tdmrs,
+        excluded: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{HolePolicy, Strategy};
+    use crate::memmap::{Cmrs, MemoryRegion};
+    use alloc::vec;
+
+    const G: u64 = SZ_1G;
+
+    fn map(v: &[(u64, u64, u32)]) -> MemoryMap {
+        MemoryMap::new(
+            v.iter()
+                .map(|&(b, s, n)| MemoryRegion::new(b, s, n))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn regions_sharing_a_gigabyte_share_a_tdmr() {
+        let m = map(&[
+            (0x10_0000, 0x1000_0000, 0),
+            (0x2000_0000, 0x1000_0000, 0),
+            (G + 0x1000_0000, G, 0),
+        ]);
+        let t = tdmr_ranges(&m, 64).unwrap();
+        assert_eq!(
+            t,
+            vec![
+                PhysRange::new(0, G).unwrap(),
+                PhysRange::new(G, 3 * G).unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn node_boundaries_start_new_tdmrs_and_limit_counts() {
+        let m = map(&[(0, 2 * G, 0), (2 * G, 2 * G, 1)]);
+        assert_eq!(tdmr_ranges(&m, 2).unwrap().len(), 2);
+        assert_eq!(
+            tdmr_ranges(&m, 1),
+            Err(PlanError::TdmrsExhausted { limit: 1 })
+        );
+    }
+
+    #[test]
+    fn pamt_lands_top_down_and_is_reserved_where_it_overlaps() {
+        let m = map(&[(G, 4 * G, 0)]);
+        let cmrs = Cmrs::covering(&m);
+        let plan = Planner::new(&m, &cmrs)
+            .strategy(Strategy::Linux)
+            .plan()
+            .unwrap();
+        let t = &plan.tdmrs()[0];
+        assert_eq!(t.range(), PhysRange::new(G, 5 * G).unwrap());
+        let total = t.pamt_bytes();
+        assert_eq!(t.pamt(PageSize::Size4K).start(), 5 * G - total);
+        assert_eq!(t.reserved().len(), 1);
+        assert_eq!(t.reserved()[0].offset, 4 * G - total);
+        assert_eq!(t.reserved()[0].kind, ReservedKind::Pamt);
+        assert_eq!(plan.hole_policy(), HolePolicy::Memory);
+    }
+
+    #[test]
+    fn too_many_holes_fail_naming_the_tdmr() {
+        let regions: Vec<_> = (0..8u64)
+            .map(|i| (0x100_0000 + i * 0x200_0000, 0x100_0000, 0))
+            .collect();
+        let m = map(&regions);
+        let cmrs = Cmrs::covering(&m);
+        let limits = crate::sysinfo::TdxLimits::default().with_max_reserved_per_tdmr(8);
+        let err = Planner::new(&m, &cmrs).limits(limits).plan().unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::ReservedAreasExhausted {
+                tdmr: PhysRange::new(0, G).unwrap(),
+                limit: 8
+            }
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! A finished layout: TDMRs with their reserved areas and PAMTs.
+
+use alloc::vec::Vec;
+use smallvec::SmallVec;
+
+use super::{HolePolicy, Strategy};
+use crate::addr::{PageSize, PhysRange};
+use crate::memmap::NodeId;
+use crate::sysinfo::TdxLimits;
+
+/// Why a reserved area exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReservedKind {
+    /// Space the hole policy leaves out: non-convertible space (CMR basis) or a gap in TDX
+    /// memory (memory basis).
+    Hole,
+    /// PAMT blocks (of this or another TDMR).
+    Pamt,
+    /// A hole and PAMT blocks merged into one area.
+    HoleAndPamt,
+    /// TDX memory deliberately left out of the configuration (see [`Plan::excluded`]).
+    Excluded,
+    /// Read back from a TDMR_INFO, cause unknown.
+    Unknown,
+}
+
+impl ReservedKind {
+    /// The kind of an area made by merging areas of kinds `self` and `other`.
+    pub fn merge(self, other: ReservedKind) -> ReservedKind {
+        use ReservedKind::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Hole | HoleAndPamt, Pamt | HoleAndPamt) | (Pamt, Hole) => HoleAndPamt,
+            _ => Unknown,
+        }
+    }
+
+    /// Short label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReservedKind::Hole => "hole",
+            ReservedKind::Pamt => "pamt",
+            ReservedKind::HoleAndPamt => "hole+pamt",
+            ReservedKind::Excluded => "excluded",
+            ReservedKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// One reserved area of a TDMR: `offset` from the TDMR base, `size` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReservedArea {
+    /// Offset from the TDMR base (4 KiB aligned).
+    pub offset: u64,
+    /// Bytes (4 KiB multiple, non-zero).
+    pub size: u64,
+    /// Why the area exists.
+    pub kind: ReservedKind,
+}
+
+/// Reserved areas held inline (16 is the module's usual limit).
+pub type ReservedAreas = SmallVec<[ReservedArea; 16]>;
+
+/// One TDMR of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tdmr {
+    pub(crate) range: PhysRange,
+    pub(crate) node: NodeId,
+    pub(crate) mixes_nodes: bool,
+    pub(crate) reserved: ReservedAreas,
+    pub(crate) pamt: [PhysRange; 3],
+}
+
+impl Tdmr {
+    /// Assembles a TDMR (no checks: [`super::validate`] is the referee).
+    pub fn new(
+        range: PhysRange,
+        node: NodeId,
+        reserved: ReservedAreas,
+        pamt: [PhysRange; 3],
+    ) -> Self {
+        Tdmr {
+            range,
+            node,
+            mixes_nodes: false,
+            reserved,
+            pamt,
+        }
+    }
+
+    /// `[base, base + size)`, 1 GiB aligned.
+    #[inline]
+    pub fn range(&self) -> PhysRange {
+        self.range
+    }
+
+    /// First byte.
+    #[inline]
+    pub fn base(&self) -> u64 {
+        self.range.start()
+    }
+
+    /// Bytes covered.
+    #[inline]
+    pub fn size(&self) -> u64 {
+        self.range.size()
+    }
+
+    /// One past the last byte.
+    #[inline]
+    pub fn end(&self) -> u64 {
+        self.range.end()
+    }
+
+    /// The NUMA node the PAMT was placed for.
+    #[inline]
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Whether the TDMR holds TDX memory of more than one NUMA node.
+    #[inline]
+    pub fn mixes_nodes(&self) -> bool {
+        self.mixes_nodes
+    }
+
+    /// Reserved areas, sorted by offset, non-overlapping.
+    #[inline]
+    pub fn reserved(&self) -> &[ReservedArea] {
+        &self.reserved
+    }
+
+    /// The PAMT block of one level.
+    #[inline]
+    pub fn pamt(&self, level: PageSize) -> PhysRange {
+        self.pamt[level.index()]
+    }
+
+    /// Total PAMT bytes of this TDMR.
+    pub fn pamt_bytes(&self) -> u64 {
+        self.pamt.iter().map(PhysRange::size).sum()
+    }
+
+    /// Reserved area `i` as an absolute physical range.
+    pub fn reserved_range(&self, i: usize) -> Option<PhysRange> {
+        let a = self.reserved.get(i)?;
+        Some(PhysRange::new_unchecked(
+            self.base() + a.offset,
+            self.base() + a.offset + a.size,
+        ))
+    }
+
+    /// The non-reserved parts of the TDMR, in order.
+    pub fn available(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        let base = self.base();
+        let mut cursor = base;
+        let mut areas = self.reserved.iter();
+        let end = self.end();
+        let mut done = false;
+        core::iter::from_fn(move || {
+            while !done {
+                match areas.next() {
+                    Some(a) => {
+                        let s = base + a.offset;
+                        let r = PhysRange::new_unchecked(cursor, s);
+                        cursor = cursor.max(s + a.size);
+                        if !r.is_empty() {
+                            return Some(r);
+                        }
+                    }
+                    None => {
+                        done = true;
+                        let r = PhysRange::new_unchecked(cursor, end);
+                        if !r.is_empty() {
+                            return Some(r);
+                        }
+                    }
+                }
+            }
+            None
+        })
+    }
+}
+
+/// A complete TDX memory layout: what every later stage (ABI, validate, SEAMCALL, hotplug gate,
+/// reports) consumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub(crate) strategy: Strategy,
+    pub(crate) holes: HolePolicy,
+    pub(crate) limits: TdxLimits,
+    pub(crate) tdmrs: Vec<Tdmr>,
+    pub(crate) excluded: Vec<PhysRange>,
+}
+
+impl Plan {
+    /// Assembles a plan from parts (no checks: run [`super::validate`] on its ABI form).
+    pub fn from_parts(
+        strategy: Strategy,
+        holes: HolePolicy,
+        limits: TdxLimits,
+        tdmrs: Vec<Tdmr>,
+        excluded: Vec<PhysRange>,
+    ) -> Self {
+        Plan {
+            strategy,
+            holes,
+            limits,
+            tdmrs,
+            excluded,
+        }
+    }
+
+    /// The strategy that made the plan.
+    #[inline]
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The hole basis used.
+    #[inline]
+    pub fn hole_policy(&self) -> HolePolicy {
+        self.holes
+    }
+
+    /// The limits planned against.
+    #[inline]
+    pub fn limits(&self) -> &TdxLimits {
+        &self.limits
+    }
+
+    /// TDMRs, sorted by base, non-overlapping.
+    #[inline]
+    pub fn tdmrs(&self) -> &[Tdmr] {
+        &self.tdmrs
+    }
+
+    /// TDX memory left out of the configuration (only with exclusions allowed); the kernel must
+    /// keep it from its page allocator.
+    #[inline]
+    pub fn excluded(&self) -> &[PhysRange] {
+        &self.excluded
+    }
+
+    /// Total PAMT bytes over all TDMRs.
+    pub fn pamt_bytes(&self) -> u64 {
+        self.tdmrs.iter().map(Tdmr::pamt_bytes).sum()
+    }
+
+    /// Sum of TDMR sizes.
+    pub fn covered_bytes(&self) -> u64 {
+        self.tdmrs.iter().map(Tdmr::size).sum()
+    }
+
+    /// Reserved areas over all TDMRs.
+    pub fn reserved_area_count(&self) -> usize {
+        self.tdmrs.iter().map(|t| t.reserved.len()).sum()
+    }
+
+    /// Largest number of reserved areas in one TDMR.
+    pub fn max_reserved_in_one_tdmr(&self) -> usize {
+        self.tdmrs
+            .iter()
+            .map(|t| t.reserved.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// TDMRs holding memory of more than one NUMA node.
+    pub fn node_mixing_tdmrs(&self) -> usize {
+        self.tdmrs.iter().filter(|t| t.mixes_nodes).count()
+    }
+
+    /// Bytes of TDX memory excluded.
+    pub fn excluded_bytes(&self) -> u64 {
+        self.excluded.iter().map(PhysRange::size).sum()
+    }
+}

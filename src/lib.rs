@@ -30,5 +30,11 @@ pub mod addr;
 pub mod layout;
 pub mod memmap;
 pub mod pamt;
+pub mod report;
 pub mod seamcall;
 pub mod sysinfo;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

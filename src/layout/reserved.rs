@@ -1,6 +1,5 @@
 //! Reserved-area construction: holes of a TDMR under a hole basis, PAMT blocks, merging.
 
-
 use super::HolePolicy;
 use super::plan::{ReservedArea, ReservedKind};
 use crate::addr::PhysRange;

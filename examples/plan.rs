@@ -1,0 +1,182 @@
+//! `plan` — will TDX come up on this machine, and what will it cost?
+//!
+//! ```text
+//! plan [INPUT] [--strategy linux|optimal] [--holes memory|cmr] [--max-tdmrs N]
+//!      [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--format text|json]
+//! ```
+//!
+//! INPUT is a kernel-log file (`BIOS-e820:`, `ACPI: SRAT:`, `CMR:` lines or `/proc/iomem`), or
+//! `-` for standard input; without it, the embedded Emerald Rapids 4-socket map is planned.
+//! Exit status: 0 planned, 1 no valid layout, 2 bad input or usage.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use tdmr::layout::{HolePolicy, Planner, Strategy};
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::report::{self, Context};
+use tdmr::sysinfo::TdxLimits;
+
+const EMBEDDED: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
+
+const USAGE: &str = "usage: plan [INPUT|-] [--strategy linux|optimal] [--holes memory|cmr] \
+[--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--format text|json]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Text,
+    Json,
+}
+
+struct Options {
+    input: Option<String>,
+    strategy: Strategy,
+    holes: Option<HolePolicy>,
+    limits: TdxLimits,
+    format: Format,
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut o = Options {
+        input: None,
+        strategy: Strategy::Linux,
+        holes: None,
+        limits: TdxLimits::default(),
+        format: Format::Text,
+    };
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        let number = |name: &str, v: String| -> Result<u16, String> {
+            v.parse::<u16>()
+                .map_err(|_| format!("{name}: `{v}` is not a number from 0 to 65535"))
+        };
+        match a.as_str() {
+            "--strategy" => {
+                o.strategy = match value("--strategy")?.as_str() {
+                    "linux" => Strategy::Linux,
+                    other => return Err(format!("--strategy: unknown strategy `{other}`")),
+                }
+            }
+            "--holes" => {
+                o.holes = Some(match value("--holes")?.as_str() {
+                    "memory" => HolePolicy::Memory,
+                    "cmr" => HolePolicy::Cmr,
+                    other => return Err(format!("--holes: unknown hole basis `{other}`")),
+                })
+            }
+            "--max-tdmrs" => {
+                let n = number("--max-tdmrs", value("--max-tdmrs")?)?;
+                o.limits = o
+                    .limits
+                    .with_max_tdmrs(n)
+                    .map_err(|e| format!("--max-tdmrs: {e}"))?;
+            }
+            "--max-reserved" => {
+                let n = number("--max-reserved", value("--max-reserved")?)?;
+                o.limits = o.limits.with_max_reserved_per_tdmr(n);
+            }
+            "--pamt-entry-size" => {
+                let n = number("--pamt-entry-size", value("--pamt-entry-size")?)?;
+                o.limits = o
+                    .limits
+                    .with_pamt_entry_size(n)
+                    .map_err(|e| format!("--pamt-entry-size: {e}"))?;
+            }
+            "--dpamt" => {
+                o.limits = o
+                    .limits
+                    .with_dynamic_pamt(1)
+                    .map_err(|e| format!("--dpamt: {e}"))?;
+            }
+            "--format" => {
+                o.format = match value("--format")?.as_str() {
+                    "text" => Format::Text,
+                    "json" => Format::Json,
+                    other => return Err(format!("--format: unknown format `{other}`")),
+                }
+            }
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
+            _ if o.input.is_some() => return Err(format!("unexpected argument `{a}`")),
+            _ => o.input = Some(a),
+        }
+    }
+    Ok(o)
+}
+
+fn read_input(input: Option<&str>) -> Result<(String, String), String> {
+    match input {
+        None => Ok((EMBEDDED.to_string(), "embedded emr-4s-256g.log".to_string())),
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("reading standard input: {e}"))?;
+            Ok((s, "standard input".to_string()))
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| (s, path.to_string()))
+            .map_err(|e| format!("{path}: {e}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("plan: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (text, name) = match read_input(opts.input.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("plan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let parsed = match parse_kernel_log(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("plan: {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut planner = Planner::new(parsed.memory(), parsed.cmrs())
+        .strategy(opts.strategy)
+        .limits(opts.limits);
+    if let Some(h) = opts.holes {
+        planner = planner.holes(h);
+    }
+    let ctx = Context {
+        memory: parsed.memory(),
+        cmrs: parsed.cmrs(),
+    };
+    match planner.plan() {
+        Ok(plan) => {
+            match opts.format {
+                Format::Json => println!("{}", report::json::plan(&plan, &ctx)),
+                Format::Text => {
+                    println!("{name}");
+                    print!("{}", report::text::plan(&plan, &ctx));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            match opts.format {
+                Format::Json => println!("{}", report::json::infeasible(opts.strategy.name(), &e)),
+                Format::Text => println!(
+                    "{name}\nno valid layout ({} strategy): {e}",
+                    opts.strategy.name()
+                ),
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! JSON rendering: plain integers, no floats, stable key order.
+//!
+//! ```text
+//! {"status":"ok","strategy":"linux","holes":"memory","limits":{...},
+//!  "cmrs":[{"base":B,"size":Z}],
+//!  "tdmrs":[{"base":B,"size":Z,"node":N,"mixes_nodes":false,
+//!            "reserved":[{"offset":O,"size":Z,"kind":"hole"}],
+//!            "pamt":{"4k":{"base":B,"size":Z},"2m":{...},"1g":{...}}}],
+//!  "pamt_bytes":P,"excluded":[{"base":B,"size":Z}]}
+//! ```
+
+use alloc::string::String;
+use core::fmt::Write;
+
+use super::Context;
+use crate::addr::{PageSize, PhysRange};
+use crate::layout::{Plan, PlanError};
+use crate::sysinfo::TdxLimits;
+
+fn limits(out: &mut String, l: &TdxLimits) {
+    let _ = write!(
+        out,
+        "{{\"max_tdmrs\":{},\"max_reserved_per_tdmr\":{},\"pamt_entry_size\":{{\"4k\":{},\"2m\":{},\"1g\":{}}},\"dynamic_pamt_bits\":",
+        l.max_tdmrs(),
+        l.max_reserved_per_tdmr(),
+        l.pamt_entry_size(PageSize::Size4K),
+        l.pamt_entry_size(PageSize::Size2M),
+        l.pamt_entry_size(PageSize::Size1G),
+    );
+    match l.dynamic_pamt_bits() {
+        Some(b) => {
+            let _ = write!(out, "{b}}}");
+        }
+        None => out.push_str("null}"),
+    }
+}
+
+fn range(out: &mut String, r: PhysRange) {
+    let _ = write!(out, "{{\"base\":{},\"size\":{}}}", r.start(), r.size());
+}
+
+fn ranges(out: &mut String, rs: impl Iterator<Item = PhysRange>) {
+    out.push('[');
+    for (i, r) in rs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        range(out, r);
+    }
+    out.push(']');
+}
+
+/// Writes `s` as a JSON string literal.
+pub fn string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The JSON document for a successful plan.
+pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
+    let mut out = String::with_capacity(256 + plan.tdmrs().len() * 512);
+    out.push_str("{\"status\":\"ok\",\"strategy\":");
+    string(&mut out, plan.strategy().name());
+    out.push_str(",\"holes\":");
+    string(&mut out, plan.hole_policy().name());
+    out.push_str(",\"limits\":");
+    limits(&mut out, plan.limits());
+    out.push_str(",\"cmrs\":");
+    ranges(
+        &mut out,
+        ctx.cmrs
+            .listed()
+            .iter()
+            .map(|c| PhysRange::new_unchecked(c.base, c.base + c.size)),
+    );
+    out.push_str(",\"tdmrs\":[");
+    for (i, t) in plan.tdmrs().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"base\":{},\"size\":{},\"node\":{},\"mixes_nodes\":{},\"reserved\":[",
+            t.base(),
+            t.size(),
+            t.node(),
+            t.mixes_nodes()
+        );
+        for (j, a) in t.reserved().iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"offset\":{},\"size\":{},\"kind\":\"{}\"}}",
+                a.offset,
+                a.size,
+                a.kind.label()
+            );
+        }
+        out.push_str("],\"pamt\":{");
+        for (k, level) in PageSize::ALL.into_iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{}\":", level.label());
+            range(&mut out, t.pamt(level));
+        }
+        out.push_str("}}");
+    }
+    let _ = write!(out, "],\"pamt_bytes\":{},\"excluded\":", plan.pamt_bytes());
+    ranges(&mut out, plan.excluded().iter().copied());
+    out.push('}');
+    out
+}
+
+/// The JSON document for a planning failure.
+pub fn infeasible(strategy: &str, error: &PlanError) -> String {
+    let mut out = String::from("{\"status\":\"infeasible\",\"strategy\":");
+    string(&mut out, strategy);
+    out.push_str(",\"error\":");
+    let mut msg = String::new();
+    let _ = write!(msg, "{error}");
+    string(&mut out, &msg);
+    out.push('}');
+    out
+}

@@ -1,0 +1,251 @@
+//! The `plan` example as users run it: exit codes, Linux's published numbers, and every JSON plan
+//! checked by the validator.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tdmr::addr::PhysRange;
+use tdmr::layout::validate::{self, ConfigEnv};
+use tdmr::memmap::Cmr;
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::seamcall::abi::{TdmrInfo, TdmrReservedEntry};
+
+fn plan_binary() -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable path");
+    dir.pop(); // deps
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("examples").join("plan");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "plan"])
+            .status()
+            .expect("cargo build --example plan");
+        assert!(status.success());
+    }
+    bin
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(plan_binary())
+        .args(args)
+        .output()
+        .expect("run plan")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().expect("plain integer")
+}
+
+/// Reads the CLI's JSON back into the module's ABI and the CMRs it planned against.
+fn infos_from_json(doc: &Value) -> (Vec<TdmrInfo>, Vec<Cmr>) {
+    let cmrs = doc["cmrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Cmr::new(u(&c["base"]), u(&c["size"])))
+        .collect();
+    let infos = doc["tdmrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let mut info = TdmrInfo::ZERO;
+            info.base = u(&t["base"]);
+            info.size = u(&t["size"]);
+            info.pamt_4k_base = u(&t["pamt"]["4k"]["base"]);
+            info.pamt_4k_size = u(&t["pamt"]["4k"]["size"]);
+            info.pamt_2m_base = u(&t["pamt"]["2m"]["base"]);
+            info.pamt_2m_size = u(&t["pamt"]["2m"]["size"]);
+            info.pamt_1g_base = u(&t["pamt"]["1g"]["base"]);
+            info.pamt_1g_size = u(&t["pamt"]["1g"]["size"]);
+            for (slot, r) in info
+                .reserved
+                .iter_mut()
+                .zip(t["reserved"].as_array().unwrap())
+            {
+                *slot = TdmrReservedEntry {
+                    offset: u(&r["offset"]),
+                    size: u(&r["size"]),
+                };
+            }
+            info
+        })
+        .collect();
+    (infos, cmrs)
+}
+
+/// Validates a JSON plan against the module's rules and the host coverage policy.
+fn assert_json_plan_valid(doc: &Value, log: &str) {
+    assert_eq!(doc["status"], "ok");
+    let (infos, cmrs) = infos_from_json(doc);
+    let mut env = ConfigEnv::new(&cmrs);
+    env.max_tdmrs = u(&doc["limits"]["max_tdmrs"]) as usize;
+    if !doc["limits"]["dynamic_pamt_bits"].is_null() {
+        env.dynamic_pamt = true;
+    }
+    validate::sys_config(&infos, &env).unwrap_or_else(|s| panic!("module refuses: {s}"));
+    let parsed = parse_kernel_log(log).unwrap();
+    let excluded: Vec<PhysRange> = doc["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| PhysRange::from_base_size(u(&e["base"]), u(&e["size"])).unwrap())
+        .collect();
+    validate::covers_memory(
+        &infos,
+        parsed.memory().regions().iter().map(|r| r.range()),
+        &excluded,
+    )
+    .unwrap();
+    let sum: u64 = infos
+        .iter()
+        .map(|i| i.pamt_4k_size + i.pamt_2m_size + i.pamt_1g_size)
+        .sum();
+    assert_eq!(sum, u(&doc["pamt_bytes"]));
+}
+
+#[test]
+fn linux_strategy_reproduces_what_linux_printed() {
+    for (name, kb) in [
+        ("spr-1t.log", 4202516u64),
+        ("host-2t.log", 8396820),
+        ("spr-tdx10.log", 3677208),
+        ("icx-2s-256g.log", 1050632),
+    ] {
+        let o = run(&["--strategy", "linux", &fixture(name)]);
+        assert_eq!(o.status.code(), Some(0), "{name}");
+        let line = format!("{kb} KB allocated for PAMT");
+        assert!(stdout(&o).contains(&line), "{name}: {}", stdout(&o));
+    }
+    let o = run(&["--strategy", "linux", &fixture("emr-4s-256g.log")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("TDMR [0x0, 0x80000000): reserved areas exhausted"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn every_json_plan_passes_the_validator() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let log = std::fs::read_to_string(&path).unwrap();
+        for extra in [&[][..], &["--holes", "cmr"], &["--dpamt"]] {
+            let mut args = vec!["--strategy", "linux", "--format", "json"];
+            args.extend_from_slice(extra);
+            args.push(path.to_str().unwrap());
+            let o = run(&args);
+            let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+            match o.status.code() {
+                Some(0) => {
+                    assert_json_plan_valid(&doc, &log);
+                    checked += 1;
+                }
+                Some(1) => {
+                    assert_eq!(doc["status"], "infeasible");
+                    assert!(doc["error"].as_str().unwrap().contains("exhausted"));
+                }
+                other => panic!("{path:?} {extra:?}: exit {other:?}"),
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} plans checked");
+}
+
+#[test]
+fn emr_boots_with_cmr_holes_like_distribution_kernels() {
+    // Ubuntu kernels carry the CMR-based hole patch and report 1050644 KB on this class.
+    let o = run(&[
+        "--strategy",
+        "linux",
+        "--holes",
+        "cmr",
+        &fixture("emr-4s-256g.log"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("1050644 KB allocated for PAMT"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn dynamic_pamt_shrinks_the_static_footprint() {
+    let o = run(&["--strategy", "linux", "--dpamt", &fixture("spr-1t.log")]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("40980 KB allocated for PAMT"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_line() {
+    let dir = std::env::temp_dir().join(format!("tdmr-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.log");
+    std::fs::write(
+        &bad,
+        "hello\nBIOS-e820: [mem 0x100000-0x1fffff] usable\nBIOS-e820: [mem 0x200000-0xzz] usable\n",
+    )
+    .unwrap();
+    let o = run(&[bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 3"), "{err}");
+    let o = run(&["--strategy", "fancy"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["--max-tdmrs", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&[dir.join("missing.log").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn limits_are_taken_from_the_command_line() {
+    let o = run(&[
+        "--strategy",
+        "linux",
+        "--max-tdmrs",
+        "4",
+        "--format",
+        "json",
+        &fixture("spr-1t.log"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["error"].as_str().unwrap().contains("TDMRs exhausted"));
+    let o = run(&[
+        "--strategy",
+        "linux",
+        "--pamt-entry-size",
+        "32",
+        "--format",
+        "json",
+        &fixture("spr-1t.log"),
+    ]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(u(&doc["limits"]["pamt_entry_size"]["2m"]), 32);
+    // Doubling every entry doubles each level (4K and 2M exactly; 1G rounds to pages).
+    assert!(u(&doc["pamt_bytes"]) > 2 * 4202516 * 1024 - 5 * 8192);
+}

@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! plan [INPUT] [--strategy linux|optimal] [--holes memory|cmr] [--max-tdmrs N]
-//!      [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--format text|json]
+//!      [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare]
+//!      [--format text|json]
 //! ```
 //!
 //! INPUT is a kernel-log file (`BIOS-e820:`, `ACPI: SRAT:`, `CMR:` lines or `/proc/iomem`), or
 //! `-` for standard input; without it, the embedded Emerald Rapids 4-socket map is planned.
+//! `--allow-exclusions` lets the optimal strategy leave the least TDX memory out when nothing
+//! else fits (listed as `excluded`); `--compare` adds Linux mainline's result (or failure).
 //! Exit status: 0 planned, 1 no valid layout, 2 bad input or usage.
 
 use std::io::Read;
@@ -20,7 +23,7 @@ use tdmr::sysinfo::TdxLimits;
 const EMBEDDED: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
 
 const USAGE: &str = "usage: plan [INPUT|-] [--strategy linux|optimal] [--holes memory|cmr] \
-[--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--format text|json]";
+[--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare] [--format text|json]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
@@ -34,15 +37,19 @@ struct Options {
     holes: Option<HolePolicy>,
     limits: TdxLimits,
     format: Format,
+    allow_exclusions: bool,
+    compare: bool,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
         input: None,
-        strategy: Strategy::Linux,
+        strategy: Strategy::Optimal,
         holes: None,
         limits: TdxLimits::default(),
         format: Format::Text,
+        allow_exclusions: false,
+        compare: false,
     };
     let mut args = args.peekable();
     while let Some(a) = args.next() {
@@ -55,6 +62,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--strategy" => {
                 o.strategy = match value("--strategy")?.as_str() {
                     "linux" => Strategy::Linux,
+                    "optimal" => Strategy::Optimal,
                     other => return Err(format!("--strategy: unknown strategy `{other}`")),
                 }
             }
@@ -96,6 +104,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                     other => return Err(format!("--format: unknown format `{other}`")),
                 }
             }
+            "--allow-exclusions" => o.allow_exclusions = true,
+            "--compare" => o.compare = true,
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             _ if o.input.is_some() => return Err(format!("unexpected argument `{a}`")),
@@ -149,7 +159,8 @@ fn main() -> ExitCode {
     };
     let mut planner = Planner::new(parsed.memory(), parsed.cmrs())
         .strategy(opts.strategy)
-        .limits(opts.limits);
+        .limits(opts.limits)
+        .allow_exclusions(opts.allow_exclusions);
     if let Some(h) = opts.holes {
         planner = planner.holes(h);
     }
@@ -157,26 +168,44 @@ fn main() -> ExitCode {
         memory: parsed.memory(),
         cmrs: parsed.cmrs(),
     };
-    match planner.plan() {
-        Ok(plan) => {
-            match opts.format {
-                Format::Json => println!("{}", report::json::plan(&plan, &ctx)),
-                Format::Text => {
-                    println!("{name}");
-                    print!("{}", report::text::plan(&plan, &ctx));
-                }
+    let result = planner.plan();
+    // Linux mainline on the same machine and limits, for --compare.
+    let linux = opts.compare.then(|| {
+        Planner::new(parsed.memory(), parsed.cmrs())
+            .strategy(Strategy::Linux)
+            .limits(opts.limits)
+            .plan()
+    });
+    let strategy = opts.strategy.name();
+    match opts.format {
+        Format::Json => {
+            let mut doc = match &result {
+                Ok(plan) => report::json::plan(plan, &ctx),
+                Err(e) => report::json::infeasible(strategy, e),
+            };
+            if let Some(linux) = &linux {
+                doc = report::json::with_comparison(doc, "linux", linux);
             }
-            ExitCode::SUCCESS
+            println!("{doc}");
         }
-        Err(e) => {
-            match opts.format {
-                Format::Json => println!("{}", report::json::infeasible(opts.strategy.name(), &e)),
-                Format::Text => println!(
-                    "{name}\nno valid layout ({} strategy): {e}",
-                    opts.strategy.name()
-                ),
+        Format::Text => {
+            println!("{name}");
+            match &result {
+                Ok(plan) => print!("{}", report::text::plan(plan, &ctx)),
+                Err(e) => println!("no valid layout ({strategy} strategy): {e}"),
             }
-            ExitCode::from(1)
+            if let Some(linux) = &linux {
+                println!();
+                print!(
+                    "{}",
+                    report::text::compare("linux", linux, strategy, &result)
+                );
+            }
         }
+    }
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

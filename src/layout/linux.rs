@@ -228,7 +228,11 @@ mod tests {
         let m = map(&regions);
         let cmrs = Cmrs::covering(&m);
         let limits = crate::sysinfo::TdxLimits::default().with_max_reserved_per_tdmr(8);
-        let err = Planner::new(&m, &cmrs).limits(limits).plan().unwrap_err();
+        let err = Planner::new(&m, &cmrs)
+            .strategy(Strategy::Linux)
+            .limits(limits)
+            .plan()
+            .unwrap_err();
         assert_eq!(
             err,
             PlanError::ReservedAreasExhausted {

@@ -2,6 +2,7 @@
 //! checks a configuration exactly as TDH.SYS.CONFIG does.
 
 mod linux;
+mod optimal;
 mod plan;
 pub(crate) mod reserved;
 pub mod validate;
@@ -23,6 +24,10 @@ pub enum Strategy {
     /// rounding, one contiguous PAMT block per TDMR on the node of its lowest memory, one
     /// reserved area per hole and per overlapping PAMT, no merging.
     Linux,
+    /// The least covered span (so the least PAMT), then the fewest TDMRs mixing NUMA nodes,
+    /// the fewest TDMRs, the fewest reserved areas; PAMTs node-local and docked against
+    /// existing reserved areas. Never fails where such a layout exists.
+    Optimal,
 }
 
 impl Strategy {
@@ -30,6 +35,7 @@ impl Strategy {
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Linux => "linux",
+            Strategy::Optimal => "optimal",
         }
     }
 
@@ -37,6 +43,7 @@ impl Strategy {
     pub fn default_hole_policy(self) -> HolePolicy {
         match self {
             Strategy::Linux => HolePolicy::Memory,
+            Strategy::Optimal => HolePolicy::Cmr,
         }
     }
 }
@@ -98,6 +105,73 @@ pub enum PlanError {
         /// What is wrong with it.
         reason: BadPamtReason,
     },
+    /// No layout within the module's limits exists; names the smallest obstacle.
+    Infeasible(Obstacle),
+}
+
+/// The smallest reason no layout exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Obstacle {
+    /// One 1 GiB window (the smallest possible TDMR) needs more reserved areas than allowed.
+    WindowHoles {
+        /// The window.
+        window: PhysRange,
+        /// Reserved areas it needs for holes alone.
+        holes: usize,
+        /// MAX_RESERVED_PER_TDMR.
+        limit: usize,
+        /// The hole basis that made them holes.
+        policy: HolePolicy,
+        /// The window also has to make room for a PAMT that has no other place.
+        pamt_needs_area: bool,
+    },
+    /// Staying within the reserved-area limit needs more TDMRs than the module supports.
+    TdmrLimit {
+        /// TDMRs needed at least.
+        needed: usize,
+        /// MAX_TDMRS.
+        limit: usize,
+    },
+    /// A node's PAMT fits nowhere without exceeding a reserved-area limit.
+    PamtNoRoom {
+        /// The node.
+        node: NodeId,
+        /// Bytes of the PAMT block that found no room.
+        size: u64,
+    },
+}
+
+impl fmt::Display for Obstacle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Obstacle::WindowHoles {
+                window,
+                holes,
+                limit,
+                policy,
+                pamt_needs_area,
+            } => {
+                let what = match policy {
+                    HolePolicy::Cmr => "non-convertible holes",
+                    HolePolicy::Memory => "holes in TDX memory",
+                };
+                write!(f, "1 GiB window {window} holds {holes} {what}")?;
+                if pamt_needs_area {
+                    write!(f, " and must also hold a PAMT block")?;
+                }
+                write!(f, "; limit {limit}")
+            }
+            Obstacle::TdmrLimit { needed, limit } => write!(
+                f,
+                "keeping every TDMR within its reserved-area limit needs {needed} TDMRs; limit {limit}"
+            ),
+            Obstacle::PamtNoRoom { node, size } => write!(
+                f,
+                "no TDX memory can take a {size:#x}-byte PAMT block for node {node} without exceeding a reserved-area limit"
+            ),
+        }
+    }
 }
 
 /// What is wrong with a PAMT block an allocator returned.
@@ -117,6 +191,7 @@ impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             PlanError::Memory(e) => write!(f, "{e}"),
+            PlanError::Infeasible(o) => write!(f, "{o}"),
             PlanError::TdmrsExhausted { limit } => {
                 write!(f, "TDMRs exhausted (the module supports {limit})")
             }
@@ -175,18 +250,28 @@ pub struct Planner<'a> {
     limits: TdxLimits,
     strategy: Strategy,
     holes: Option<HolePolicy>,
+    allow_exclusions: bool,
 }
 
 impl<'a> Planner<'a> {
-    /// A planner for `memory` inside `cmrs`, with default limits and the Linux strategy.
+    /// A planner for `memory` inside `cmrs`, with default limits and the optimal strategy.
     pub fn new(memory: &'a MemoryMap, cmrs: &'a Cmrs) -> Self {
         Planner {
             memory,
             cmrs,
             limits: TdxLimits::default(),
-            strategy: Strategy::Linux,
+            strategy: Strategy::Optimal,
             holes: None,
+            allow_exclusions: false,
         }
+    }
+
+    /// With the optimal strategy, when no layout covers all TDX memory, return the layout that
+    /// leaves the least memory out, listed in [`Plan::excluded`] (the kernel must then keep it
+    /// from its page allocator). Off by default: memory is never left out silently.
+    pub fn allow_exclusions(mut self, allow: bool) -> Self {
+        self.allow_exclusions = allow;
+        self
     }
 
     /// Plans against these module limits.
@@ -213,16 +298,24 @@ impl<'a> Planner<'a> {
             .unwrap_or_else(|| self.strategy.default_hole_policy())
     }
 
-    /// Plans with PAMTs placed by [`TopDownAllocator`] (top of the chosen node's memory).
+    /// Plans, placing PAMTs itself: the optimal strategy docks them against reserved areas;
+    /// the Linux strategy uses [`TopDownAllocator`] (top of the chosen node's memory).
     pub fn plan(&self) -> Result<Plan, PlanError> {
-        self.plan_with(&mut TopDownAllocator::new(self.memory))
+        self.memory.check_within(self.cmrs)?;
+        match self.strategy {
+            Strategy::Linux => linux::plan(self, &mut TopDownAllocator::new(self.memory)),
+            Strategy::Optimal => optimal::plan(self, None),
+        }
     }
 
-    /// Plans with PAMTs from the caller's allocator.
+    /// Plans with PAMTs from the caller's allocator (one contiguous block per TDMR for the Linux
+    /// strategy, one per NUMA node for the optimal one), fitting reserved areas around what it
+    /// returns, or failing with the TDMR whose limit it broke.
     pub fn plan_with(&self, alloc: &mut dyn PamtAllocator) -> Result<Plan, PlanError> {
         self.memory.check_within(self.cmrs)?;
         match self.strategy {
             Strategy::Linux => linux::plan(self, alloc),
+            Strategy::Optimal => optimal::plan(self, Some(alloc)),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`sizes`] gives the bytes of each PAMT level for a TDMR; [`place`] decides where the
 //! blocks live in physical memory.
 
+pub mod dock;
 pub mod place;
 
 pub use place::{PamtAllocator, TopDownAllocator};

@@ -136,3 +136,44 @@ pub fn infeasible(strategy: &str, error: &PlanError) -> String {
     out.push('}');
     out
 }
+
+/// A compact summary of a result, for comparisons:
+/// `{"status":"ok","tdmrs":T,"reserved_areas":R,"pamt_bytes":P,"node_mixing_tdmrs":M,"excluded_bytes":E}`
+/// or `{"status":"infeasible","error":"..."}`.
+pub fn summary(result: &Result<Plan, PlanError>) -> String {
+    let mut out = String::new();
+    match result {
+        Ok(p) => {
+            let _ = write!(
+                out,
+                "{{\"status\":\"ok\",\"tdmrs\":{},\"reserved_areas\":{},\"pamt_bytes\":{},\"node_mixing_tdmrs\":{},\"excluded_bytes\":{}}}",
+                p.tdmrs().len(),
+                p.reserved_area_count(),
+                p.pamt_bytes(),
+                p.node_mixing_tdmrs(),
+                p.excluded_bytes()
+            );
+        }
+        Err(e) => {
+            out.push_str("{\"status\":\"infeasible\",\"error\":");
+            let mut msg = String::new();
+            let _ = write!(msg, "{e}");
+            string(&mut out, &msg);
+            out.push('}');
+        }
+    }
+    out
+}
+
+/// Inserts `"compare":{"<name>":<summary>}` before the closing brace of a JSON object.
+pub fn with_comparison(mut doc: String, name: &str, other: &Result<Plan, PlanError>) -> String {
+    if doc.ends_with('}') {
+        doc.pop();
+        doc.push_str(",\"compare\":{");
+        string(&mut doc, name);
+        doc.push(':');
+        doc.push_str(&summary(other));
+        doc.push_str("}}");
+    }
+    doc
+}

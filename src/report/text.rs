@@ -94,3 +94,55 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
     let _ = writeln!(out, "{} KB allocated for PAMT", plan.pamt_bytes() / 1024);
     out
 }
+
+/// One column of a comparison: a plan's totals, or its failure.
+fn column(r: &Result<Plan, crate::layout::PlanError>) -> [String; 6] {
+    match r {
+        Ok(p) => [
+            String::from("ok"),
+            alloc::format!("{}", p.tdmrs().len()),
+            alloc::format!("{}", p.reserved_area_count()),
+            alloc::format!("{}", p.pamt_bytes() / 1024),
+            alloc::format!("{}", p.node_mixing_tdmrs()),
+            alloc::format!("{}", p.excluded_bytes()),
+        ],
+        Err(_) => [
+            String::from("FAILS"),
+            String::from("-"),
+            String::from("-"),
+            String::from("-"),
+            String::from("-"),
+            String::from("-"),
+        ],
+    }
+}
+
+/// A side-by-side comparison of two strategies' results (e.g. Linux's and ours), with the
+/// failure of either spelled out below the table.
+pub fn compare(
+    left_name: &str,
+    left: &Result<Plan, crate::layout::PlanError>,
+    right_name: &str,
+    right: &Result<Plan, crate::layout::PlanError>,
+) -> String {
+    let mut out = String::new();
+    let rows = [
+        "result",
+        "TDMRs",
+        "reserved areas",
+        "PAMT KB",
+        "node-mixing TDMRs",
+        "excluded bytes",
+    ];
+    let (l, r) = (column(left), column(right));
+    let _ = writeln!(out, "{:<20} {:>14} {:>14}", "", left_name, right_name);
+    for (k, row) in rows.iter().enumerate() {
+        let _ = writeln!(out, "{row:<20} {:>14} {:>14}", l[k], r[k]);
+    }
+    for (name, res) in [(left_name, left), (right_name, right)] {
+        if let Err(e) = res {
+            let _ = writeln!(out, "{name}: {e}");
+        }
+    }
+    out
+}

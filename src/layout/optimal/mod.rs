@@ -1,0 +1,413 @@
+//! `Strategy::Optimal`: the cheapest layout the module accepts, or the smallest obstacle.
+//!
+//! 1. [`model`] turns the memory map into 1 GiB windows that hold memory and the non-memory runs
+//!    between memory, with what each costs in reserved areas under the hole policy.
+//! 2. [`dp`] picks the TDMR boundaries: the lexicographic minimum of (span, node-mixing TDMRs,
+//!    TDMRs, reserved areas) among partitions whose TDMRs fit the reserved-area limit.
+//! 3. Each TDMR's PAMT block goes to the node holding most of its memory and is docked against
+//!    a reserved area that exists anyway ([`crate::pamt::dock`]), so it costs no area. When a
+//!    node's PAMT can only go in fresh, the DP runs again keeping a spare area in every TDMR
+//!    holding that node's memory.
+//! 4. Reserved areas are built from the final layout: within each stretch of a TDMR free of
+//!    (non-PAMT) TDX memory, one area spans every must-reserve piece (holes, PAMT blocks).
+//!
+//! With exclusions allowed, windows that hold more holes than the limit give up the cheapest
+//! memory between their holes (fewest bytes first), and the plan lists it in `excluded`.
+
+mod dp;
+mod model;
+
+use alloc::vec::Vec;
+
+use super::linux::{allocate_checked, mixes_nodes, split_block};
+use super::plan::{ReservedAreas, Tdmr};
+use super::reserved::build_merged;
+use super::{Obstacle, Plan, PlanError, Planner};
+use crate::addr::{PhysRange, SZ_1G};
+use crate::memmap::{MemoryMap, MemoryRegion, NodeId};
+use crate::pamt::dock::{self, Block, Site};
+use crate::pamt::{self as pamt_sizes, PamtAllocator};
+use dp::{Infeasible, Problem};
+use model::Model;
+
+/// Most extra exclusion rounds when the TDMR limit, not one window, is the obstacle.
+const MAX_EXCLUSION_ROUNDS: usize = 4096;
+
+pub(super) fn plan(
+    p: &Planner<'_>,
+    alloc: Option<&mut dyn PamtAllocator>,
+) -> Result<Plan, PlanError> {
+    match plan_map(p, p.memory, alloc.is_some()) {
+        Ok(layout) => finish(p, p.memory, layout, Vec::new(), alloc),
+        Err(e) if p.allow_exclusions && matches!(e, PlanError::Infeasible(_)) => {
+            plan_with_exclusions(p, alloc, e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// TDMR boundaries, nodes and hole counts chosen for a memory map.
+struct Layout {
+    tdmrs: Vec<PhysRange>,
+    nodes: Vec<NodeId>,
+    /// PAMT blocks placed by docking (empty when a caller's allocator places them).
+    pamt: Vec<PhysRange>,
+}
+
+fn majority_node(memory: &MemoryMap, tdmr: PhysRange) -> NodeId {
+    let mut per_node: Vec<(NodeId, u64)> = Vec::new();
+    for r in memory.regions_in(tdmr) {
+        let bytes = r.range().intersect(tdmr).map_or(0, |x| x.size());
+        match per_node.iter_mut().find(|(n, _)| *n == r.node) {
+            Some(e) => e.1 += bytes,
+            None => per_node.push((r.node, bytes)),
+        }
+    }
+    per_node
+        .iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map_or(0, |e| e.0)
+}
+
+fn obstacle(p: &Planner<'_>, model: &Model, e: Infeasible, slack: &[NodeId]) -> PlanError {
+    let limit = p.limits.max_reserved_per_tdmr();
+    PlanError::Infeasible(match e {
+        Infeasible::Window { window, areas } => Obstacle::WindowHoles {
+            window: model.windows[window].range(),
+            holes: areas as usize,
+            limit,
+            policy: p.hole_policy(),
+            pamt_needs_area: !slack.is_empty() && (areas as usize) < limit + 1,
+        },
+        Infeasible::TooFewTdmrs { needed } => Obstacle::TdmrLimit {
+            needed,
+            limit: p.limits.max_tdmrs(),
+        },
+    })
+}
+
+/// Docking sites: every region piece inside a TDMR, with whether each end touches an area.
+fn sites(memory: &MemoryMap, model: &Model, tdmrs: &[PhysRange]) -> Vec<Site> {
+    let regions = memory.regions();
+    let runs = &model.runs;
+    let counts = |run_idx: usize, tdmr: PhysRange| {
+        runs.get(run_idx).is_some_and(|r| {
+            let s = r.start.max(tdmr.start());
+            let e = r.end.min(tdmr.end());
+            r.must_first.max(s) < r.must_last_end.min(e)
+        })
+    };
+    let mut out = Vec::new();
+    for (t, &tdmr) in tdmrs.iter().enumerate() {
+        let lo = memory.first_ending_above(tdmr.start());
+        for k in lo..regions.len() {
+            let r = &regions[k];
+            if r.base >= tdmr.end() {
+                break;
+            }
+            let Some(piece) = r.range().intersect(tdmr) else {
+                continue;
+            };
+            let gap_before = k == 0 || regions[k - 1].end() < r.base;
+            let gap_after = k + 1 == regions.len() || regions[k + 1].base > r.end();
+            let dock_low = piece.start() == r.base
+                && piece.start() > tdmr.start()
+                && gap_before
+                && counts(runs.partition_point(|x| x.end < r.base), tdmr);
+            let dock_high = piece.end() == r.end()
+                && piece.end() < tdmr.end()
+                && gap_after
+                && counts(runs.partition_point(|x| x.start < r.end()), tdmr);
+            out.push(Site {
+                tdmr: t,
+                range: piece,
+                node: r.node,
+                dock_low,
+                dock_high,
+            });
+        }
+    }
+    out
+}
+
+/// Windows holding memory of the given nodes.
+fn slack_windows(memory: &MemoryMap, model: &Model, nodes: &[NodeId]) -> Vec<bool> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let mut out = alloc::vec![false; model.windows.len()];
+    let mut w = 0usize;
+    for r in memory.regions() {
+        let first = r.base / SZ_1G;
+        let last = (r.end() - 1) / SZ_1G;
+        while w < model.windows.len() && model.windows[w].index < first {
+            w += 1;
+        }
+        if nodes.contains(&r.node) {
+            let mut k = w;
+            while k < model.windows.len() && model.windows[k].index <= last {
+                out[k] = true;
+                k += 1;
+            }
+        }
+    }
+    out
+}
+
+fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<Layout, PlanError> {
+    let limits = p.limits;
+    let model = Model::new(memory, p.cmrs, p.hole_policy());
+    let mut slack: Vec<NodeId> = Vec::new();
+    loop {
+        let needs_slack = slack_windows(memory, &model, &slack);
+        let problem = Problem {
+            model: &model,
+            max_areas: limits.max_reserved_per_tdmr() as i64,
+            max_tdmrs: limits.max_tdmrs(),
+            needs_slack: &needs_slack,
+        };
+        let partition = dp::solve(&problem).map_err(|e| obstacle(p, &model, e, &slack))?;
+        let tdmrs: Vec<PhysRange> = partition
+            .groups
+            .iter()
+            .map(|&(i, j)| model.tdmr(i, j))
+            .collect();
+        let nodes: Vec<NodeId> = tdmrs.iter().map(|&t| majority_node(memory, t)).collect();
+        let areas: Vec<usize> = partition
+            .groups
+            .iter()
+            .map(|&(i, j)| model.areas(i, j) as usize)
+            .collect();
+        if caller_alloc {
+            return Ok(Layout {
+                tdmrs,
+                nodes,
+                pamt: Vec::new(),
+            });
+        }
+        let blocks: Vec<Block> = tdmrs
+            .iter()
+            .enumerate()
+            .map(|(t, r)| Block {
+                tdmr: t,
+                size: pamt_sizes::sizes(r.size(), &limits).total(),
+                node: nodes[t],
+            })
+            .collect();
+        let mut spare: Vec<usize> = areas
+            .iter()
+            .map(|&a| limits.max_reserved_per_tdmr().saturating_sub(a))
+            .collect();
+        match dock::place(&sites(memory, &model, &tdmrs), &blocks, &mut spare) {
+            Ok(placed) => {
+                return Ok(Layout {
+                    tdmrs,
+                    nodes,
+                    pamt: placed.iter().map(|pl| pl.range).collect(),
+                });
+            }
+            Err(no_room) if !slack.contains(&no_room.block.node) => {
+                slack.push(no_room.block.node);
+            }
+            Err(no_room) => {
+                return Err(PlanError::Infeasible(Obstacle::PamtNoRoom {
+                    node: no_room.block.node,
+                    size: no_room.block.size,
+                }));
+            }
+        }
+    }
+}
+
+/// Builds the plan from a layout: PAMT blocks (docked, or from the caller's allocator, one
+/// contiguous chunk per node), then reserved areas around them.
+fn finish(
+    p: &Planner<'_>,
+    memory: &MemoryMap,
+    layout: Layout,
+    excluded: Vec<PhysRange>,
+    alloc: Option<&mut dyn PamtAllocator>,
+) -> Result<Plan, PlanError> {
+    let limits = p.limits;
+    let sizes: Vec<_> = layout
+        .tdmrs
+        .iter()
+        .map(|t| pamt_sizes::sizes(t.size(), &limits))
+        .collect();
+    let blocks: Vec<PhysRange> = match alloc {
+        None => layout.pamt,
+        Some(alloc) => {
+            let mut blocks = alloc::vec![PhysRange::EMPTY; layout.tdmrs.len()];
+            let mut chunks: Vec<PhysRange> = Vec::new();
+            let mut nodes: Vec<NodeId> = layout.nodes.clone();
+            nodes.sort_unstable();
+            nodes.dedup();
+            for node in nodes {
+                let members: Vec<usize> = (0..layout.tdmrs.len())
+                    .filter(|&t| layout.nodes[t] == node)
+                    .collect();
+                let total: u64 = members.iter().map(|&t| sizes[t].total()).sum();
+                let first = layout.tdmrs[members[0]];
+                let chunk = allocate_checked(alloc, memory, &chunks, first, total, node)?;
+                chunks.push(chunk);
+                let mut cursor = chunk.start();
+                for t in members {
+                    blocks[t] = PhysRange::new_unchecked(cursor, cursor + sizes[t].total());
+                    cursor += sizes[t].total();
+                }
+            }
+            blocks
+        }
+    };
+    let mut sorted_blocks = blocks.clone();
+    sorted_blocks.sort_unstable();
+    let max = limits.max_reserved_per_tdmr();
+    let mut tdmrs = Vec::with_capacity(layout.tdmrs.len());
+    for (t, &range) in layout.tdmrs.iter().enumerate() {
+        let reserved: ReservedAreas =
+            build_merged(range, p.hole_policy(), memory, p.cmrs, &sorted_blocks);
+        if reserved.len() > max {
+            return Err(PlanError::ReservedAreasExhausted {
+                tdmr: range,
+                limit: max,
+            });
+        }
+        tdmrs.push(Tdmr {
+            range,
+            node: layout.nodes[t],
+            mixes_nodes: mixes_nodes(memory, range),
+            reserved,
+            pamt: split_block(blocks[t], sizes[t]),
+        });
+    }
+    Ok(Plan {
+        strategy: p.strategy,
+        holes: p.hole_policy(),
+        limits,
+        tdmrs,
+        excluded,
+    })
+}
+
+/// Memory minus `excluded` (sorted, disjoint, inside memory).
+fn without(memory: &MemoryMap, excluded: &[PhysRange]) -> Result<MemoryMap, PlanError> {
+    let mut out = Vec::with_capacity(memory.len() + excluded.len());
+    let mut e = 0usize;
+    for r in memory.regions() {
+        let mut cursor = r.base;
+        while e < excluded.len() && excluded[e].end() <= cursor {
+            e += 1;
+        }
+        let mut k = e;
+        while cursor < r.end() {
+            match excluded.get(k) {
+                Some(x) if x.start() < r.end() => {
+                    if x.start() > cursor {
+                        out.push(MemoryRegion::new(cursor, x.start() - cursor, r.node));
+                    }
+                    cursor = cursor.max(x.end());
+                    k += 1;
+                }
+                _ => {
+                    out.push(MemoryRegion::new(cursor, r.end() - cursor, r.node));
+                    cursor = r.end();
+                }
+            }
+        }
+    }
+    MemoryMap::new(out).map_err(PlanError::Memory)
+}
+
+/// Memory of `memory` inside `range`, as ranges.
+fn memory_in(memory: &MemoryMap, range: PhysRange) -> impl Iterator<Item = PhysRange> + '_ {
+    memory
+        .regions_in(range)
+        .iter()
+        .filter_map(move |r| r.range().intersect(range))
+}
+
+/// The separators of one window: the memory between consecutive must-reserve run clips, with
+/// its byte count. Excluding one merges two areas.
+fn separators(memory: &MemoryMap, model: &Model, window: PhysRange) -> Vec<(u64, PhysRange)> {
+    let runs = &model.runs;
+    let first = runs.partition_point(|r| r.end <= window.start());
+    let mut counted: Vec<PhysRange> = Vec::new();
+    for r in &runs[first..] {
+        if r.start >= window.end() {
+            break;
+        }
+        let s = r.start.max(window.start());
+        let e = r.end.min(window.end());
+        if r.must_first.max(s) < r.must_last_end.min(e) {
+            counted.push(PhysRange::new_unchecked(s, e));
+        }
+    }
+    counted
+        .windows(2)
+        .map(|pair| {
+            let between = PhysRange::new_unchecked(pair[0].end(), pair[1].start());
+            (memory_in(memory, between).map(|m| m.size()).sum(), between)
+        })
+        .collect()
+}
+
+fn merge_ranges(mut v: Vec<PhysRange>) -> Vec<PhysRange> {
+    v.sort_unstable();
+    let mut out: Vec<PhysRange> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.start() <= last.end() => {
+                *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn plan_with_exclusions(
+    p: &Planner<'_>,
+    alloc: Option<&mut dyn PamtAllocator>,
+    first_error: PlanError,
+) -> Result<Plan, PlanError> {
+    let limit = p.limits.max_reserved_per_tdmr();
+    let model = Model::new(p.memory, p.cmrs, p.hole_policy());
+    // Minimal exclusions for every window that cannot stand alone: its cheapest separators.
+    let mut excluded: Vec<PhysRange> = Vec::new();
+    for (w, window) in model.windows.iter().enumerate() {
+        let holes = model.areas(w, w).max(0) as usize;
+        if holes <= limit {
+            continue;
+        }
+        let mut seps = separators(p.memory, &model, window.range());
+        seps.sort_unstable_by_key(|&(bytes, r)| (bytes, r.start()));
+        for &(_, between) in seps.iter().take(holes - limit) {
+            excluded.extend(memory_in(p.memory, between));
+        }
+    }
+    let mut excluded = merge_ranges(excluded);
+    for _ in 0..MAX_EXCLUSION_ROUNDS {
+        let memory = without(p.memory, &excluded)?;
+        match plan_map(p, &memory, alloc.is_some()) {
+            Ok(layout) => return finish(p, &memory, layout, excluded, alloc),
+            Err(PlanError::Infeasible(
+                Obstacle::WindowHoles { .. } | Obstacle::TdmrLimit { .. },
+            )) => {
+                // Give up the cheapest separator anywhere and try again.
+                let model = Model::new(&memory, p.cmrs, p.hole_policy());
+                let cheapest = model
+                    .windows
+                    .iter()
+                    .flat_map(|w| separators(&memory, &model, w.range()))
+                    .min_by_key(|&(bytes, r)| (bytes, r.start()));
+                let Some((_, between)) = cheapest else {
+                    return Err(first_error);
+                };
+                excluded.extend(memory_in(&memory, between));
+                excluded = merge_ranges(excluded);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first_error)
+}

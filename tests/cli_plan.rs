@@ -11,21 +11,41 @@ use tdmr::memmap::Cmr;
 use tdmr::memmap::parse::parse_kernel_log;
 use tdmr::seamcall::abi::{TdmrInfo, TdmrReservedEntry};
 
+/// The `plan` example of this build, rebuilt once per test run so it is never stale.
 fn plan_binary() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test executable path");
-    dir.pop(); // deps
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("examples").join("plan");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "plan"])
-            .status()
-            .expect("cargo build --example plan");
-        assert!(status.success());
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let mut dir = std::env::current_exe().expect("test executable path");
+            dir.pop(); // deps
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            // Same profile and features as this test build, so nothing is rebuilt needlessly.
+            let mut args = vec!["build", "--quiet", "--example", "plan"];
+            if dir.ends_with("release") {
+                args.push("--release");
+            }
+            let mut features = Vec::new();
+            if cfg!(feature = "std") {
+                features.push("std");
+            }
+            if cfg!(feature = "parallel") {
+                features.push("parallel");
+            }
+            let features = features.join(",");
+            if !features.is_empty() {
+                args.extend(["--features", &features]);
+            }
+            let status = Command::new(env!("CARGO"))
+                .args(&args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo build --example plan");
+            assert!(status.success());
+            dir.join("examples").join("plan")
+        })
+        .clone()
 }
 
 fn fixture(name: &str) -> String {
@@ -248,4 +268,124 @@ fn limits_are_taken_from_the_command_line() {
     assert_eq!(u(&doc["limits"]["pamt_entry_size"]["2m"]), 32);
     // Doubling every entry doubles each level (4K and 2M exactly; 1G rounds to pages).
     assert!(u(&doc["pamt_bytes"]) > 2 * 4202516 * 1024 - 5 * 8192);
+}
+
+#[test]
+fn optimal_plans_every_fixture_and_never_costs_more_than_linux() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let log = std::fs::read_to_string(&path).unwrap();
+        let o = run(&["--format", "json", "--compare", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{path:?}");
+        let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["strategy"], "optimal");
+        assert_eq!(doc["excluded"].as_array().unwrap().len(), 0);
+        assert_json_plan_valid(&doc, &log);
+        let linux = &doc["compare"]["linux"];
+        if linux["status"] == "ok" {
+            assert!(u(&doc["pamt_bytes"]) <= u(&linux["pamt_bytes"]), "{path:?}");
+            let ours: usize = doc["tdmrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["reserved"].as_array().unwrap().len())
+                .sum();
+            assert!(ours as u64 <= u(&linux["reserved_areas"]), "{path:?}");
+        }
+    }
+}
+
+fn covered_gib(args: &[&str]) -> u64 {
+    let mut all = vec!["--format", "json"];
+    all.extend_from_slice(args);
+    let o = run(&all);
+    assert_eq!(o.status.code(), Some(0), "{args:?}");
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    doc["tdmrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| u(&t["size"]))
+        .sum::<u64>()
+        >> 30
+}
+
+#[test]
+fn fewer_tdmrs_bridge_the_cheapest_gaps() {
+    let f = fixture("spr-tdx10.log");
+    assert_eq!(covered_gib(&[&f]), 896);
+    assert_eq!(covered_gib(&["--max-tdmrs", "3", &f]), 898);
+    assert_eq!(covered_gib(&["--max-tdmrs", "2", &f]), 962);
+}
+
+#[test]
+fn memory_holes_on_emr_split_the_low_two_gigabytes() {
+    let log = std::fs::read_to_string(fixture("emr-4s-256g.log")).unwrap();
+    let o = run(&[
+        "--holes",
+        "memory",
+        "--format",
+        "json",
+        &fixture("emr-4s-256g.log"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_json_plan_valid(&doc, &log);
+    let t = doc["tdmrs"].as_array().unwrap();
+    assert_eq!((u(&t[0]["base"]), u(&t[0]["size"])), (0, 1 << 30));
+    assert_eq!((u(&t[1]["base"]), u(&t[1]["size"])), (1 << 30, 1 << 30));
+    // [1 GiB, 2 GiB) holds 16 holes of the e820 map: exactly the limit, so no PAMT may go there.
+    assert_eq!(t[1]["reserved"].as_array().unwrap().len(), 16);
+}
+
+#[test]
+fn the_smallest_obstacle_is_named_and_exclusions_are_listed() {
+    let f = fixture("emr-4s-256g.log");
+    let o = run(&["--holes", "memory", "--max-reserved", "15", &f]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(
+            "1 GiB window [0x40000000, 0x80000000) holds 16 holes in TDX memory; limit 15"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "--holes",
+        "memory",
+        "--max-reserved",
+        "15",
+        "--allow-exclusions",
+        "--format",
+        "json",
+        &f,
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let excluded = doc["excluded"].as_array().unwrap();
+    // The cheapest memory between two holes of that window: the 4 KiB usable page
+    // [0x64158000, 0x64159000) of the e820 map.
+    assert_eq!(excluded.len(), 1);
+    assert_eq!(
+        (u(&excluded[0]["base"]), u(&excluded[0]["size"])),
+        (0x64158000, 4096)
+    );
+    assert_json_plan_valid(&doc, &std::fs::read_to_string(&f).unwrap());
+}
+
+#[test]
+fn compare_shows_linux_failing_next_to_ours() {
+    let o = run(&["--compare"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("1050644 KB allocated for PAMT"), "{out}");
+    assert!(out.contains("FAILS"), "{out}");
+    assert!(
+        out.contains("linux: TDMR [0x0, 0x80000000): reserved areas exhausted"),
+        "{out}"
+    );
 }

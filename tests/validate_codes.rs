@@ -1040,3 +1040,19 @@ fn covers_memory_accepts_pamt_bytes_and_exclusions() {
     assert_eq!(joined.run(), OK);
     assert_eq!(covers_memory(&joined.tdmrs, [range(M, 2 * G)], &[]), Ok(()));
 }
+
+#[test]
+fn covers_memory_does_not_panic_on_unchecked_tdmrs() {
+    // Not something sys_config accepts; covers_memory must still answer rather than overflow.
+    let mut t = TdmrInfo::ZERO;
+    t.base = 0u64.wrapping_sub(G);
+    t.size = 2 * G;
+    t.reserved[0] = rsv(u64::MAX, 2);
+    t.set_pamt(PageSize::Size4K, u64::MAX, 5);
+    assert_eq!(
+        covers_memory(&[t], [range(M, 2 * M)], &[])
+            .unwrap_err()
+            .range,
+        range(M, 2 * M)
+    );
+}

@@ -315,6 +315,7 @@ fn every_outcome_is_reachable() {
             .unwrap()
             .with_max_reserved_per_tdmr(c.max_reserved);
         Planner::new(&memory, &cmrs)
+            .strategy(PlanStrategy::Linux)
             .holes(c.holes)
             .limits(limits)
             .plan()

@@ -128,9 +128,10 @@ fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
-/// Non-reserved segments of a TDMR that already passed the per-TDMR checks.
+/// Non-reserved segments of a TDMR. Exact for a TDMR that passed the per-TDMR checks;
+/// saturating (never panicking) for one that did not, as [`covers_memory`] may be handed one.
 fn available(t: &TdmrInfo) -> impl Iterator<Item = (u64, u64)> + '_ {
-    let end = t.base + t.size;
+    let end = t.base.saturating_add(t.size);
     let mut cursor = t.base;
     let mut slots = t.reserved.iter().take_while(|r| r.size != 0);
     let mut done = false;
@@ -138,9 +139,9 @@ fn available(t: &TdmrInfo) -> impl Iterator<Item = (u64, u64)> + '_ {
         while !done {
             match slots.next() {
                 Some(r) => {
-                    let s = t.base + r.offset;
+                    let s = t.base.saturating_add(r.offset);
                     let seg = (cursor, s);
-                    cursor = s + r.size;
+                    cursor = s.saturating_add(r.size);
                     if seg.0 < seg.1 {
                         return Some(seg);
                     }

@@ -1,0 +1,113 @@
+//! Fuzz body `parse`: any text through the kernel-log parser.
+//!
+//! The parser must never panic. On failure the error names a line of the input (or 0 for the
+//! input as a whole) and formats; on success the memory map and CMRs satisfy their invariants.
+
+use tdmr::addr::{MAX_PA, PhysRange, SZ_1M, SZ_4K, is_aligned};
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap};
+
+/// Runs one input.
+pub fn run(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let result = parse_kernel_log(&text);
+    assert_eq!(
+        result,
+        parse_kernel_log(&text),
+        "parsing is not deterministic"
+    );
+    let parsed = match result {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(
+                e.line <= text.lines().count(),
+                "error names line {} of {}",
+                e.line,
+                text.lines().count()
+            );
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    let memory = parsed.memory();
+    let cmrs = parsed.cmrs();
+
+    // Memory: non-empty, sorted, disjoint, page aligned, from 1 MiB up, below 2^52; abutting
+    // regions only at a node boundary (same-node neighbours are merged).
+    let regions = memory.regions();
+    assert!(!regions.is_empty());
+    let mut total = 0u64;
+    for (k, r) in regions.iter().enumerate() {
+        assert!(
+            r.size > 0 && is_aligned(r.base, SZ_4K) && is_aligned(r.size, SZ_4K),
+            "{r:?}"
+        );
+        assert!(r.base >= SZ_1M, "{r:?} below 1 MiB");
+        let end = r.base.checked_add(r.size).expect("region end overflows");
+        assert!(end <= MAX_PA, "{r:?} beyond 2^52");
+        if k > 0 {
+            let prev = &regions[k - 1];
+            assert!(prev.end() <= r.base, "{prev:?} and {r:?} out of order");
+            assert!(
+                prev.end() < r.base || prev.node != r.node,
+                "{prev:?} and {r:?} abut on one node"
+            );
+        }
+        total += r.size;
+    }
+    assert_eq!(memory.total_bytes(), total);
+    assert_eq!(MemoryMap::new(regions.to_vec()).as_ref(), Ok(memory));
+    if !text.contains("SRAT: Node ") {
+        assert!(regions.iter().all(|r| r.node == 0), "a node without SRAT");
+    }
+
+    // CMRs: valid as the module reports them, merged view consistent with the list.
+    let listed = cmrs.listed();
+    for (k, c) in listed.iter().enumerate() {
+        assert!(
+            c.size > 0 && is_aligned(c.base, SZ_4K) && is_aligned(c.size, SZ_4K),
+            "{c:?}"
+        );
+        assert!(
+            c.base.checked_add(c.size).is_some_and(|e| e <= MAX_PA),
+            "{c:?}"
+        );
+        if k > 0 {
+            assert!(
+                listed[k - 1].base + listed[k - 1].size <= c.base,
+                "CMRs out of order"
+            );
+        }
+    }
+    let merged = cmrs.merged();
+    for w in merged.windows(2) {
+        assert!(
+            w[0].end() < w[1].start(),
+            "merged CMRs {} and {} touch",
+            w[0],
+            w[1]
+        );
+    }
+    assert_eq!(
+        cmrs.total_bytes(),
+        listed.iter().map(|c| c.size).sum::<u64>()
+    );
+    for m in merged {
+        assert!(cmrs.contains(*m));
+    }
+    for c in listed {
+        assert!(cmrs.contains(PhysRange::new(c.base, c.base + c.size).unwrap()));
+    }
+
+    if parsed.cmrs_listed() {
+        assert!(listed.len() <= MAX_CMRS);
+        assert_eq!(Cmrs::new(listed.to_vec()).as_ref(), Ok(cmrs));
+        // Without RAM lines the memory is made of the CMRs.
+        if !text.contains("BIOS-e820:") && !text.contains(" : System RAM") {
+            assert_eq!(memory.check_within(cmrs), Ok(()));
+        }
+    } else {
+        assert_eq!(cmrs, &Cmrs::covering(memory));
+        assert_eq!(memory.check_within(cmrs), Ok(()));
+    }
+}

@@ -1,0 +1,44 @@
+//! Replays every checked-in fuzz seed, `fuzz/seeds/<target>/*`, through the same body the
+//! cargo-fuzz target runs (`tests/fuzz_bodies/<target>.rs`), so `cargo test` catches
+//! regressions without cargo-fuzz or nightly.
+//!
+//! Adding a target `x`: write `tests/fuzz_bodies/x.rs` with `pub fn run(data: &[u8])`, a
+//! three-line `fuzz/fuzz_targets/x.rs` including it like the others, a `[[bin]]` block in
+//! `fuzz/Cargo.toml`, seeds in `fuzz/seeds/x/`, and a block at the end of this file.
+
+use std::path::Path;
+
+/// Runs every file of `fuzz/seeds/<target>/` through `run`, naming the file that fails.
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut seeds: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("readable seed directory").path())
+        .collect();
+    seeds.sort();
+    assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
+    for seed in seeds {
+        let data = std::fs::read(&seed).unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+        if std::panic::catch_unwind(|| run(&data)).is_err() {
+            panic!("fuzz seed {} fails", seed.display());
+        }
+    }
+}
+
+#[path = "fuzz_bodies/parse.rs"]
+mod parse;
+
+#[test]
+fn parse_seeds() {
+    replay("parse", parse::run);
+}
+
+#[path = "fuzz_bodies/plan.rs"]
+mod plan;
+
+#[test]
+fn plan_seeds() {
+    replay("plan", plan::run);
+}

@@ -9,6 +9,7 @@
 //!    overlaps it, one area each, never merged, then sorted. More than MAX_RESERVED_PER_TDMR
 //!    fails ("reserved areas exhausted").
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::plan::{ReservedArea, ReservedAreas, ReservedKind, Tdmr};
@@ -61,7 +62,7 @@ pub(crate) fn mixes_nodes(memory: &MemoryMap, tdmr: PhysRange) -> bool {
 pub(crate) fn allocate_checked(
     alloc: &mut dyn PamtAllocator,
     memory: &MemoryMap,
-    others: &[PhysRange],
+    others: &mut Allocated,
     tdmr: PhysRange,
     size: u64,
     node: NodeId,
@@ -84,10 +85,29 @@ pub(crate) fn allocate_checked(
     if !memory.contains_range(block) {
         return Err(bad(BadPamtReason::NotTdxMemory));
     }
-    if others.iter().any(|o| o.overlaps(block)) {
+    if others.overlaps(block) {
         return Err(bad(BadPamtReason::OverlapsPamt));
     }
+    others.insert(block);
     Ok(block)
+}
+
+/// PAMT blocks allocated so far, by address, for O(log n) overlap checks.
+#[derive(Default)]
+pub(crate) struct Allocated(BTreeMap<u64, u64>);
+
+impl Allocated {
+    fn overlaps(&self, block: PhysRange) -> bool {
+        // The last block starting before `block` ends is the only one that can overlap it.
+        self.0
+            .range(..block.end())
+            .next_back()
+            .is_some_and(|(_, &end)| end > block.start())
+    }
+
+    fn insert(&mut self, block: PhysRange) {
+        self.0.insert(block.start(), block.end());
+    }
 }
 
 /// Splits one contiguous block into the three levels, 4K first.
@@ -108,12 +128,13 @@ pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Pla
     let ranges = tdmr_ranges(memory, limits.max_tdmrs())?;
 
     let mut blocks: Vec<PhysRange> = Vec::with_capacity(ranges.len());
+    let mut allocated = Allocated::default();
     let mut pamts = Vec::with_capacity(ranges.len());
     let mut nodes = Vec::with_capacity(ranges.len());
     for &tdmr in &ranges {
         let sizes = pamt::sizes(tdmr.size(), &limits);
         let node = lowest_node(memory, tdmr);
-        let block = allocate_checked(alloc, memory, &blocks, tdmr, sizes.total(), node)?;
+        let block = allocate_checked(alloc, memory, &mut allocated, tdmr, sizes.total(), node)?;
         blocks.push(block);
         pamts.push(split_block(block, sizes));
         nodes.push(node);
@@ -121,6 +142,11 @@ pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Pla
 
     let policy = p.hole_policy();
     let max = limits.max_reserved_per_tdmr();
+    // Blocks by address, to find those overlapping a TDMR without scanning them all. Linux
+    // adds overlapping PAMTs in TDMR order and sorts afterwards; the areas and the point of
+    // failure are the same either way.
+    let mut by_address = blocks.clone();
+    by_address.sort_unstable();
     let mut tdmrs = Vec::with_capacity(ranges.len());
     for (i, &tdmr) in ranges.iter().enumerate() {
         let mut reserved = ReservedAreas::new();
@@ -134,7 +160,11 @@ pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Pla
         for hole in gaps(tdmr, basis_in(policy, memory, p.cmrs, tdmr)) {
             add(hole, ReservedKind::Hole)?;
         }
-        for block in &blocks {
+        let first = by_address.partition_point(|b| b.end() <= tdmr.start());
+        for block in by_address[first..]
+            .iter()
+            .take_while(|b| b.start() < tdmr.end())
+        {
             if let Some(part) = block.intersect(tdmr) {
                 add(part, ReservedKind::Pamt)?;
             }

@@ -34,29 +34,97 @@ pub trait PamtAllocator {
 /// ```
 #[derive(Clone, Debug)]
 pub struct TopDownAllocator {
-    /// `[base, top)` still free per region, in address order.
+    /// `[base, top)` still free per region, and its node, in address order.
     free: Vec<(u64, u64, NodeId)>,
+    /// Free bytes of every region, for "highest region with room" in O(log n).
+    all: MaxTree,
+    /// Per node: its region indices in address order and a tree over their free bytes.
+    nodes: Vec<(NodeId, Vec<usize>, MaxTree)>,
+}
+
+/// A segment tree over free sizes answering "rightmost leaf with at least `x`" in O(log n).
+#[derive(Clone, Debug)]
+struct MaxTree {
+    leaves: usize,
+    max: Vec<u64>,
+}
+
+impl MaxTree {
+    fn new(values: impl ExactSizeIterator<Item = u64>) -> Self {
+        let leaves = values.len().next_power_of_two().max(1);
+        let mut max = alloc::vec![0u64; 2 * leaves];
+        for (i, v) in values.enumerate() {
+            max[leaves + i] = v;
+        }
+        for i in (1..leaves).rev() {
+            max[i] = max[2 * i].max(max[2 * i + 1]);
+        }
+        MaxTree { leaves, max }
+    }
+
+    fn set(&mut self, leaf: usize, value: u64) {
+        let mut i = self.leaves + leaf;
+        self.max[i] = value;
+        while i > 1 {
+            i /= 2;
+            self.max[i] = self.max[2 * i].max(self.max[2 * i + 1]);
+        }
+    }
+
+    fn rightmost_at_least(&self, x: u64) -> Option<usize> {
+        if self.max.get(1).is_none_or(|&m| m < x) {
+            return None;
+        }
+        let mut i = 1;
+        while i < self.leaves {
+            i = if self.max[2 * i + 1] >= x {
+                2 * i + 1
+            } else {
+                2 * i
+            };
+        }
+        Some(i - self.leaves)
+    }
 }
 
 impl TopDownAllocator {
     /// An allocator over all of `memory`.
     pub fn new(memory: &MemoryMap) -> Self {
-        TopDownAllocator {
-            free: memory
-                .regions()
-                .iter()
-                .map(|r| (r.base, r.end(), r.node))
-                .collect(),
+        let free: Vec<(u64, u64, NodeId)> = memory
+            .regions()
+            .iter()
+            .map(|r| (r.base, r.end(), r.node))
+            .collect();
+        let mut by_node: Vec<(NodeId, usize)> = memory
+            .regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.node, i))
+            .collect();
+        by_node.sort_unstable();
+        let mut nodes: Vec<(NodeId, Vec<usize>, MaxTree)> = Vec::new();
+        for chunk in by_node.chunk_by(|a, b| a.0 == b.0) {
+            let idx: Vec<usize> = chunk.iter().map(|&(_, i)| i).collect();
+            let tree = MaxTree::new(idx.iter().map(|&i| free[i].1 - free[i].0));
+            nodes.push((chunk[0].0, idx, tree));
         }
+        let all = MaxTree::new(free.iter().map(|(b, t, _)| t - b));
+        TopDownAllocator { free, all, nodes }
     }
 
-    fn take(&mut self, size: u64, node: Option<NodeId>) -> Option<PhysRange> {
-        let slot =
-            self.free.iter_mut().rev().find(|(base, top, n)| {
-                node.is_none_or(|want| *n == want) && *top - *base >= size
-            })?;
+    fn take_at(&mut self, region: usize, size: u64) -> PhysRange {
+        let slot = &mut self.free[region];
         slot.1 -= size;
-        Some(PhysRange::new_unchecked(slot.1, slot.1 + size))
+        let range = PhysRange::new_unchecked(slot.1, slot.1 + size);
+        let left = slot.1 - slot.0;
+        self.all.set(region, left);
+        let node = slot.2;
+        if let Ok(k) = self.nodes.binary_search_by_key(&node, |(n, _, _)| *n)
+            && let Ok(pos) = self.nodes[k].1.binary_search(&region)
+        {
+            self.nodes[k].2.set(pos, left);
+        }
+        range
     }
 }
 
@@ -65,8 +133,16 @@ impl PamtAllocator for TopDownAllocator {
         if size == 0 || !is_aligned(size, SZ_4K) {
             return None;
         }
-        self.take(size, Some(node))
-            .or_else(|| self.take(size, None))
+        let local = self
+            .nodes
+            .binary_search_by_key(&node, |(n, _, _)| *n)
+            .ok()
+            .and_then(|k| {
+                let (_, idx, tree) = &self.nodes[k];
+                tree.rightmost_at_least(size).map(|pos| idx[pos])
+            });
+        let region = local.or_else(|| self.all.rightmost_at_least(size))?;
+        Some(self.take_at(region, size))
     }
 }
 

@@ -13,7 +13,6 @@
 //! per pass. Without a binding TDMR limit one pass suffices (the TDMR count is part of the
 //! cost); otherwise one pass per allowed TDMR count, O(windows × max TDMRs).
 
-use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -22,8 +21,27 @@ use super::model::{Model, WindowNodes};
 /// The lexicographic cost: span (GiB), node-mixing TDMRs, TDMRs, reserved areas.
 pub(crate) type Cost = [i64; 4];
 
-fn add(a: Cost, b: Cost) -> Cost {
-    [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
+/// A cost packed into one integer whose order is the lexicographic order of the tuple. Every
+/// component (and every partial sum the DP forms, including the negative start terms) stays
+/// far inside its field: span and counts below 2^23 (2^52 / 1 GiB windows), areas below 2^43.
+type Key = i128;
+
+const WEIGHTS: [Key; 4] = [1 << 92, 1 << 68, 1 << 44, 1];
+const NONE: Key = Key::MAX;
+
+fn key(c: Cost) -> Key {
+    c.iter().zip(WEIGHTS).map(|(&x, w)| Key::from(x) * w).sum()
+}
+
+/// Unpacks a key whose components are all non-negative (a finished partition's cost).
+fn cost(k: Key) -> Cost {
+    let mut out = [0i64; 4];
+    let mut rest = k;
+    for (slot, w) in out.iter_mut().zip(WEIGHTS) {
+        *slot = (rest / w) as i64;
+        rest %= w;
+    }
+    out
 }
 
 /// What the DP is asked.
@@ -127,6 +145,8 @@ struct Range {
     mix: i64,
 }
 
+/// The ranges of first windows for a group ending at `j`: with and without node mixing, and
+/// (only when some node needs a spare area) the same two for groups holding that node's memory.
 fn ranges(b: &Bounds, j: usize) -> [Range; 4] {
     let p = b.single_from[j];
     let q = b.slack_upto[j]; // first windows < q hold slack memory
@@ -160,79 +180,114 @@ fn ranges(b: &Bounds, j: usize) -> [Range; 4] {
     ]
 }
 
-/// Monotone deque of first-window candidates for one range type.
+/// Monotone deque of first-window candidates for one range type. Indices enter in increasing
+/// order and leave from the front as the range's left end advances, so a vector with a head
+/// index is enough.
 struct Slider {
     next: usize,
-    deque: VecDeque<(usize, Cost)>,
+    head: usize,
+    items: Vec<(u32, Key)>,
 }
 
 impl Slider {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Slider {
             next: 0,
-            deque: VecDeque::new(),
+            head: 0,
+            items: Vec::with_capacity(capacity),
         }
     }
 
     /// Advances to range `r` and returns the best candidate in it.
-    fn best(&mut self, r: Range, cand: &[Option<Cost>]) -> Option<(usize, Cost)> {
+    fn best(&mut self, r: Range, cand: &[Key]) -> Option<(usize, Key)> {
         while self.next < r.r_excl {
             let i = self.next;
             self.next += 1;
-            if let Some(c) = cand[i] {
-                while self.deque.back().is_some_and(|&(_, b)| b > c) {
-                    self.deque.pop_back();
-                }
-                self.deque.push_back((i, c));
+            let c = cand[i];
+            if c == NONE {
+                continue;
             }
+            while self.items.len() > self.head && self.items[self.items.len() - 1].1 > c {
+                self.items.pop();
+            }
+            self.items.push((i as u32, c));
         }
-        while self.deque.front().is_some_and(|&(i, _)| i < r.l) {
-            self.deque.pop_front();
+        while self.head < self.items.len() && (self.items[self.head].0 as usize) < r.l {
+            self.head += 1;
         }
-        self.deque.front().copied().filter(|&(i, _)| i < r.r_excl)
+        self.items
+            .get(self.head)
+            .map(|&(i, c)| (i as usize, c))
+            .filter(|&(i, _)| i < r.r_excl)
     }
 }
 
-/// One pass: `cur[j + 1]` = best over groups `(i, j)` of `prev[i]` + group cost. When
-/// `same_layer` is true, `prev` is `cur` itself (unbounded TDMR count).
+/// Each window's packed start term (`-index` span, its area term) and end term (`index + 1`
+/// span, one TDMR, its area term), computed once for every pass.
+struct Terms {
+    start: Vec<Key>,
+    end: Vec<Key>,
+}
+
+impl Terms {
+    fn new(m: &Model) -> Self {
+        Terms {
+            start: m
+                .windows
+                .iter()
+                .map(|w| key([-(w.index as i64), 0, 0, w.start_term]))
+                .collect(),
+            end: m
+                .windows
+                .iter()
+                .map(|w| key([w.last as i64 + 1, 0, 1, w.end_term]))
+                .collect(),
+        }
+    }
+}
+
+/// One pass: `cur[j + 1]` = best over groups `(i, j)` of `prev[i]` + group cost. Without `prev`,
+/// `cur` itself feeds the candidates (unbounded TDMR count).
 fn pass(
     p: &Problem<'_>,
     b: &Bounds,
-    prev: Option<&[Option<Cost>]>,
-    cur: &mut [Option<Cost>],
+    terms: &Terms,
+    prev: Option<&[Key]>,
+    cur: &mut [Key],
     parent: &mut [u32],
 ) {
-    let m = p.model;
-    let n = m.windows.len();
-    let mut sliders = [Slider::new(), Slider::new(), Slider::new(), Slider::new()];
+    let n = p.model.windows.len();
+    let types = if p.needs_slack.is_empty() { 2 } else { 4 };
+    let mut sliders: Vec<Slider> = (0..types).map(|_| Slider::new(n)).collect();
     // cand[i] = f(i) + start term of window i, filled as f(i) becomes known.
-    let mut cand: Vec<Option<Cost>> = vec![None; n];
-    let start = |i: usize, f: Cost| {
-        let w = &m.windows[i];
-        add(f, [-(w.index as i64), 0, 0, w.start_term])
+    let start = |i: usize, f: Key| if f == NONE { NONE } else { f + terms.start[i] };
+    let mut cand: Vec<Key> = match prev {
+        Some(prev) => (0..n).map(|i| start(i, prev[i])).collect(),
+        None => alloc::vec![NONE; n],
     };
-    if let Some(prev) = prev {
-        for i in 0..n {
-            cand[i] = prev[i].map(|f| start(i, f));
-        }
-    }
     for j in 0..n {
         if prev.is_none() {
-            cand[j] = cur[j].map(|f| start(j, f));
+            cand[j] = start(j, cur[j]);
         }
-        let w = &m.windows[j];
-        let end = [w.index as i64 + 1, 0, 1, w.end_term];
-        let mut best: Option<(usize, Cost)> = None;
+        let mut best: Option<(usize, Key)> = None;
         for (s, r) in sliders.iter_mut().zip(ranges(b, j)) {
             if let Some((i, c)) = s.best(r, &cand) {
-                let c = add(c, [0, r.mix, 0, 0]);
+                let c = c + Key::from(r.mix) * WEIGHTS[1];
                 if best.is_none_or(|(bi, bc)| c < bc || (c == bc && i < bi)) {
                     best = Some((i, c));
                 }
             }
         }
-        cur[j + 1] = best.map(|(_, c)| add(c, end));
-        parent[j + 1] = best.map_or(u32::MAX, |(i, _)| i as u32);
+        match best {
+            Some((i, c)) => {
+                cur[j + 1] = c + terms.end[j];
+                parent[j + 1] = i as u32;
+            }
+            None => {
+                cur[j + 1] = NONE;
+                parent[j + 1] = u32::MAX;
+            }
+        }
     }
 }
 
@@ -267,11 +322,12 @@ pub(crate) fn solve(p: &Problem<'_>) -> Result<Partition, Infeasible> {
     }
 
     // One pass with the TDMR count in the cost: optimal when its count fits the limit.
-    let mut f = vec![None; n + 1];
-    f[0] = Some([0; 4]);
+    let mut f = vec![NONE; n + 1];
+    f[0] = 0;
     let mut parent = vec![u32::MAX; n + 1];
-    pass(p, &b, None, &mut f, &mut parent);
-    let Some(cost) = f[n] else {
+    let terms = Terms::new(m);
+    pass(p, &b, &terms, None, &mut f, &mut parent);
+    if f[n] == NONE {
         // Only the slack requirement can make this happen (every window fits on its own).
         let window = (0..n)
             .find(|&j| ranges(&b, j).iter().all(|r| r.l >= r.r_excl))
@@ -280,38 +336,38 @@ pub(crate) fn solve(p: &Problem<'_>) -> Result<Partition, Infeasible> {
             window,
             areas: m.areas(window, window),
         });
-    };
-    if cost[2] as usize <= p.max_tdmrs {
+    }
+    let unbounded = cost(f[n]);
+    if unbounded[2] as usize <= p.max_tdmrs {
         return Ok(Partition {
             groups: groups_from(&[&parent], n),
-            cost,
+            cost: unbounded,
         });
     }
 
     // The TDMR limit binds: one layer per TDMR count.
     let layers = p.max_tdmrs.min(n);
-    let mut prev: Vec<Option<Cost>> = vec![None; n + 1];
-    prev[0] = Some([0; 4]);
+    let mut prev: Vec<Key> = vec![NONE; n + 1];
+    prev[0] = 0;
     let mut parents: Vec<Vec<u32>> = Vec::with_capacity(layers);
-    let mut best: Option<(usize, Cost)> = None;
+    let mut best: Option<(usize, Key)> = None;
     for k in 1..=layers {
-        let mut cur = vec![None; n + 1];
+        let mut cur = vec![NONE; n + 1];
         let mut par = vec![u32::MAX; n + 1];
-        pass(p, &b, Some(&prev), &mut cur, &mut par);
-        if let Some(c) = cur[n]
-            && best.is_none_or(|(_, bc)| c < bc)
-        {
+        pass(p, &b, &terms, Some(&prev), &mut cur, &mut par);
+        let c = cur[n];
+        if c != NONE && best.is_none_or(|(_, bc)| c < bc) {
             best = Some((k, c));
         }
         parents.push(par);
         prev = cur;
     }
     match best {
-        Some((k, cost)) => {
+        Some((k, c)) => {
             let refs: Vec<&[u32]> = parents[..k].iter().map(Vec::as_slice).collect();
             Ok(Partition {
                 groups: groups_from(&refs, n),
-                cost,
+                cost: cost(c),
             })
         }
         None => Err(Infeasible::TooFewTdmrs {

@@ -19,7 +19,7 @@ mod model;
 
 use alloc::vec::Vec;
 
-use super::linux::{allocate_checked, mixes_nodes, split_block};
+use super::linux::{Allocated, allocate_checked, split_block};
 use super::plan::{ReservedAreas, Tdmr};
 use super::reserved::build_merged;
 use super::{Obstacle, Plan, PlanError, Planner};
@@ -50,23 +50,10 @@ pub(super) fn plan(
 struct Layout {
     tdmrs: Vec<PhysRange>,
     nodes: Vec<NodeId>,
+    /// Whether each TDMR holds memory of more than one node.
+    mixed: Vec<bool>,
     /// PAMT blocks placed by docking (empty when a caller's allocator places them).
     pamt: Vec<PhysRange>,
-}
-
-fn majority_node(memory: &MemoryMap, tdmr: PhysRange) -> NodeId {
-    let mut per_node: Vec<(NodeId, u64)> = Vec::new();
-    for r in memory.regions_in(tdmr) {
-        let bytes = r.range().intersect(tdmr).map_or(0, |x| x.size());
-        match per_node.iter_mut().find(|(n, _)| *n == r.node) {
-            Some(e) => e.1 += bytes,
-            None => per_node.push((r.node, bytes)),
-        }
-    }
-    per_node
-        .iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map_or(0, |e| e.0)
 }
 
 fn obstacle(p: &Planner<'_>, model: &Model, e: Infeasible, slack: &[NodeId]) -> PlanError {
@@ -86,45 +73,83 @@ fn obstacle(p: &Planner<'_>, model: &Model, e: Infeasible, slack: &[NodeId]) -> 
     })
 }
 
-/// Docking sites: every region piece inside a TDMR, with whether each end touches an area.
-fn sites(memory: &MemoryMap, model: &Model, tdmrs: &[PhysRange]) -> Vec<Site> {
+/// Whether run `run` holds a must-reserve byte inside `tdmr`.
+fn run_counts_in(model: &Model, run: usize, tdmr: PhysRange) -> bool {
+    model.runs.get(run).is_some_and(|r| {
+        let s = r.start.max(tdmr.start());
+        let e = r.end.min(tdmr.end());
+        r.must_first.max(s) < r.must_last_end.min(e)
+    })
+}
+
+/// Docking sites: region pieces inside each TDMR, with whether each end touches a reserved area
+/// of that TDMR. With `docks_only`, just the pieces next to a counted run, found from the runs:
+/// O(TDMRs + runs + docks × log regions). Otherwise every piece (needed only when a PAMT block
+/// must open a fresh area): O(regions × log runs).
+fn sites(memory: &MemoryMap, model: &Model, tdmrs: &[PhysRange], docks_only: bool) -> Vec<Site> {
     let regions = memory.regions();
     let runs = &model.runs;
-    let counts = |run_idx: usize, tdmr: PhysRange| {
-        runs.get(run_idx).is_some_and(|r| {
-            let s = r.start.max(tdmr.start());
-            let e = r.end.min(tdmr.end());
-            r.must_first.max(s) < r.must_last_end.min(e)
-        })
-    };
-    let mut out = Vec::new();
-    for (t, &tdmr) in tdmrs.iter().enumerate() {
-        let lo = memory.first_ending_above(tdmr.start());
-        for k in lo..regions.len() {
-            let r = &regions[k];
-            if r.base >= tdmr.end() {
-                break;
+    let mut out: Vec<Site> = Vec::new();
+    let mut push = |t: usize, k: usize, low: bool, high: bool| {
+        let r = &regions[k];
+        if let Some(piece) = r.range().intersect(tdmrs[t]) {
+            match out.last_mut() {
+                Some(last) if last.tdmr == t && last.range == piece => {
+                    last.dock_low |= low;
+                    last.dock_high |= high;
+                }
+                _ => out.push(Site {
+                    tdmr: t,
+                    range: piece,
+                    node: r.node,
+                    dock_low: low,
+                    dock_high: high,
+                }),
             }
-            let Some(piece) = r.range().intersect(tdmr) else {
-                continue;
-            };
-            let gap_before = k == 0 || regions[k - 1].end() < r.base;
-            let gap_after = k + 1 == regions.len() || regions[k + 1].base > r.end();
-            let dock_low = piece.start() == r.base
-                && piece.start() > tdmr.start()
-                && gap_before
-                && counts(runs.partition_point(|x| x.end < r.base), tdmr);
-            let dock_high = piece.end() == r.end()
-                && piece.end() < tdmr.end()
-                && gap_after
-                && counts(runs.partition_point(|x| x.start < r.end()), tdmr);
-            out.push(Site {
-                tdmr: t,
-                range: piece,
-                node: r.node,
-                dock_low,
-                dock_high,
-            });
+        }
+    };
+    for (t, &tdmr) in tdmrs.iter().enumerate() {
+        if docks_only {
+            let first = runs.partition_point(|r| r.end <= tdmr.start());
+            for (j, run) in runs[first..].iter().enumerate() {
+                if run.start >= tdmr.end() {
+                    break;
+                }
+                if !run_counts_in(model, first + j, tdmr) {
+                    continue;
+                }
+                // Runs start at a region's end (or 0) and end at a region's base (or 2^52).
+                if run.start > tdmr.start() {
+                    let k = memory.first_ending_above(run.start);
+                    if k > 0 && regions[k - 1].end() == run.start {
+                        push(t, k - 1, false, true);
+                    }
+                }
+                if run.end < tdmr.end() {
+                    let k = memory.first_ending_above(run.end);
+                    if regions.get(k).is_some_and(|r| r.base == run.end) {
+                        push(t, k, true, false);
+                    }
+                }
+            }
+        } else {
+            let first = memory.first_ending_above(tdmr.start());
+            for (k, r) in regions.iter().enumerate().skip(first) {
+                if r.base >= tdmr.end() {
+                    break;
+                }
+                let ends_at = |pa: u64| runs.partition_point(|x| x.end < pa);
+                let starts_at = |pa: u64| runs.partition_point(|x| x.start < pa);
+                let low = r.base > tdmr.start() && {
+                    let j = ends_at(r.base);
+                    runs.get(j).is_some_and(|x| x.end == r.base) && run_counts_in(model, j, tdmr)
+                };
+                let high = r.end() < tdmr.end() && {
+                    let j = starts_at(r.end());
+                    runs.get(j).is_some_and(|x| x.start == r.end()) && run_counts_in(model, j, tdmr)
+                };
+                push(t, k, low, high);
+            }
         }
     }
     out
@@ -140,7 +165,7 @@ fn slack_windows(memory: &MemoryMap, model: &Model, nodes: &[NodeId]) -> Vec<boo
     for r in memory.regions() {
         let first = r.base / SZ_1G;
         let last = (r.end() - 1) / SZ_1G;
-        while w < model.windows.len() && model.windows[w].index < first {
+        while w < model.windows.len() && model.windows[w].last < first {
             w += 1;
         }
         if nodes.contains(&r.node) {
@@ -172,7 +197,11 @@ fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<L
             .iter()
             .map(|&(i, j)| model.tdmr(i, j))
             .collect();
-        let nodes: Vec<NodeId> = tdmrs.iter().map(|&t| majority_node(memory, t)).collect();
+        let (nodes, mixed): (Vec<NodeId>, Vec<bool>) = partition
+            .groups
+            .iter()
+            .map(|&(i, j)| model.nodes(i, j))
+            .unzip();
         let areas: Vec<usize> = partition
             .groups
             .iter()
@@ -182,6 +211,7 @@ fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<L
             return Ok(Layout {
                 tdmrs,
                 nodes,
+                mixed,
                 pamt: Vec::new(),
             });
         }
@@ -198,11 +228,22 @@ fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<L
             .iter()
             .map(|&a| limits.max_reserved_per_tdmr().saturating_sub(a))
             .collect();
-        match dock::place(&sites(memory, &model, &tdmrs), &blocks, &mut spare) {
+        // Docks alone usually take every block; only otherwise are all pieces listed.
+        let docked = dock::place(
+            &sites(memory, &model, &tdmrs, true),
+            &blocks,
+            &mut spare.clone(),
+        );
+        let placed = match docked {
+            Ok(placed) => Ok(placed),
+            Err(_) => dock::place(&sites(memory, &model, &tdmrs, false), &blocks, &mut spare),
+        };
+        match placed {
             Ok(placed) => {
                 return Ok(Layout {
                     tdmrs,
                     nodes,
+                    mixed,
                     pamt: placed.iter().map(|pl| pl.range).collect(),
                 });
             }
@@ -238,7 +279,7 @@ fn finish(
         None => layout.pamt,
         Some(alloc) => {
             let mut blocks = alloc::vec![PhysRange::EMPTY; layout.tdmrs.len()];
-            let mut chunks: Vec<PhysRange> = Vec::new();
+            let mut chunks = Allocated::default();
             let mut nodes: Vec<NodeId> = layout.nodes.clone();
             nodes.sort_unstable();
             nodes.dedup();
@@ -248,8 +289,7 @@ fn finish(
                     .collect();
                 let total: u64 = members.iter().map(|&t| sizes[t].total()).sum();
                 let first = layout.tdmrs[members[0]];
-                let chunk = allocate_checked(alloc, memory, &chunks, first, total, node)?;
-                chunks.push(chunk);
+                let chunk = allocate_checked(alloc, memory, &mut chunks, first, total, node)?;
                 let mut cursor = chunk.start();
                 for t in members {
                     blocks[t] = PhysRange::new_unchecked(cursor, cursor + sizes[t].total());
@@ -275,7 +315,7 @@ fn finish(
         tdmrs.push(Tdmr {
             range,
             node: layout.nodes[t],
-            mixes_nodes: mixes_nodes(memory, range),
+            mixes_nodes: layout.mixed[t],
             reserved,
             pamt: split_block(blocks[t], sizes[t]),
         });

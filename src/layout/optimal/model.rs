@@ -19,7 +19,7 @@ use crate::addr::{MAX_PA, PhysRange, SZ_1G};
 use crate::layout::HolePolicy;
 use crate::memmap::{Cmrs, MemoryMap, NodeId};
 
-/// A maximal stretch without TDX memory, with the extent of its must-reserve bytes.
+/// A maximal stretch without TDX memory that holds must-reserve bytes, with their extent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Run {
     pub start: u64,
@@ -43,11 +43,18 @@ pub(crate) enum WindowNodes {
     Mixed,
 }
 
-/// A 1 GiB window holding TDX memory.
+/// A 1 GiB window holding TDX memory, or a stretch of consecutive ones no run touches, of one
+/// node (the DP never needs to split inside such a stretch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
-    /// Window number: the window is `[index * 1 GiB, (index + 1) * 1 GiB)`.
+    /// First window number: the window starts at `index * 1 GiB`.
     pub index: u64,
+    /// Last window number (equal to `index` for a single window).
+    pub last: u64,
+    /// Node of the first region in the window, and its bytes here; bytes of other nodes are in
+    /// [`Model::other_nodes`].
+    pub node: NodeId,
+    pub bytes: u64,
     pub nodes: WindowNodes,
     /// Reserved areas this window's TDMR needs if it starts here: `areas = end + start`.
     pub start_term: i64,
@@ -57,7 +64,7 @@ pub(crate) struct Window {
 
 impl Window {
     pub fn range(&self) -> PhysRange {
-        PhysRange::new_unchecked(self.index * SZ_1G, (self.index + 1) * SZ_1G)
+        PhysRange::new_unchecked(self.index * SZ_1G, (self.last + 1) * SZ_1G)
     }
 }
 
@@ -65,89 +72,137 @@ impl Window {
 #[derive(Clone, Debug)]
 pub(crate) struct Model {
     pub windows: Vec<Window>,
+    /// Runs holding a must-reserve byte, sorted.
     pub runs: Vec<Run>,
+    /// Bytes in a window of nodes other than its first: (window list index, node, bytes),
+    /// sorted by window.
+    pub other_nodes: Vec<(usize, NodeId, u64)>,
 }
 
-/// Non-memory runs of `memory`, with their must-reserve extents under `policy`.
+/// The non-memory runs of `memory` that hold a must-reserve byte, with its extent. Runs without
+/// one never cost a reserved area, so they are left out.
+///
+/// Under [`HolePolicy::Memory`] every run qualifies: O(regions). Under [`HolePolicy::Cmr`] only
+/// runs holding non-convertible space do; memory lies in the CMRs, so each non-convertible stretch
+/// sits inside one run, found by binary search: O(CMRs × log regions).
 fn runs(memory: &MemoryMap, cmrs: &Cmrs, policy: HolePolicy) -> Vec<Run> {
-    let mut gaps: Vec<(u64, u64)> = Vec::with_capacity(memory.len() + 1);
-    let mut cursor = 0u64;
-    for r in memory.regions() {
-        if r.base > cursor {
-            gaps.push((cursor, r.base));
-        }
-        cursor = r.end();
-    }
-    if cursor < MAX_PA {
-        gaps.push((cursor, MAX_PA));
-    }
-    let merged = cmrs.merged();
-    let mut c = 0usize;
-    gaps.into_iter()
-        .map(|(start, end)| {
-            let (must_first, must_last_end) = match policy {
-                HolePolicy::Memory => (start, end),
-                HolePolicy::Cmr => {
-                    // Non-convertible bytes of [start, end): the complement of the CMRs.
-                    while c < merged.len() && merged[c].end() <= start {
-                        c += 1;
-                    }
-                    let mut first = u64::MAX;
-                    let mut last_end = 0;
-                    let mut pos = start;
-                    let mut k = c;
-                    while pos < end {
-                        match merged.get(k) {
-                            Some(cmr) if cmr.start() <= pos => {
-                                pos = cmr.end();
-                                k += 1;
-                            }
-                            next => {
-                                let stop = next.map_or(end, |cmr| cmr.start().min(end));
-                                if first == u64::MAX {
-                                    first = pos;
-                                }
-                                last_end = stop;
-                                pos = stop;
-                            }
-                        }
-                    }
-                    (first, last_end)
+    let regions = memory.regions();
+    match policy {
+        HolePolicy::Memory => {
+            let mut out = Vec::with_capacity(regions.len() + 1);
+            let mut cursor = 0u64;
+            for r in regions {
+                if r.base > cursor {
+                    out.push(Run {
+                        start: cursor,
+                        end: r.base,
+                        must_first: cursor,
+                        must_last_end: r.base,
+                    });
                 }
-            };
-            Run {
-                start,
-                end,
-                must_first,
-                must_last_end,
+                cursor = r.end();
             }
-        })
-        .collect()
+            if cursor < MAX_PA {
+                out.push(Run {
+                    start: cursor,
+                    end: MAX_PA,
+                    must_first: cursor,
+                    must_last_end: MAX_PA,
+                });
+            }
+            out
+        }
+        HolePolicy::Cmr => {
+            let mut out: Vec<Run> = Vec::new();
+            let mut cursor = 0u64;
+            let merged = cmrs.merged();
+            let non_convertible = merged
+                .iter()
+                .map(|c| (c.start(), c.end()))
+                .chain(core::iter::once((MAX_PA, MAX_PA)))
+                .filter_map(|(start, end)| {
+                    let hole = (cursor < start).then(|| PhysRange::new_unchecked(cursor, start));
+                    cursor = end;
+                    hole
+                });
+            for hole in non_convertible {
+                // The run around `hole`: from the end of the last region before it to the
+                // base of the first region after it.
+                let k = memory.first_ending_above(hole.start());
+                let start = if k == 0 { 0 } else { regions[k - 1].end() };
+                let end = regions.get(k).map_or(MAX_PA, |r| r.base);
+                match out.last_mut() {
+                    Some(last) if last.start == start => last.must_last_end = hole.end(),
+                    _ => out.push(Run {
+                        start,
+                        end,
+                        must_first: hole.start(),
+                        must_last_end: hole.end(),
+                    }),
+                }
+            }
+            out
+        }
+    }
 }
 
 impl Model {
-    /// Builds the model. O(regions + CMRs + windows).
+    /// Builds the model. O(regions + CMRs), independent of the size of the address space.
     pub fn new(memory: &MemoryMap, cmrs: &Cmrs, policy: HolePolicy) -> Model {
         let runs = runs(memory, cmrs, policy);
 
+        // Windows per region: its first and last window, and between them a stretch of whole
+        // windows (the region covers them, so no run touches them).
         let mut windows: Vec<Window> = Vec::new();
-        for r in memory.regions() {
-            let first = r.base / SZ_1G;
-            let last = (r.end() - 1) / SZ_1G;
-            for index in first..=last {
+        let mut other_nodes: Vec<(usize, NodeId, u64)> = Vec::new();
+        let mut add =
+            |windows: &mut Vec<Window>, index: u64, last: u64, node: NodeId, bytes: u64| {
                 match windows.last_mut() {
-                    Some(w) if w.index == index => {
-                        if w.nodes != WindowNodes::Single(r.node) {
+                    Some(w) if w.index == index && w.last == last => {
+                        if w.node == node {
+                            w.bytes += bytes;
+                        } else {
                             w.nodes = WindowNodes::Mixed;
+                            let at = windows.len() - 1;
+                            match other_nodes.last_mut() {
+                                Some(o) if o.0 == at && o.1 == node => o.2 += bytes,
+                                _ => other_nodes.push((at, node, bytes)),
+                            }
                         }
                     }
                     _ => windows.push(Window {
                         index,
-                        nodes: WindowNodes::Single(r.node),
+                        last,
+                        node,
+                        bytes,
+                        nodes: WindowNodes::Single(node),
                         start_term: 0,
                         end_term: 0,
                     }),
                 }
+            };
+        for r in memory.regions() {
+            let first = r.base / SZ_1G;
+            let last = (r.end() - 1) / SZ_1G;
+            let end = r.end();
+            add(
+                &mut windows,
+                first,
+                first,
+                r.node,
+                end.min((first + 1) * SZ_1G) - r.base,
+            );
+            if last > first + 1 {
+                add(
+                    &mut windows,
+                    first + 1,
+                    last - 1,
+                    r.node,
+                    (last - first - 1) * SZ_1G,
+                );
+            }
+            if last > first {
+                add(&mut windows, last, last, r.node, end - last * SZ_1G);
             }
         }
 
@@ -160,17 +215,20 @@ impl Model {
         }
 
         // Two pointers: L(A) = first run ending after A; U(B) = first run starting at or after B.
+        // A window is plain when no run touches it.
+        let mut plain = Vec::with_capacity(windows.len());
         let mut l = 0usize;
         let mut u = 0usize;
         for w in &mut windows {
             let a = w.index * SZ_1G;
-            let b = a + SZ_1G;
+            let b = (w.last + 1) * SZ_1G;
             while l < runs.len() && runs[l].end <= a {
                 l += 1;
             }
             while u < runs.len() && runs[u].start < b {
                 u += 1;
             }
+            plain.push(l == u);
             let mut start = -whole[l];
             if let Some(run) = runs.get(l)
                 && run.start < a
@@ -187,7 +245,61 @@ impl Model {
             w.start_term = start;
             w.end_term = end;
         }
-        Model { windows, runs }
+
+        // Adjacent plain windows of one node merge: no run lies at the boundary between them,
+        // so splitting there never lowers any group's reserved areas, and never helps the span,
+        // the node mixing or the TDMR count. Some optimal partition keeps them together.
+        let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
+        let mut last_plain = false;
+        let mut others = other_nodes.iter_mut().peekable();
+        for (k, (w, is_plain)) in windows.into_iter().zip(plain).enumerate() {
+            match merged.last_mut() {
+                Some(m)
+                    if last_plain
+                        && is_plain
+                        && m.last + 1 == w.index
+                        && m.nodes == w.nodes
+                        && w.nodes != WindowNodes::Mixed =>
+                {
+                    m.last = w.last;
+                    m.bytes += w.bytes;
+                    m.end_term = w.end_term;
+                }
+                _ => merged.push(w),
+            }
+            // Renumber the other-node entries of this window to its merged index.
+            while let Some(o) = others.next_if(|o| o.0 == k) {
+                o.0 = merged.len() - 1;
+            }
+            last_plain = is_plain;
+        }
+        Model {
+            windows: merged,
+            runs,
+            other_nodes,
+        }
+    }
+
+    /// The node holding most memory in windows `i..=j` (ties: the lowest id), and whether they
+    /// hold memory of more than one node. O(windows in the group).
+    pub fn nodes(&self, i: usize, j: usize) -> (NodeId, bool) {
+        let mut per_node: Vec<(NodeId, u64)> = Vec::new();
+        let mut add = |node: NodeId, bytes: u64| match per_node.iter_mut().find(|e| e.0 == node) {
+            Some(e) => e.1 += bytes,
+            None => per_node.push((node, bytes)),
+        };
+        for w in &self.windows[i..=j] {
+            add(w.node, w.bytes);
+        }
+        let lo = self.other_nodes.partition_point(|o| o.0 < i);
+        for o in self.other_nodes[lo..].iter().take_while(|o| o.0 <= j) {
+            add(o.1, o.2);
+        }
+        let majority = per_node
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map_or(0, |e| e.0);
+        (majority, per_node.len() > 1)
     }
 
     /// Reserved areas for holes of the TDMR made of windows `i..=j` (list indices).
@@ -200,7 +312,7 @@ impl Model {
     pub fn tdmr(&self, i: usize, j: usize) -> PhysRange {
         PhysRange::new_unchecked(
             self.windows[i].index * SZ_1G,
-            (self.windows[j].index + 1) * SZ_1G,
+            (self.windows[j].last + 1) * SZ_1G,
         )
     }
 }
@@ -269,13 +381,17 @@ mod tests {
     fn windows_record_mixed_nodes() {
         let mem = map(&[(0, G / 2, 0), (G / 2, G, 1), (3 * G, G, 1)]);
         let m = Model::new(&mem, &Cmrs::covering(&mem), HolePolicy::Cmr);
-        let idx: Vec<_> = m.windows.iter().map(|w| (w.index, w.nodes)).collect();
+        let idx: Vec<_> = m
+            .windows
+            .iter()
+            .map(|w| (w.index, w.last, w.nodes))
+            .collect();
         assert_eq!(
             idx,
             vec![
-                (0, WindowNodes::Mixed),
-                (1, WindowNodes::Single(1)),
-                (3, WindowNodes::Single(1))
+                (0, 0, WindowNodes::Mixed),
+                (1, 1, WindowNodes::Single(1)),
+                (3, 3, WindowNodes::Single(1))
             ]
         );
     }

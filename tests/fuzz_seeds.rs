@@ -42,3 +42,11 @@ mod plan;
 fn plan_seeds() {
     replay("plan", plan::run);
 }
+
+#[path = "fuzz_bodies/plan_optimal.rs"]
+mod plan_optimal;
+
+#[test]
+fn plan_optimal_seeds() {
+    replay("plan_optimal", plan_optimal::run);
+}

@@ -3,11 +3,12 @@
 //!
 //! The caller (the planner) describes where memory meets reserved space: every piece of a memory
 //! region inside a TDMR, and whether its low or high end touches a reserved area of that TDMR (a
-//! *dock*). Blocks of one node are stacked together at the roomiest dock of that node: a stack
-//! that starts at a reserved area is contiguous with it, so the whole stack merges into that one
-//! area. A block that fits no dock is stacked *fresh* at the top of a piece in a TDMR with a spare
-//! reserved area (one new area per node and TDMR). Other nodes' memory is used only when the
-//! node's own has no room. O(blocks × used sites + sites log sites).
+//! *dock*). Blocks are stacked at the ends of pieces, largest first, on the roomiest piece of the
+//! block's node: a stack that starts at a dock is contiguous with that reserved area, and every
+//! block stacked on it joins the same area, so blocks of one node gather in one place at no cost.
+//! A block that fits no dock or stack opens a new stack (one new reserved area) in a TDMR that
+//! can still take one. Other nodes' memory is used only when the node's own has no room.
+//! O(blocks × sites + sites log sites).
 
 use alloc::vec::Vec;
 
@@ -64,7 +65,7 @@ pub struct NoRoom {
 struct Free {
     lo: u64,
     hi: u64,
-    /// Which ends already hold a stack (and so are no longer free to start a fresh one).
+    /// Which ends already hold a stack: more blocks there join its reserved area.
     stacked_low: bool,
     stacked_high: bool,
 }
@@ -107,103 +108,94 @@ pub fn place(
             .cmp(&blocks[a].size)
             .then(blocks[a].tdmr.cmp(&blocks[b].tdmr))
     });
-    // Fresh stacks opened so far: (site, node) -> the stack continues downward from `hi`.
-    let mut fresh_open: Vec<(usize, NodeId)> = Vec::new();
+    // Any node's pieces, roomiest first, for blocks whose own node has no room.
+    let mut by_room = order.clone();
+    by_room.sort_unstable_by(|&a, &b| {
+        let (sa, sb) = (&sites[a], &sites[b]);
+        sb.range
+            .size()
+            .cmp(&sa.range.size())
+            .then(sb.range.start().cmp(&sa.range.start()))
+    });
 
+    // Four rounds, each over the blocks the previous ones could not place: on the block's own
+    // node at no cost, then opening a new area there, then on other nodes likewise. Every block
+    // gets its node's memory before any block borrows it.
     let mut out: Vec<Option<Placement>> = alloc::vec![None; blocks.len()];
-    for &bi in &by_size {
-        let block = blocks[bi];
-        let local = node_slice(block.node);
-        let placed = dock(sites, &mut free, local, block.size)
-            .map(|(range, site)| (range, site, false))
-            .or_else(|| fresh(sites, &mut free, local, true, block, spare, &mut fresh_open))
-            .or_else(|| {
-                dock(sites, &mut free, &order, block.size).map(|(range, site)| (range, site, false))
-            })
-            .or_else(|| {
-                fresh(
-                    sites,
-                    &mut free,
-                    &order,
-                    false,
-                    block,
-                    spare,
-                    &mut fresh_open,
-                )
-            });
-        let Some((range, site, new_area)) = placed else {
-            return Err(NoRoom { block });
-        };
-        out[bi] = Some(Placement {
-            range,
-            host_tdmr: sites[site].tdmr,
-            local: sites[site].node == block.node,
-            new_area,
-        });
+    let mut pending = by_size;
+    for round in 0..4 {
+        let (remote, opens) = (round >= 2, round % 2 == 1);
+        let mut left = Vec::new();
+        for bi in pending {
+            let block = blocks[bi];
+            let candidates = if remote {
+                &by_room[..]
+            } else {
+                node_slice(block.node)
+            };
+            let spare = opens.then_some(&mut *spare);
+            match stack(sites, &mut free, candidates, block.size, spare) {
+                Some((range, site, new_area)) => {
+                    out[bi] = Some(Placement {
+                        range,
+                        host_tdmr: sites[site].tdmr,
+                        local: sites[site].node == block.node,
+                        new_area,
+                    })
+                }
+                None => left.push(bi),
+            }
+        }
+        pending = left;
+    }
+    if let Some(&bi) = pending.first() {
+        return Err(NoRoom { block: blocks[bi] });
     }
     // Every entry was filled above or the function returned early.
     Ok(out.into_iter().flatten().collect())
 }
 
-/// Stacks `size` bytes at the roomiest dock among `candidates`; returns the range and site.
-fn dock(
+/// Stacks `size` bytes on the roomiest candidate site. Without `spare`, only where it costs no
+/// reserved area: on an existing stack, or against a dock. With `spare`, where a new stack opens
+/// a new area, in a TDMR that can still take one. Returns the range, the site and whether a new
+/// area was opened.
+fn stack(
     sites: &[Site],
     free: &mut [Free],
     candidates: &[usize],
     size: u64,
-) -> Option<(PhysRange, usize)> {
+    mut spare: Option<&mut [usize]>,
+) -> Option<(PhysRange, usize, bool)> {
     for &i in candidates {
         let s = &sites[i];
         let f = &mut free[i];
         if f.hi - f.lo < size {
             continue;
         }
-        // A dock end is usable while nothing but a dock stack sits there.
-        if s.dock_high && (f.hi == s.range.end() || f.stacked_high) {
+        let (high, low, new_area) = match spare.as_deref_mut() {
+            None => (
+                f.stacked_high || (s.dock_high && f.hi == s.range.end()),
+                f.stacked_low || (s.dock_low && f.lo == s.range.start()),
+                false,
+            ),
+            Some(spare) => {
+                if spare[s.tdmr] == 0 || (f.stacked_high && f.stacked_low) {
+                    continue;
+                }
+                spare[s.tdmr] -= 1;
+                (!f.stacked_high, f.stacked_high, true)
+            }
+        };
+        if high {
             f.hi -= size;
             f.stacked_high = true;
-            return Some((PhysRange::new_unchecked(f.hi, f.hi + size), i));
+            return Some((PhysRange::new_unchecked(f.hi, f.hi + size), i, new_area));
         }
-        if s.dock_low && (f.lo == s.range.start() || f.stacked_low) {
+        if low {
             f.lo += size;
             f.stacked_low = true;
-            return Some((PhysRange::new_unchecked(f.lo - size, f.lo), i));
+            return Some((PhysRange::new_unchecked(f.lo - size, f.lo), i, new_area));
         }
-    }
-    None
-}
-
-/// Stacks the block on an open fresh stack of its node, or opens one (a new reserved area) in a
-/// TDMR with a spare area; returns the range, the site and whether a new area was opened.
-fn fresh(
-    sites: &[Site],
-    free: &mut [Free],
-    candidates: &[usize],
-    local_only: bool,
-    block: Block,
-    spare: &mut [usize],
-    open: &mut Vec<(usize, NodeId)>,
-) -> Option<(PhysRange, usize, bool)> {
-    for &(i, node) in open.iter() {
-        if node == block.node && (!local_only || sites[i].node == block.node) {
-            let f = &mut free[i];
-            if f.hi - f.lo >= block.size {
-                f.hi -= block.size;
-                return Some((PhysRange::new_unchecked(f.hi, f.hi + block.size), i, false));
-            }
-        }
-    }
-    for &i in candidates {
-        let s = &sites[i];
-        let f = &mut free[i];
-        if f.stacked_high || f.hi - f.lo < block.size || spare[s.tdmr] == 0 {
-            continue;
-        }
-        spare[s.tdmr] -= 1;
-        f.hi -= block.size;
-        f.stacked_high = true;
-        open.push((i, block.node));
-        return Some((PhysRange::new_unchecked(f.hi, f.hi + block.size), i, true));
     }
     None
 }

@@ -8,7 +8,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use tdmr::layout::validate::{ConfigEnv, covers_memory, sys_config};
-use tdmr::layout::{HolePolicy, PlanError, Planner, Strategy};
+use tdmr::layout::{HolePolicy, Plan, PlanError, Planner, Strategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryMapError, MemoryRegion};
 use tdmr::seamcall::abi::{TdmrInfo, plan_from_tdmr_infos, tdmr_infos};
 use tdmr::sysinfo::TdxLimits;
@@ -47,7 +47,7 @@ struct Region {
 
 /// How the CMRs relate to the memory, per contiguous run of memory.
 #[derive(Arbitrary, Debug)]
-enum CmrChoice {
+pub enum CmrChoice {
     /// CMRs equal to the memory.
     Equal,
     /// Each run grown into the gaps around it (by `below`/`above` 256ths of half the gap) and
@@ -58,18 +58,19 @@ enum CmrChoice {
 }
 
 #[derive(Arbitrary, Debug)]
-struct Input {
+pub struct Input {
     start: Amount,
     regions: Vec<Region>,
-    cmrs: CmrChoice,
+    pub cmrs: CmrChoice,
     max_tdmrs: u8,
     max_reserved: u8,
     pamt_entry_size: Option<u8>,
     dynamic_pamt: bool,
-    cmr_holes: bool,
+    pub cmr_holes: bool,
 }
 
-fn memory_of(input: &Input) -> MemoryMap {
+/// The input's memory map.
+pub fn memory_of(input: &Input) -> MemoryMap {
     let mut regions = Vec::new();
     let mut cursor = input.start.bytes();
     let mut node = 0;
@@ -89,7 +90,8 @@ fn memory_of(input: &Input) -> MemoryMap {
     MemoryMap::new(regions).expect("the input decoder builds valid maps")
 }
 
-fn cmrs_of(choice: &CmrChoice, memory: &MemoryMap) -> Cmrs {
+/// The input's CMRs.
+pub fn cmrs_of(choice: &CmrChoice, memory: &MemoryMap) -> Cmrs {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for r in memory.regions() {
         match runs.last_mut() {
@@ -137,22 +139,8 @@ pub fn run(data: &[u8]) {
     };
     let memory = memory_of(&input);
     let cmrs = cmrs_of(&input.cmrs, &memory);
-
-    let entry = input.pamt_entry_size.map_or(16, |e| e.max(1) as u16);
-    let mut limits = TdxLimits::default()
-        .with_max_tdmrs(input.max_tdmrs as u16 % 64 + 1)
-        .expect("at least one TDMR")
-        .with_max_reserved_per_tdmr(input.max_reserved as u16 % 17)
-        .with_pamt_entry_size(entry)
-        .expect("entry size at least 1");
-    if input.dynamic_pamt {
-        limits = limits.with_dynamic_pamt(1).expect("one bit per page");
-    }
-    let holes = if input.cmr_holes {
-        HolePolicy::Cmr
-    } else {
-        HolePolicy::Memory
-    };
+    let limits = limits_of(&input);
+    let holes = holes_of(&input);
     let planner = Planner::new(&memory, &cmrs)
         .strategy(Strategy::Linux)
         .holes(holes)
@@ -181,12 +169,43 @@ pub fn run(data: &[u8]) {
         }
     };
 
+    check_plan(&plan, &memory, &cmrs, &limits);
+}
+
+/// The input's limits: 1..=64 TDMRs, 0..=16 reserved areas, entry size, Dynamic PAMT.
+pub fn limits_of(input: &Input) -> TdxLimits {
+    let entry = input.pamt_entry_size.map_or(16, |e| e.max(1) as u16);
+    let limits = TdxLimits::default()
+        .with_max_tdmrs(input.max_tdmrs as u16 % 64 + 1)
+        .expect("at least one TDMR")
+        .with_max_reserved_per_tdmr(input.max_reserved as u16 % 17)
+        .with_pamt_entry_size(entry)
+        .expect("entry size at least 1");
+    if input.dynamic_pamt {
+        limits.with_dynamic_pamt(1).expect("one bit per page")
+    } else {
+        limits
+    }
+}
+
+/// The input's hole policy.
+pub fn holes_of(input: &Input) -> HolePolicy {
+    if input.cmr_holes {
+        HolePolicy::Cmr
+    } else {
+        HolePolicy::Memory
+    }
+}
+
+/// Checks a plan as the module would (and the host's coverage policy, with its exclusions),
+/// then the ABI round trip.
+pub fn check_plan(plan: &Plan, memory: &MemoryMap, cmrs: &Cmrs, limits: &TdxLimits) {
     assert!(plan.tdmrs().len() <= limits.max_tdmrs());
     assert!(plan.max_reserved_in_one_tdmr() <= limits.max_reserved_per_tdmr());
-    let infos = tdmr_infos(&plan).expect("at most 16 reserved areas fit a TDMR_INFO");
+    let infos = tdmr_infos(plan).expect("at most 16 reserved areas fit a TDMR_INFO");
     let mut env = ConfigEnv::new(cmrs.listed());
     env.max_tdmrs = limits.max_tdmrs();
-    env.pamt_entry_size = [entry as u64; 3];
+    env.pamt_entry_size = [limits.pamt_entry_size(tdmr::addr::PageSize::Size4K); 3];
     env.dynamic_pamt = limits.dynamic_pamt();
     if let Err(status) = sys_config(&infos, &env) {
         panic!("TDH.SYS.CONFIG would refuse the plan: {status}\n{plan:#?}");
@@ -199,7 +218,7 @@ pub fn run(data: &[u8]) {
     for info in &infos {
         assert_eq!(&TdmrInfo::from_bytes(&info.to_bytes()), info);
     }
-    let back = plan_from_tdmr_infos(&infos, plan.strategy(), plan.hole_policy(), limits)
+    let back = plan_from_tdmr_infos(&infos, plan.strategy(), plan.hole_policy(), *limits)
         .expect("a plan's own TDMR_INFOs read back");
     assert_eq!(tdmr_infos(&back).as_ref(), Ok(&infos));
 }

@@ -19,14 +19,16 @@ mod model;
 
 use alloc::vec::Vec;
 
-use super::linux::{Allocated, allocate_checked, split_block};
+use super::linux::{
+    Allocated, allocate_checked, lowest_node, mixes_nodes, split_block, tdmr_ranges,
+};
 use super::plan::{ReservedAreas, Tdmr};
 use super::reserved::build_merged;
 use super::{Obstacle, Plan, PlanError, Planner};
 use crate::addr::{PhysRange, SZ_1G};
 use crate::memmap::{MemoryMap, MemoryRegion, NodeId};
 use crate::pamt::dock::{self, Block, Site};
-use crate::pamt::{self as pamt_sizes, PamtAllocator};
+use crate::pamt::{self as pamt_sizes, PamtAllocator, TopDownAllocator};
 use dp::{Infeasible, Problem};
 use model::Model;
 
@@ -251,6 +253,20 @@ fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<L
                 slack.push(no_room.block.node);
             }
             Err(no_room) => {
+                // Docking packs blocks into region pieces of one TDMR each. When that fails,
+                // place them as the kernel's allocator would (whole regions, top-down, possibly
+                // across a TDMR boundary): first for this partition, then for mainline's
+                // partition, which Linux itself would use. Never worse than Linux.
+                let linux_tdmrs = tdmr_ranges(memory, limits.max_tdmrs()).ok();
+                let candidates = [(tdmrs, nodes)].into_iter().chain(linux_tdmrs.map(|t| {
+                    let n = t.iter().map(|&r| lowest_node(memory, r)).collect();
+                    (t, n)
+                }));
+                for (tdmrs, nodes) in candidates {
+                    if let Some(layout) = top_down(p, memory, tdmrs, nodes) {
+                        return Ok(layout);
+                    }
+                }
                 return Err(PlanError::Infeasible(Obstacle::PamtNoRoom {
                     node: no_room.block.node,
                     size: no_room.block.size,
@@ -258,6 +274,35 @@ fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<L
             }
         }
     }
+}
+
+/// A layout with one PAMT block per TDMR from [`TopDownAllocator`], if every TDMR's merged
+/// reserved areas then fit the limit.
+fn top_down(
+    p: &Planner<'_>,
+    memory: &MemoryMap,
+    tdmrs: Vec<PhysRange>,
+    nodes: Vec<NodeId>,
+) -> Option<Layout> {
+    let mut alloc = TopDownAllocator::new(memory);
+    let mut pamt = Vec::with_capacity(tdmrs.len());
+    for (t, &range) in tdmrs.iter().enumerate() {
+        let size = pamt_sizes::sizes(range.size(), &p.limits).total();
+        pamt.push(alloc.allocate(size, nodes[t])?);
+    }
+    let mut sorted = pamt.clone();
+    sorted.sort_unstable();
+    let fits = tdmrs.iter().all(|&t| {
+        build_merged(t, p.hole_policy(), memory, p.cmrs, &sorted).len()
+            <= p.limits.max_reserved_per_tdmr()
+    });
+    let mixed = tdmrs.iter().map(|&t| mixes_nodes(memory, t)).collect();
+    fits.then_some(Layout {
+        tdmrs,
+        nodes,
+        mixed,
+        pamt,
+    })
 }
 
 /// Builds the plan from a layout: PAMT blocks (docked, or from the caller's allocator, one

@@ -5,6 +5,25 @@
 //! reserved, 50 inc_size, 51 write_mask_valid, 54:52 context (0 = SYS), 55 reserved, 61:56
 //! class, 62 reserved, 63 non-architectural. The module finds a field by class and field code.
 
+use core::fmt;
+
+/// TDX module version numbers (MAJOR_VERSION, MINOR_VERSION, UPDATE_VERSION).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleVersion {
+    /// MAJOR_VERSION.
+    pub major: u16,
+    /// MINOR_VERSION.
+    pub minor: u16,
+    /// UPDATE_VERSION.
+    pub update: u16,
+}
+
+impl fmt::Display for ModuleVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{:02}", self.major, self.minor, self.update)
+    }
+}
+
 /// A global metadata field id.
 ///
 /// ```

@@ -1,7 +1,7 @@
 //! The SEAMCALL interface to the TDX module: status codes and the binary layouts it reads.
 //!
 //! [`Seamcall`] is the one-method trait every backend implements: [`asm`] issues the real
-//! instruction (x86_64 only), a software TDX module and a fault injector
+//! instruction (x86_64 only), [`mock`] is a software TDX module, and [`mock::FaultInjector`]
 //! wraps either to inject the module's transient failures.
 
 pub mod abi;
@@ -10,6 +10,7 @@ pub mod asm;
 pub mod counts;
 pub mod leaf;
 pub mod metadata;
+pub mod mock;
 pub mod status;
 
 pub use counts::SeamcallCounts;
@@ -99,7 +100,7 @@ impl Output {
 /// One method: the leaf (number and version, which go into RAX) and the input registers in, the
 /// status and output registers out. Calls take `&self` so that one backend can serve several
 /// CPUs at once (TDH.SYS.TDMR.INIT runs concurrently across TDMRs); which logical processor
-/// executes a call is the caller's business (the bring-up driver runs each call on the right CPU).
+/// executes a call is the caller's business (see [`crate::init::Cpus`]).
 ///
 /// ```
 /// use tdmr::seamcall::{leaf, Output, Regs, Seamcall, Status};

@@ -49,20 +49,36 @@ fn seamcall_faults_at_cpl3() {
         child();
     }
     let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "seamcall_faults_at_cpl3", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "seamcall_faults_at_cpl3",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .expect("spawn child");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(REACHED), "child never reached the instruction: {stderr}");
-    assert!(!stderr.contains(RETURNED), "SEAMCALL returned at CPL 3: {stderr}");
+    assert!(
+        stderr.contains(REACHED),
+        "child never reached the instruction: {stderr}"
+    );
+    assert!(
+        !stderr.contains(RETURNED),
+        "SEAMCALL returned at CPL 3: {stderr}"
+    );
     let signal = out.status.signal();
 
     let flags = cpu_flags();
     let guest_or_no_vmx =
         flags.iter().any(|f| f == "hypervisor") || !flags.iter().any(|f| f == "vmx");
     if guest_or_no_vmx {
-        assert_eq!(signal, Some(SIGILL), "expected #UD (SIGILL), got {:?}", out.status);
+        assert_eq!(
+            signal,
+            Some(SIGILL),
+            "expected #UD (SIGILL), got {:?}",
+            out.status
+        );
     } else {
         // Bare metal with VMX: #GP if a hypervisor has this CPU in VMX operation, else #UD.
         assert!(

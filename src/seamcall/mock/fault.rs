@@ -148,6 +148,8 @@ pub struct FaultSpec {
     pub kind: FaultKind,
     /// When.
     pub trigger: Trigger,
+    /// Only on this leaf (`None`: every leaf that can return the fault).
+    pub leaf: Option<Leaf>,
 }
 
 impl FaultSpec {
@@ -161,6 +163,7 @@ impl FaultSpec {
         FaultSpec {
             kind,
             trigger: Trigger::At { call, times },
+            leaf: None,
         }
     }
 
@@ -169,11 +172,19 @@ impl FaultSpec {
         FaultSpec {
             kind,
             trigger: Trigger::Rate { ppm },
+            leaf: None,
         }
+    }
+
+    /// The same fault, restricted to `leaf`.
+    pub const fn on_leaf(mut self, leaf: Leaf) -> Self {
+        self.leaf = Some(leaf);
+        self
     }
 }
 
 impl fmt::Display for FaultSpec {
+    /// `KIND@CALL`, `KIND@CALLxTIMES` or `KIND@PERCENT%` (a leaf restriction is not shown).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.trigger {
             Trigger::At { call, times: 1 } => write!(f, "{}@{call}", self.kind),
@@ -364,6 +375,9 @@ impl<S: Seamcall> FaultInjector<S> {
             *seen += 1;
             let mut hit = None;
             for (i, spec) in self.specs.iter().enumerate() {
+                if spec.leaf.is_some_and(|only| only != leaf) {
+                    continue;
+                }
                 let Some(status) = spec.kind.status(leaf) else {
                     continue;
                 };

@@ -42,3 +42,11 @@ mod plan;
 fn plan_seeds() {
     replay("plan", plan::run);
 }
+
+#[path = "fuzz_bodies/mock_config.rs"]
+mod mock_config;
+
+#[test]
+fn mock_config_seeds() {
+    replay("mock_config", mock_config::run);
+}

@@ -7,6 +7,7 @@
 //!   --format text|json     output format (default text)
 //!   --cpus N               logical processors (default 8)
 //!   --packages P           packages (default 2)
+//!   --strategy linux|optimal  planning strategy (default linux)
 //!   --holes memory|cmr     hole policy (default: the strategy's)
 //!   --dynamic-pamt         enable Dynamic PAMT (the mock then supports it)
 //!   --inject KIND@CALL[xN] fail the first N (default 1) calls that can return KIND from call
@@ -23,7 +24,7 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 use tdmr::init::{Bringup, InitError, InitErrorKind, PrivateKeyIds};
-use tdmr::layout::HolePolicy;
+use tdmr::layout::{HolePolicy, Strategy};
 use tdmr::memmap::parse::parse_kernel_log;
 use tdmr::seamcall::SeamcallCounts;
 use tdmr::seamcall::mock::{FaultInjector, FaultSpec, Injection, MockModule, Platform};
@@ -35,6 +36,7 @@ struct Args {
     json: bool,
     cpus: u32,
     packages: u32,
+    strategy: Strategy,
     holes: Option<HolePolicy>,
     dynamic_pamt: bool,
     faults: Vec<FaultSpec>,
@@ -47,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         cpus: 8,
         packages: 2,
+        strategy: Strategy::Linux,
         holes: None,
         dynamic_pamt: false,
         faults: Vec::new(),
@@ -74,6 +77,13 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--packages: {e}"))?
             }
+            "--strategy" => {
+                a.strategy = match value("--strategy")?.as_str() {
+                    "linux" => Strategy::Linux,
+                    "optimal" => Strategy::Optimal,
+                    other => return Err(format!("unknown strategy {other:?} (linux, optimal)")),
+                }
+            }
             "--holes" => {
                 a.holes = Some(match value("--holes")?.as_str() {
                     "memory" => HolePolicy::Memory,
@@ -94,7 +104,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err("usage: init_mock [--format text|json] [--cpus N] [--packages P] \
-                            [--holes memory|cmr] [--dynamic-pamt] [--inject KIND@CALL[xN]|KIND@P%]... \
+                            [--strategy linux|optimal] [--holes memory|cmr] [--dynamic-pamt] [--inject KIND@CALL[xN]|KIND@P%]... \
                             [--seed S] [KERNEL_LOG]"
                     .into());
             }
@@ -217,6 +227,7 @@ fn main() -> ExitCode {
             if args.json {
                 let v = json!({
                     "status": "initialized",
+                    "strategy": done.plan.strategy().name(),
                     "tdmrs": done.plan.tdmrs().len(),
                     "pamt_bytes": done.pamt_bytes(),
                     "seamcalls": counts_json(&done.seamcalls),

@@ -207,3 +207,35 @@ fn same_input_same_output() {
     let (_, b) = bring_up("spr-tdx10.log", 2, 2, None);
     assert_eq!(a.unwrap(), b.unwrap());
 }
+
+#[test]
+fn optimal_strategy_brings_up_every_fixture() {
+    use tdmr::layout::Strategy;
+    for name in [
+        "spr-1t.log",
+        "host-2t.log",
+        "spr-tdx10.log",
+        "icx-2s-256g.log",
+        "emr-4s-256g.log",
+    ] {
+        let input = parse_kernel_log(&fixture(name)).unwrap();
+        let platform = Platform::new(input.cmrs().listed())
+            .unwrap()
+            .topology(4, 2)
+            .unwrap();
+        let k = keyids(&platform);
+        let module = MockModule::new(platform);
+        let done = Bringup::new(&module, &module, &module, k)
+            .strategy(Strategy::Optimal)
+            .run(input.memory())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(done.plan.strategy(), Strategy::Optimal);
+        assert_eq!(
+            done.seamcalls.get(leaf::TDH_SYS_TDMR_INIT),
+            done.plan.covered_bytes() / (4 << 20),
+            "{name}"
+        );
+        assert_eq!(module.state(), SysState::SysReady, "{name}");
+        assert!(module.tdmrs().iter().all(|t| t.is_done()), "{name}");
+    }
+}

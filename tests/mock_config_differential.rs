@@ -1,5 +1,6 @@
 //! The mock's TDH.SYS.CONFIG accepts a `TDMR_INFO` array exactly when the module's rules do
-//! (see `fuzz_bodies/mock_config.rs`), over random inputs; Linux plans are always accepted.
+//! (see `fuzz_bodies/mock_config.rs`), over random inputs; Linux and optimal plans are always
+//! accepted.
 
 #[path = "fuzz_bodies/mock_config.rs"]
 mod mock_config;
@@ -11,7 +12,7 @@ use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
 use tdmr::seamcall::abi;
 
 /// Strategies whose plans the module must accept. (Add new strategies here.)
-const STRATEGIES: &[Strategy] = &[Strategy::Linux];
+const STRATEGIES: &[Strategy] = &[Strategy::Linux, Strategy::Optimal];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]

@@ -2,7 +2,7 @@
 //! exact 64-bit value from the module's rules (tdx-module-rules.md §2, §3, §5, §6, §7).
 
 use tdmr::init::{Cpus, HostMemory};
-use tdmr::layout::{Planner, validate};
+use tdmr::layout::{Planner, Strategy, validate};
 use tdmr::memmap::Cmr;
 use tdmr::memmap::parse::parse_kernel_log;
 use tdmr::seamcall::abi::{self, TdmrInfo, TdmrInfoPaArray};
@@ -52,7 +52,10 @@ fn rdx(v: u64) -> Regs {
 /// The Linux plan for `LOG` as `TDMR_INFO`s.
 fn infos() -> Vec<TdmrInfo> {
     let input = parse_kernel_log(LOG).unwrap();
-    let plan = Planner::new(input.memory(), input.cmrs()).plan().unwrap();
+    let plan = Planner::new(input.memory(), input.cmrs())
+        .strategy(Strategy::Linux)
+        .plan()
+        .unwrap();
     abi::tdmr_infos(&plan).unwrap()
 }
 
@@ -708,7 +711,10 @@ fn tdmr_progress_costs_nothing_per_page() {
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_INIT, Regs::ZERO), TDX_SUCCESS);
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_LP_INIT, Regs::ZERO), TDX_SUCCESS);
     let input = parse_kernel_log("virt/tdx: CMR: [0x0, 0x100000000000)\n").unwrap();
-    let plan = Planner::new(input.memory(), input.cmrs()).plan().unwrap();
+    let plan = Planner::new(input.memory(), input.cmrs())
+        .strategy(Strategy::Linux)
+        .plan()
+        .unwrap();
     let regs = place(&m, &abi::tdmr_infos(&plan).unwrap(), 32);
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_CONFIG, regs), TDX_SUCCESS);
     assert_eq!(

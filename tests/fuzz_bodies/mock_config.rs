@@ -1,19 +1,19 @@
 //! Differential check of the mock's TDH.SYS.CONFIG against the validator, driven by arbitrary
 //! bytes. Shared by the `mock_config` fuzz target and `cargo test` (seed replay and proptest).
 //!
-//! From the bytes: a memory map (one to six regions) and CMRs around it, a Linux plan for it
-//! with either hole policy, then mutations of its `TDMR_INFO`s (or entirely arbitrary
+//! From the bytes: a memory map (one to six regions) and CMRs around it, a Linux or optimal
+//! plan for it with either hole policy, then mutations of its `TDMR_INFO`s (or entirely arbitrary
 //! `TDMR_INFO`s when no plan exists), a TDMR count, a KeyID and an array placement. The mock
 //! reads the array from simulated memory; its status must be exactly what the module's rules
 //! give: RCX, RDX and R8 checks first (written out here from the rules), then
 //! `layout::validate::sys_config` over the `TDMR_INFO`s as the module would fetch them (zeros
-//! past the ones written). An unmutated Linux plan must be accepted. On success the mock is
+//! past the ones written). An unmutated plan must be accepted. On success the mock is
 //! SYSCONFIG_DONE with exactly those TDMRs; on failure it stays SYSINIT_DONE.
 
 use arbitrary::{Result, Unstructured};
 
 use tdmr::init::HostMemory;
-use tdmr::layout::{HolePolicy, Planner, validate};
+use tdmr::layout::{HolePolicy, Planner, Strategy, validate};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
 use tdmr::seamcall::abi::{self, TdmrInfo, TdmrInfoPaArray};
 use tdmr::seamcall::mock::{MockModule, Platform, SysState};
@@ -173,7 +173,13 @@ fn check(u: &mut Unstructured<'_>) -> Result<()> {
     } else {
         HolePolicy::Memory
     };
+    let strategy = if u.arbitrary()? {
+        Strategy::Optimal
+    } else {
+        Strategy::Linux
+    };
     let planned = Planner::new(&map, &cmrs)
+        .strategy(strategy)
         .holes(holes)
         .plan()
         .ok()
@@ -257,7 +263,10 @@ fn check(u: &mut Unstructured<'_>) -> Result<()> {
         && keyid == 32
         && misalign == 0
     {
-        assert!(got.is_success(), "unmutated Linux plan refused: {got}");
+        assert!(
+            got.is_success(),
+            "unmutated {strategy:?} plan refused: {got}"
+        );
     }
     if got.is_success() {
         assert_eq!(m.state(), SysState::SysconfigDone);

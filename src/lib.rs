@@ -27,6 +27,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod init;
 pub mod layout;
 pub mod memmap;
 pub mod pamt;

@@ -50,3 +50,11 @@ mod plan_optimal;
 fn plan_optimal_seeds() {
     replay("plan_optimal", plan_optimal::run);
 }
+
+#[path = "fuzz_bodies/mock_config.rs"]
+mod mock_config;
+
+#[test]
+fn mock_config_seeds() {
+    replay("mock_config", mock_config::run);
+}

@@ -1,0 +1,280 @@
+//! Brings up the software TDX module for a kernel log's memory map and shows what it took.
+//!
+//! ```text
+//! cargo run --release --example init_mock -- [OPTIONS] [KERNEL_LOG]
+//!
+//!   KERNEL_LOG             e820 / SRAT / CMR lines (default: an embedded ~1 TiB Sapphire Rapids map)
+//!   --format text|json     output format (default text)
+//!   --cpus N               logical processors (default 8)
+//!   --packages P           packages (default 2)
+//!   --strategy linux|optimal  planning strategy (default linux)
+//!   --holes memory|cmr     hole policy (default: the strategy's)
+//!   --dynamic-pamt         enable Dynamic PAMT (the mock then supports it)
+//!   --inject KIND@CALL[xN] fail the first N (default 1) calls that can return KIND from call
+//!                          number CALL on; KIND@P% fails each eligible call with probability P %.
+//!                          KIND: rnd-no-entropy, sys-busy, operand-busy, key-generation-failed
+//!   --seed S               seed for rate faults (default 0)
+//! ```
+//!
+//! `--format json` prints
+//! `{"status":"initialized","tdmrs":T,"pamt_bytes":P,"seamcalls":{"TDH.SYS.TDMR.INIT":N,...}}`
+//! (plus the injected faults), or `{"status":"failed",...}` with the raw status of a failure.
+
+use std::process::ExitCode;
+
+use serde_json::{Map, Value, json};
+use tdmr::init::{Bringup, InitError, InitErrorKind, PrivateKeyIds};
+use tdmr::layout::{HolePolicy, Strategy};
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::seamcall::SeamcallCounts;
+use tdmr::seamcall::mock::{FaultInjector, FaultSpec, Injection, MockModule, Platform};
+use tdmr::sysinfo::TdxLimits;
+
+const EMBEDDED: &str = include_str!("../tests/fixtures/spr-1t.log");
+
+struct Args {
+    json: bool,
+    cpus: u32,
+    packages: u32,
+    strategy: Strategy,
+    holes: Option<HolePolicy>,
+    dynamic_pamt: bool,
+    faults: Vec<FaultSpec>,
+    seed: u64,
+    log: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        json: false,
+        cpus: 8,
+        packages: 2,
+        strategy: Strategy::Linux,
+        holes: None,
+        dynamic_pamt: false,
+        faults: Vec::new(),
+        seed: 0,
+        log: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--format" => {
+                a.json = match value("--format")?.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(format!("unknown format {other:?} (text, json)")),
+                }
+            }
+            "--cpus" => {
+                a.cpus = value("--cpus")?
+                    .parse()
+                    .map_err(|e| format!("--cpus: {e}"))?
+            }
+            "--packages" => {
+                a.packages = value("--packages")?
+                    .parse()
+                    .map_err(|e| format!("--packages: {e}"))?
+            }
+            "--strategy" => {
+                a.strategy = match value("--strategy")?.as_str() {
+                    "linux" => Strategy::Linux,
+                    "optimal" => Strategy::Optimal,
+                    other => return Err(format!("unknown strategy {other:?} (linux, optimal)")),
+                }
+            }
+            "--holes" => {
+                a.holes = Some(match value("--holes")?.as_str() {
+                    "memory" => HolePolicy::Memory,
+                    "cmr" => HolePolicy::Cmr,
+                    other => return Err(format!("unknown hole policy {other:?} (memory, cmr)")),
+                })
+            }
+            "--dynamic-pamt" => a.dynamic_pamt = true,
+            "--inject" => {
+                let spec = value("--inject")?;
+                a.faults
+                    .push(spec.parse().map_err(|e| format!("--inject {spec}: {e}"))?);
+            }
+            "--seed" => {
+                a.seed = value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?
+            }
+            "-h" | "--help" => {
+                return Err("usage: init_mock [--format text|json] [--cpus N] [--packages P] \
+                            [--strategy linux|optimal] [--holes memory|cmr] [--dynamic-pamt] [--inject KIND@CALL[xN]|KIND@P%]... \
+                            [--seed S] [KERNEL_LOG]"
+                    .into());
+            }
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            _ => a.log = Some(arg),
+        }
+    }
+    Ok(a)
+}
+
+fn counts_json(c: &SeamcallCounts) -> Value {
+    let mut m = Map::new();
+    for (leaf, n) in c.iter() {
+        m.insert(leaf.to_string(), json!(n));
+    }
+    Value::Object(m)
+}
+
+fn injections_json(inj: &[Injection]) -> Value {
+    inj.iter()
+        .map(|i| {
+            json!({
+                "call": i.call,
+                "leaf": i.leaf.to_string(),
+                "status": format!("{:#018x}", i.status.raw()),
+            })
+        })
+        .collect()
+}
+
+fn print_counts(c: &SeamcallCounts) {
+    println!("SEAMCALLs per leaf:");
+    for (leaf, n) in c.iter() {
+        println!("  {:<24} {n:>10}", leaf.to_string());
+    }
+    println!("  {:<24} {:>10}", "total", c.total());
+}
+
+fn failure_json(e: &InitError) -> Value {
+    let mut v = json!({
+        "status": "failed",
+        "stage": e.stage.to_string(),
+        "error": e.kind.to_string(),
+        "seamcalls": counts_json(&e.seamcalls),
+    });
+    if let InitErrorKind::Seamcall(s) = &e.kind {
+        v["leaf"] = json!(s.leaf.to_string());
+        v["raw_status"] = json!(format!("{:#018x}", s.status.raw()));
+        v["attempts"] = json!(s.attempts);
+    }
+    if let Some(t) = &e.teardown {
+        v["teardown"] = json!({
+            "pamt": t.pamt.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "reset_required": t.reset_required,
+        });
+    }
+    v
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("init_mock: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match &args.log {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("init_mock: {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => EMBEDDED.to_owned(),
+    };
+    let input = match parse_kernel_log(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!(
+                "init_mock: {}: {e}",
+                args.log.as_deref().unwrap_or("embedded map")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut limits = TdxLimits::default();
+    if args.dynamic_pamt {
+        limits = limits.with_dynamic_pamt(1).unwrap_or(limits);
+    }
+    let platform = Platform::new(input.cmrs().listed())
+        .and_then(|p| p.topology(args.cpus, args.packages))
+        .map(|p| p.limits(limits));
+    let platform = match platform {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("init_mock: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (first, last) = platform.private_keyids();
+    let keyids = PrivateKeyIds::new(first as u16, (last - first + 1) as u16);
+    let module = MockModule::new(platform);
+    let mut faulty = FaultInjector::new(&module, args.seed);
+    for f in &args.faults {
+        faulty = faulty.with(*f);
+    }
+
+    let mut bringup =
+        Bringup::new(&faulty, &module, &module, keyids).dynamic_pamt(args.dynamic_pamt);
+    if let Some(h) = args.holes {
+        bringup = bringup.holes(h);
+    }
+    let result = bringup.run(input.memory());
+    let injected = faulty.injections();
+
+    match result {
+        Ok(done) => {
+            if args.json {
+                let v = json!({
+                    "status": "initialized",
+                    "strategy": done.plan.strategy().name(),
+                    "tdmrs": done.plan.tdmrs().len(),
+                    "pamt_bytes": done.pamt_bytes(),
+                    "seamcalls": counts_json(&done.seamcalls),
+                    "injected": injections_json(&injected),
+                });
+                println!("{v}");
+            } else {
+                print_counts(&done.seamcalls);
+                for i in &injected {
+                    println!(
+                        "injected {} into call {} ({}): recovered by retry",
+                        i.status, i.call, i.leaf
+                    );
+                }
+                println!(
+                    "TDX module {} initialized: {} TDMRs, {} KB allocated for PAMT, global KeyID {}",
+                    done.info.version,
+                    done.plan.tdmrs().len(),
+                    done.pamt_bytes() / 1024,
+                    done.global_keyid
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if args.json {
+                let mut v = failure_json(&e);
+                v["injected"] = injections_json(&injected);
+                println!("{v}");
+            } else {
+                print_counts(&e.seamcalls);
+                for i in &injected {
+                    println!("injected {} into call {} ({})", i.status, i.call, i.leaf);
+                }
+                println!("{e}");
+                if let Some(t) = &e.teardown {
+                    let what = if t.reset_required {
+                        "flush caches, reset and free"
+                    } else {
+                        "free"
+                    };
+                    for r in &t.pamt {
+                        println!("teardown: {what} PAMT {r}");
+                    }
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

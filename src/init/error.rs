@@ -1,0 +1,230 @@
+//! Why bring-up failed, where, and what the caller must clean up.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::{CpuUnavailable, HostMemoryError, SeamcallError};
+use crate::addr::PhysRange;
+use crate::layout::PlanError;
+use crate::memmap::{CmrError, MemoryMapError};
+use crate::seamcall::SeamcallCounts;
+use crate::seamcall::abi::AbiError;
+use crate::sysinfo::LimitsError;
+
+/// The step bring-up had reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Checking the inputs (CPUs, KeyIDs).
+    Inputs,
+    /// TDH.SYS.INIT.
+    SysInit,
+    /// TDH.SYS.LP.INIT on every CPU.
+    LpInit,
+    /// Reading global metadata (TDH.SYS.RD).
+    Metadata,
+    /// Planning TDMRs and PAMTs.
+    Plan,
+    /// TDH.SYS.CONFIG (and preparing its buffers).
+    Config,
+    /// TDH.SYS.KEY.CONFIG on every package.
+    KeyConfig,
+    /// TDH.SYS.TDMR.INIT on every TDMR.
+    TdmrInit,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Inputs => "input checks",
+            Stage::SysInit => "TDH.SYS.INIT",
+            Stage::LpInit => "TDH.SYS.LP.INIT",
+            Stage::Metadata => "metadata read",
+            Stage::Plan => "TDMR planning",
+            Stage::Config => "TDH.SYS.CONFIG",
+            Stage::KeyConfig => "TDH.SYS.KEY.CONFIG",
+            Stage::TdmrInit => "TDH.SYS.TDMR.INIT",
+        })
+    }
+}
+
+/// Something wrong with what the module reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataError {
+    /// TDX_FEATURES0 lacks NO_RBP_MOD (bit 18): the module may clobber RBP.
+    NoRbpModMissing {
+        /// TDX_FEATURES0 as read.
+        features0: u64,
+    },
+    /// Dynamic PAMT was asked for but TDX_FEATURES0 bit 36 is clear.
+    DynamicPamtUnsupported {
+        /// TDX_FEATURES0 as read.
+        features0: u64,
+    },
+    /// A limit or PAMT entry size the planner cannot use.
+    Limits(LimitsError),
+    /// NUM_CMRS above the 32 CMR slots.
+    TooManyCmrSlots {
+        /// NUM_CMRS as read.
+        num_cmrs: u64,
+    },
+    /// The CMR list is not sorted, aligned or disjoint.
+    Cmrs(CmrError),
+    /// A field does not fit the size its id promises.
+    ValueOutOfRange {
+        /// The field id.
+        field: u64,
+        /// The value.
+        value: u64,
+    },
+}
+
+impl fmt::Display for MetadataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MetadataError::NoRbpModMissing { features0 } => write!(
+                f,
+                "TDX_FEATURES0 {features0:#x} lacks NO_RBP_MOD (bit 18): the module may clobber RBP"
+            ),
+            MetadataError::DynamicPamtUnsupported { features0 } => write!(
+                f,
+                "Dynamic PAMT requested but TDX_FEATURES0 {features0:#x} lacks bit 36"
+            ),
+            MetadataError::Limits(e) => write!(f, "module limits: {e}"),
+            MetadataError::TooManyCmrSlots { num_cmrs } => {
+                write!(f, "NUM_CMRS {num_cmrs} exceeds the 32 CMR slots")
+            }
+            MetadataError::Cmrs(e) => write!(f, "module CMRs: {e}"),
+            MetadataError::ValueOutOfRange { field, value } => {
+                write!(
+                    f,
+                    "metadata field {field:#x} holds {value:#x}, out of range"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for MetadataError {}
+
+/// What went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InitErrorKind {
+    /// A SEAMCALL failed (raw status, leaf, CPU and registers kept).
+    Seamcall(Box<SeamcallError>),
+    /// The host listed no CPU.
+    NoCpus,
+    /// The host could not run code on a CPU.
+    Cpu(CpuUnavailable),
+    /// Fewer than two private KeyIDs (one global, at least one for guests), as Linux requires.
+    TooFewKeyIds {
+        /// Private KeyIDs given.
+        count: u16,
+    },
+    /// The module reported something unusable.
+    Metadata(MetadataError),
+    /// Some package the module knows has no CPU to run TDH.SYS.KEY.CONFIG on.
+    PackagesWithoutCpu {
+        /// NUM_PKGS as read.
+        module: u32,
+        /// Distinct packages among the host's CPUs.
+        online: u32,
+    },
+    /// TDX memory outside the CMRs the module reported.
+    Memory(MemoryMapError),
+    /// No TDMR layout.
+    Plan(PlanError),
+    /// The layout does not fit `TDMR_INFO`.
+    Abi(AbiError),
+    /// No buffer for `TDMR_INFO`s or their PA array.
+    HostMemory(HostMemoryError),
+    /// TDH.SYS.TDMR.INIT reported a next-to-initialize address outside the TDMR or going back.
+    TdmrInitBadProgress {
+        /// Index of the TDMR.
+        tdmr: usize,
+        /// Its base.
+        base: u64,
+        /// RDX as returned.
+        rdx: u64,
+    },
+    /// TDH.SYS.TDMR.INIT kept succeeding without finishing: more successful calls than the
+    /// TDMR has 4 KiB pages.
+    TdmrInitStalled {
+        /// Index of the TDMR.
+        tdmr: usize,
+        /// Its base.
+        base: u64,
+        /// Successful calls made.
+        calls: u64,
+    },
+}
+
+impl fmt::Display for InitErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitErrorKind::Seamcall(e) => write!(f, "{e}"),
+            InitErrorKind::NoCpus => f.write_str("no CPUs to initialize"),
+            InitErrorKind::Cpu(e) => write!(f, "{e}"),
+            InitErrorKind::TooFewKeyIds { count } => write!(
+                f,
+                "{count} private KeyIDs; TDX needs at least 2 (one global, one for guests)"
+            ),
+            InitErrorKind::Metadata(e) => write!(f, "{e}"),
+            InitErrorKind::PackagesWithoutCpu { module, online } => write!(
+                f,
+                "the module knows {module} packages but only {online} have a CPU to configure keys on"
+            ),
+            InitErrorKind::Memory(e) => write!(f, "TDX memory vs module CMRs: {e}"),
+            InitErrorKind::Plan(e) => write!(f, "{e}"),
+            InitErrorKind::Abi(e) => write!(f, "{e}"),
+            InitErrorKind::HostMemory(e) => write!(f, "{e}"),
+            InitErrorKind::TdmrInitBadProgress { tdmr, base, rdx } => write!(
+                f,
+                "TDH.SYS.TDMR.INIT on TDMR {tdmr} at {base:#x} returned next address {rdx:#x}, outside the TDMR or going back"
+            ),
+            InitErrorKind::TdmrInitStalled { tdmr, base, calls } => write!(
+                f,
+                "TDH.SYS.TDMR.INIT on TDMR {tdmr} at {base:#x} did not finish after {calls} successful calls"
+            ),
+        }
+    }
+}
+
+/// What the caller must undo after a failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Teardown {
+    /// The plan's PAMT memory, contiguous ranges merged, in address order: free it (it came
+    /// from the PAMT allocator the plan used).
+    pub pamt: Vec<PhysRange>,
+    /// TDH.SYS.CONFIG succeeded, so the module may have written the PAMTs with the global
+    /// private KeyID: write back and invalidate caches on every CPU and, on CPUs with the
+    /// partial-write erratum, reset the PAMT memory (MOVDIR64B) before freeing it. The module
+    /// stays configured until the platform resets; it cannot be configured again.
+    pub reset_required: bool,
+}
+
+/// Bring-up failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitError {
+    /// Where.
+    pub stage: Stage,
+    /// What.
+    pub kind: InitErrorKind,
+    /// What to clean up, once PAMT memory was planned.
+    pub teardown: Option<Teardown>,
+    /// SEAMCALLs made before failing.
+    pub seamcalls: SeamcallCounts,
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TDX module initialization failed at {}: {}",
+            self.stage, self.kind
+        )
+    }
+}
+
+impl core::error::Error for InitError {}

@@ -1,0 +1,447 @@
+//! TDX module bring-up: from an uninitialized module to every TDMR initialized.
+//!
+//! [`Bringup`] drives any [`Seamcall`] backend on the host's [`Cpus`], placing the module's
+//! input buffers with [`HostMemory`]:
+//!
+//! 1. TDH.SYS.INIT once, on the first CPU;
+//! 2. TDH.SYS.LP.INIT on every CPU;
+//! 3. global metadata (TDH.SYS.RD): version, TDX_FEATURES0 (NO_RBP_MOD required), NUM_PKGS,
+//!    the TDMR limits and PAMT entry sizes, the CMRs (null slots skipped);
+//! 4. a plan for the TDX memory inside those CMRs, with the strategy asked for;
+//! 5. the `TDMR_INFO`s and their PA array written to host memory, then TDH.SYS.CONFIG with the
+//!    first private KeyID as global KeyID (buffers released afterwards);
+//! 6. [`Cpus::flush_caches`], then TDH.SYS.KEY.CONFIG once per package, one package at a time,
+//!    each on a CPU of that package;
+//! 7. TDH.SYS.TDMR.INIT on each TDMR until it reports the TDMR's end (all TDMRs concurrently
+//!    with the `parallel` feature; same outcome and counts either way).
+//!
+//! Transient failures are retried per [`RetryPolicy`]; any other failure stops bring-up with
+//! an [`InitError`] that keeps the raw status, leaf, CPU and registers, and says what to tear
+//! down ([`Teardown`]). The result reports the plan, PAMT bytes and SEAMCALLs made per leaf.
+//!
+//! ```
+//! use tdmr::init::{Bringup, PrivateKeyIds};
+//! use tdmr::memmap::parse::parse_kernel_log;
+//! use tdmr::seamcall::leaf;
+//! use tdmr::seamcall::mock::{MockModule, Platform};
+//!
+//! let log = "virt/tdx: CMR: [0x100000, 0x77800000)\nvirt/tdx: CMR: [0x100000000, 0x207a000000)\n";
+//! let input = parse_kernel_log(log)?;
+//! let platform = Platform::new(input.cmrs().listed())?.topology(4, 2)?;
+//! let (first, last) = platform.private_keyids();
+//! let module = MockModule::new(platform);
+//! let keyids = PrivateKeyIds::new(first as u16, (last - first + 1) as u16);
+//! let done = Bringup::new(&module, &module, &module, keyids).run(input.memory())?;
+//! assert_eq!(done.plan.tdmrs().len(), 2);
+//! // 2 GiB + 126 GiB of TDMRs, 4 MiB per call.
+//! assert_eq!(done.seamcalls.get(leaf::TDH_SYS_TDMR_INIT), 128 * 256);
+//! assert_eq!(done.seamcalls.get(leaf::TDH_SYS_KEY_CONFIG), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cpus;
+mod error;
+mod host_memory;
+mod metadata;
+mod retry;
+mod tdmr_init;
+
+pub use cpus::{Cpu, CpuId, CpuUnavailable, Cpus, PackageId};
+pub use error::{InitError, InitErrorKind, MetadataError, Stage, Teardown};
+pub use host_memory::{HostMemory, HostMemoryError};
+pub use metadata::ModuleInfo;
+pub use retry::{RetryPolicy, SeamcallError};
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use self::retry::Caller;
+use crate::addr::{PageSize, PhysRange};
+use crate::layout::{HolePolicy, Plan, Planner, Strategy};
+use crate::memmap::MemoryMap;
+use crate::pamt::PamtAllocator;
+use crate::seamcall::abi::{self, TDMR_INFO_ALIGNMENT, TdmrInfoPaArray};
+use crate::seamcall::status::{STATUS_MASK, TDX_KEY_CONFIGURED};
+use crate::seamcall::{Output, Regs, Seamcall, SeamcallCounts, leaf};
+
+/// `Sync` with the `parallel` feature (TDMRs are initialized from several threads), no bound
+/// without it. Implemented for every type that qualifies.
+#[cfg(feature = "parallel")]
+pub trait MaybeSync: Sync {}
+#[cfg(feature = "parallel")]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+
+/// `Sync` with the `parallel` feature (TDMRs are initialized from several threads), no bound
+/// without it. Implemented for every type that qualifies.
+#[cfg(not(feature = "parallel"))]
+pub trait MaybeSync {}
+#[cfg(not(feature = "parallel"))]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// The private (TDX) KeyIDs the BIOS partitioned (MSR `IA32_MKTME_KEYID_PARTITIONING`): the
+/// first becomes the global KeyID, the rest are for guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PrivateKeyIds {
+    /// First private KeyID (number of MKTME KeyIDs + 1).
+    pub first: u16,
+    /// How many.
+    pub count: u16,
+}
+
+impl PrivateKeyIds {
+    /// `count` private KeyIDs starting at `first`.
+    pub const fn new(first: u16, count: u16) -> Self {
+        PrivateKeyIds { first, count }
+    }
+}
+
+/// The module is initialized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Initialized {
+    /// What the module reported.
+    pub info: ModuleInfo,
+    /// The configuration it accepted.
+    pub plan: Plan,
+    /// The global private KeyID.
+    pub global_keyid: u16,
+    /// Whether Dynamic PAMT is on.
+    pub dynamic_pamt: bool,
+    /// SEAMCALLs made, per leaf.
+    pub seamcalls: SeamcallCounts,
+}
+
+impl Initialized {
+    /// PAMT bytes over all TDMRs (Linux prints this / 1024 as "KB allocated for PAMT").
+    pub fn pamt_bytes(&self) -> u64 {
+        self.plan.pamt_bytes()
+    }
+}
+
+/// TDX module bring-up. See the [module documentation](self).
+pub struct Bringup<'a, S: ?Sized, C: ?Sized, M: ?Sized> {
+    seamcall: &'a S,
+    cpus: &'a C,
+    memory: &'a M,
+    keyids: PrivateKeyIds,
+    strategy: Strategy,
+    holes: Option<HolePolicy>,
+    retry: RetryPolicy,
+    dynamic_pamt: bool,
+    pamt_allocator: Option<&'a mut dyn PamtAllocator>,
+}
+
+/// State carried between steps.
+struct Run {
+    counts: SeamcallCounts,
+    teardown: Option<Teardown>,
+}
+
+impl Run {
+    fn fail(&mut self, stage: Stage, kind: InitErrorKind) -> InitError {
+        InitError {
+            stage,
+            kind,
+            teardown: self.teardown.take(),
+            seamcalls: core::mem::take(&mut self.counts),
+        }
+    }
+}
+
+fn teardown_for(plan: &Plan) -> Teardown {
+    let mut ranges: Vec<PhysRange> = plan
+        .tdmrs()
+        .iter()
+        .flat_map(|t| PageSize::ALL.map(|l| t.pamt(l)))
+        .filter(|r| !r.is_empty())
+        .collect();
+    ranges.sort_unstable_by_key(|r| (r.start(), r.end()));
+    let mut merged: Vec<PhysRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start() <= last.end() => {
+                *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
+            }
+            _ => merged.push(r),
+        }
+    }
+    Teardown {
+        pamt: merged,
+        reset_required: false,
+    }
+}
+
+impl<'a, S, C, M> Bringup<'a, S, C, M>
+where
+    S: Seamcall + MaybeSync + ?Sized,
+    C: Cpus + MaybeSync + ?Sized,
+    M: HostMemory + ?Sized,
+{
+    /// Bring-up through `seamcall` on `cpus`, with buffers in `memory` and these private
+    /// KeyIDs; Linux strategy, its default hole policy, default retries, no Dynamic PAMT,
+    /// PAMTs placed by [`crate::pamt::TopDownAllocator`].
+    pub fn new(seamcall: &'a S, cpus: &'a C, memory: &'a M, keyids: PrivateKeyIds) -> Self {
+        Bringup {
+            seamcall,
+            cpus,
+            memory,
+            keyids,
+            strategy: Strategy::Linux,
+            holes: None,
+            retry: RetryPolicy::default(),
+            dynamic_pamt: false,
+            pamt_allocator: None,
+        }
+    }
+
+    /// Plans with this strategy.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Plans with this hole policy instead of the strategy's default.
+    pub fn holes(mut self, holes: HolePolicy) -> Self {
+        self.holes = Some(holes);
+        self
+    }
+
+    /// Retries transient failures per `retry`.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Enables Dynamic PAMT (the module must support it).
+    pub fn dynamic_pamt(mut self, on: bool) -> Self {
+        self.dynamic_pamt = on;
+        self
+    }
+
+    /// Places PAMTs with the caller's allocator (the kernel's contiguous allocator).
+    pub fn pamt_allocator(mut self, alloc: &'a mut dyn PamtAllocator) -> Self {
+        self.pamt_allocator = Some(alloc);
+        self
+    }
+
+    /// Issues `leaf` on `cpu` with retries; the output of a call that did not fail.
+    fn call_on(
+        &self,
+        run: &mut Run,
+        stage: Stage,
+        cpu: CpuId,
+        leaf: crate::seamcall::Leaf,
+        inputs: Regs,
+    ) -> Result<Output, InitError> {
+        let mut caller = Caller::new(self.seamcall, self.retry);
+        let mut result = None;
+        let ran = self.cpus.run_on(cpu, &mut || {
+            result = Some(caller.call(leaf, inputs, Some(cpu)))
+        });
+        run.counts.merge(&caller.counts);
+        if let Err(e) = ran {
+            return Err(run.fail(stage, InitErrorKind::Cpu(e)));
+        }
+        match result {
+            Some(Ok(out)) => Ok(out),
+            Some(Err(e)) => Err(run.fail(stage, InitErrorKind::Seamcall(e))),
+            // `run_on` returned without running the closure.
+            None => Err(run.fail(stage, InitErrorKind::Cpu(CpuUnavailable { cpu }))),
+        }
+    }
+
+    /// Like `call_on`, but only `TDX_SUCCESS` (or one of `also_ok`) is accepted.
+    fn call_ok(
+        &self,
+        run: &mut Run,
+        stage: Stage,
+        cpu: CpuId,
+        leaf: crate::seamcall::Leaf,
+        inputs: Regs,
+        also_ok: &[u64],
+    ) -> Result<Output, InitError> {
+        let out = self.call_on(run, stage, cpu, leaf, inputs)?;
+        if out.status.is_success() || also_ok.contains(&(out.status.raw() & STATUS_MASK)) {
+            return Ok(out);
+        }
+        Err(run.fail(
+            stage,
+            InitErrorKind::Seamcall(Box::new(SeamcallError {
+                leaf,
+                cpu: Some(cpu),
+                inputs,
+                status: out.status,
+                outputs: out.regs,
+                attempts: 1,
+            })),
+        ))
+    }
+
+    /// Runs bring-up for the TDX memory `tdx_memory`.
+    pub fn run(mut self, tdx_memory: &MemoryMap) -> Result<Initialized, InitError> {
+        let mut run = Run {
+            counts: SeamcallCounts::new(),
+            teardown: None,
+        };
+        let cpus = self.cpus.cpus();
+        let Some(first) = cpus.first().map(|c| c.id) else {
+            return Err(run.fail(Stage::Inputs, InitErrorKind::NoCpus));
+        };
+        if self.keyids.count < 2 {
+            let count = self.keyids.count;
+            return Err(run.fail(Stage::Inputs, InitErrorKind::TooFewKeyIds { count }));
+        }
+
+        self.call_ok(
+            &mut run,
+            Stage::SysInit,
+            first,
+            leaf::TDH_SYS_INIT,
+            Regs::ZERO,
+            &[],
+        )?;
+        for cpu in &cpus {
+            self.call_ok(
+                &mut run,
+                Stage::LpInit,
+                cpu.id,
+                leaf::TDH_SYS_LP_INIT,
+                Regs::ZERO,
+                &[],
+            )?;
+        }
+
+        let info = {
+            let mut caller = Caller::new(self.seamcall, self.retry);
+            let mut result = None;
+            let ran = self.cpus.run_on(first, &mut || {
+                result = Some(metadata::read_module_info(
+                    &mut caller,
+                    first,
+                    self.dynamic_pamt,
+                ));
+            });
+            run.counts.merge(&caller.counts);
+            match (ran, result) {
+                (Err(e), _) => return Err(run.fail(Stage::Metadata, InitErrorKind::Cpu(e))),
+                (Ok(()), None) => {
+                    let e = CpuUnavailable { cpu: first };
+                    return Err(run.fail(Stage::Metadata, InitErrorKind::Cpu(e)));
+                }
+                (Ok(()), Some(Err(kind))) => return Err(run.fail(Stage::Metadata, kind)),
+                (Ok(()), Some(Ok(info))) => info,
+            }
+        };
+
+        // One CPU per package, lowest CPU id first, packages in ascending order.
+        let mut packages: BTreeMap<PackageId, CpuId> = BTreeMap::new();
+        for c in &cpus {
+            packages.entry(c.package).or_insert(c.id);
+        }
+        if (packages.len() as u64) < u64::from(info.packages) {
+            let kind = InitErrorKind::PackagesWithoutCpu {
+                module: info.packages,
+                online: packages.len() as u32,
+            };
+            return Err(run.fail(Stage::Metadata, kind));
+        }
+
+        if let Err(e) = tdx_memory.check_within(&info.cmrs) {
+            return Err(run.fail(Stage::Plan, InitErrorKind::Memory(e)));
+        }
+        let mut planner = Planner::new(tdx_memory, &info.cmrs)
+            .limits(info.limits)
+            .strategy(self.strategy);
+        if let Some(h) = self.holes {
+            planner = planner.holes(h);
+        }
+        let planned = match self.pamt_allocator.take() {
+            Some(alloc) => planner.plan_with(alloc),
+            None => planner.plan(),
+        };
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) => return Err(run.fail(Stage::Plan, InitErrorKind::Plan(e))),
+        };
+        run.teardown = Some(teardown_for(&plan));
+
+        self.configure(&mut run, first, &plan)?;
+        if let Some(t) = run.teardown.as_mut() {
+            t.reset_required = true;
+        }
+
+        self.cpus.flush_caches();
+        for (_, &cpu) in packages.iter() {
+            self.call_ok(
+                &mut run,
+                Stage::KeyConfig,
+                cpu,
+                leaf::TDH_SYS_KEY_CONFIG,
+                Regs::ZERO,
+                // Someone configured this package already: the key is in place.
+                &[TDX_KEY_CONFIGURED],
+            )?;
+        }
+
+        let tdmrs: Vec<(u64, u64)> = plan.tdmrs().iter().map(|t| (t.base(), t.size())).collect();
+        let (counts, result) = tdmr_init::init_all(self.seamcall, self.cpus, self.retry, &tdmrs);
+        run.counts.merge(&counts);
+        if let Err(kind) = result {
+            return Err(run.fail(Stage::TdmrInit, kind));
+        }
+
+        Ok(Initialized {
+            info,
+            plan,
+            global_keyid: self.keyids.first,
+            dynamic_pamt: self.dynamic_pamt,
+            seamcalls: run.counts,
+        })
+    }
+
+    /// Writes the `TDMR_INFO`s and their PA array to host memory and issues TDH.SYS.CONFIG;
+    /// the buffers are released whatever the outcome.
+    fn configure(&self, run: &mut Run, cpu: CpuId, plan: &Plan) -> Result<(), InitError> {
+        let infos = match abi::tdmr_infos(plan) {
+            Ok(i) => i,
+            Err(e) => return Err(run.fail(Stage::Config, InitErrorKind::Abi(e))),
+        };
+        let align = TDMR_INFO_ALIGNMENT as u64;
+        let mut placed: Vec<(u64, usize)> = Vec::with_capacity(infos.len() + 1);
+        let result = (|| {
+            let mut pas = Vec::with_capacity(infos.len());
+            for info in &infos {
+                let bytes = info.to_bytes();
+                let pa = self
+                    .memory
+                    .place(&bytes, align)
+                    .map_err(InitErrorKind::HostMemory)?;
+                placed.push((pa, bytes.len()));
+                pas.push(pa);
+            }
+            let array = TdmrInfoPaArray::new(&pas).map_err(InitErrorKind::Abi)?;
+            let bytes = array.to_bytes();
+            let pa = self
+                .memory
+                .place(&bytes, align)
+                .map_err(InitErrorKind::HostMemory)?;
+            placed.push((pa, bytes.len()));
+            Ok(Regs {
+                rcx: pa,
+                rdx: infos.len() as u64,
+                r8: u64::from(self.keyids.first) | if self.dynamic_pamt { 1 << 16 } else { 0 },
+                ..Regs::ZERO
+            })
+        })();
+        let outcome = match result {
+            Ok(inputs) => self
+                .call_ok(run, Stage::Config, cpu, leaf::TDH_SYS_CONFIG, inputs, &[])
+                .map(|_| ()),
+            Err(kind) => Err(run.fail(Stage::Config, kind)),
+        };
+        for (pa, len) in placed {
+            self.memory.release(pa, len);
+        }
+        outcome
+    }
+}

@@ -1,0 +1,258 @@
+//! Every fault the TDX module can return transiently, injected into a bring-up: recovered by
+//! retrying while the budget lasts (one extra call per injected fault), and reported with its
+//! raw status, leaf and CPU once it runs out. Non-transient failures are reported at once.
+
+use tdmr::init::{
+    Bringup, InitError, InitErrorKind, Initialized, PrivateKeyIds, RetryPolicy, Stage,
+};
+use tdmr::memmap::parse::ParsedLog;
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::seamcall::mock::{FaultInjector, FaultKind, FaultSpec, MockModule, Platform, SysState};
+use tdmr::seamcall::status::{
+    TDX_KEY_GENERATION_FAILED, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_RND_NO_ENTROPY,
+    TDX_SYS_BUSY, operand,
+};
+use tdmr::seamcall::{Leaf, SeamcallCounts, leaf};
+
+/// 2 GiB + 8 GiB of TDMRs: 2560 TDH.SYS.TDMR.INIT calls.
+const LOG: &str =
+    "virt/tdx: CMR: [0x100000, 0x7f000000)\nvirt/tdx: CMR: [0x100000000, 0x300000000)\n";
+const LPS: u32 = 4;
+const PACKAGES: u32 = 2;
+
+fn input() -> ParsedLog {
+    parse_kernel_log(LOG).unwrap()
+}
+
+fn module() -> MockModule {
+    let p = Platform::new(input().cmrs().listed())
+        .unwrap()
+        .topology(LPS, PACKAGES)
+        .unwrap();
+    MockModule::new(p)
+}
+
+const KEYIDS: PrivateKeyIds = PrivateKeyIds::new(32, 32);
+
+fn run(faults: &[FaultSpec]) -> (MockModule, Result<Initialized, InitError>, usize) {
+    let m = module();
+    let injected;
+    let r = {
+        let mut f = FaultInjector::new(&m, 0xC0FFEE);
+        for s in faults {
+            f = f.with(*s);
+        }
+        let r = Bringup::new(&f, &m, &m, KEYIDS).run(input().memory());
+        injected = f.injections().len();
+        r
+    };
+    (m, r, injected)
+}
+
+fn clean() -> SeamcallCounts {
+    run(&[]).1.unwrap().seamcalls
+}
+
+/// The index of the first call of `l` in a fault-free bring-up.
+fn first_call_of(l: Leaf) -> u64 {
+    let order = [
+        leaf::TDH_SYS_INIT,
+        leaf::TDH_SYS_LP_INIT,
+        leaf::TDH_SYS_RD,
+        leaf::TDH_SYS_CONFIG,
+        leaf::TDH_SYS_KEY_CONFIG,
+        leaf::TDH_SYS_TDMR_INIT,
+    ];
+    let c = clean();
+    order
+        .iter()
+        .take_while(|&&x| x != l)
+        .map(|&x| c.get(x))
+        .sum()
+}
+
+/// A recovered bring-up made exactly one more call of `l` per injected fault.
+fn assert_recovered(faults: &[FaultSpec], l: Leaf, extra: u64) {
+    let base = clean();
+    let (m, r, injected) = run(faults);
+    let done = r.unwrap_or_else(|e| panic!("{faults:?}: {e}"));
+    assert_eq!(injected as u64, extra);
+    assert_eq!(m.state(), SysState::SysReady);
+    assert!(m.tdmrs().iter().all(|t| t.is_done()));
+    for (x, n) in base.iter() {
+        let want = if x == l { n + extra } else { n };
+        assert_eq!(done.seamcalls.get(x), want, "{x} with {faults:?}");
+    }
+}
+
+fn seamcall_error(e: &InitError) -> &tdmr::init::SeamcallError {
+    match &e.kind {
+        InitErrorKind::Seamcall(s) => s,
+        other => panic!("expected a SEAMCALL error, got {other}"),
+    }
+}
+
+#[test]
+fn rnd_no_entropy_is_retried_up_to_10_attempts() {
+    assert_recovered(
+        &[FaultSpec::at_times(FaultKind::RndNoEntropy, 0, 9)],
+        leaf::TDH_SYS_INIT,
+        9,
+    );
+    // LP.INIT draws random numbers too.
+    assert_recovered(
+        &[FaultSpec::at(
+            FaultKind::RndNoEntropy,
+            first_call_of(leaf::TDH_SYS_LP_INIT) + 2,
+        )],
+        leaf::TDH_SYS_LP_INIT,
+        1,
+    );
+    let (m, r, _) = run(&[FaultSpec::at_times(FaultKind::RndNoEntropy, 0, 10)]);
+    let e = r.unwrap_err();
+    assert_eq!(e.stage, Stage::SysInit);
+    let s = seamcall_error(&e);
+    assert_eq!(s.status.raw(), TDX_RND_NO_ENTROPY);
+    assert_eq!(
+        (s.leaf, s.cpu, s.attempts),
+        (leaf::TDH_SYS_INIT, Some(0), 10)
+    );
+    assert_eq!(e.seamcalls.get(leaf::TDH_SYS_INIT), 10);
+    assert_eq!(e.teardown, None);
+    assert_eq!(m.state(), SysState::SysinitPending);
+}
+
+#[test]
+fn sys_busy_is_retried_with_backoff() {
+    assert_recovered(
+        &[FaultSpec::at(FaultKind::SysBusy, 0)],
+        leaf::TDH_SYS_INIT,
+        1,
+    );
+    let config = first_call_of(leaf::TDH_SYS_CONFIG);
+    assert_recovered(
+        &[FaultSpec::at_times(FaultKind::SysBusy, config, 5)],
+        leaf::TDH_SYS_CONFIG,
+        5,
+    );
+    // Out of attempts on CONFIG: the module is still SYSINIT_DONE; PAMTs only need freeing.
+    let (m, r, _) = run(&[FaultSpec::at_times(FaultKind::SysBusy, config, 64)]);
+    let e = r.unwrap_err();
+    assert_eq!(e.stage, Stage::Config);
+    let s = seamcall_error(&e);
+    assert_eq!((s.status.raw(), s.attempts), (TDX_SYS_BUSY, 64));
+    assert_eq!(s.inputs.rdx, 2);
+    assert_eq!(s.inputs.r8, 32);
+    let t = e.teardown.unwrap();
+    assert!(!t.reset_required);
+    assert!(!t.pamt.is_empty());
+    assert_eq!(m.state(), SysState::SysinitDone);
+}
+
+#[test]
+fn operand_busy_on_key_config_and_tdmr_init_is_retried() {
+    let key = first_call_of(leaf::TDH_SYS_KEY_CONFIG);
+    assert_recovered(
+        &[FaultSpec::at(FaultKind::OperandBusy, key)],
+        leaf::TDH_SYS_KEY_CONFIG,
+        1,
+    );
+    let tdmr = first_call_of(leaf::TDH_SYS_TDMR_INIT);
+    assert_recovered(
+        &[FaultSpec::at_times(FaultKind::OperandBusy, tdmr + 300, 3)],
+        leaf::TDH_SYS_TDMR_INIT,
+        3,
+    );
+    // 1 % of TDMR.INIT calls busy, seeded: recovered whatever the interleaving.
+    let rate = [FaultSpec::rate(FaultKind::OperandBusy, 10_000).on_leaf(leaf::TDH_SYS_TDMR_INIT)];
+    let (_, r, injected) = run(&rate);
+    let done = r.unwrap();
+    assert!(injected > 0);
+    assert_eq!(
+        done.seamcalls.get(leaf::TDH_SYS_TDMR_INIT),
+        2560 + injected as u64
+    );
+}
+
+#[test]
+fn operand_busy_forever_on_tdmr_init_is_reported_with_teardown() {
+    let always =
+        [FaultSpec::rate(FaultKind::OperandBusy, 1_000_000).on_leaf(leaf::TDH_SYS_TDMR_INIT)];
+    let (m, r, _) = run(&always);
+    let e = r.unwrap_err();
+    assert_eq!(e.stage, Stage::TdmrInit);
+    let s = seamcall_error(&e);
+    assert_eq!(s.status.raw(), TDX_OPERAND_BUSY | operand::RCX as u64);
+    // The lowest-numbered TDMR's failure is the one reported.
+    assert_eq!((s.inputs.rcx, s.attempts), (0, 64));
+    // Both TDMRs were attempted to the end of their budget.
+    assert_eq!(e.seamcalls.get(leaf::TDH_SYS_TDMR_INIT), 2 * 64);
+    let t = e.teardown.unwrap();
+    assert!(t.reset_required, "CONFIG succeeded: PAMTs must be reset");
+    assert_eq!(m.state(), SysState::SysReady);
+}
+
+#[test]
+fn key_generation_failed_is_retried_then_reported() {
+    let key = first_call_of(leaf::TDH_SYS_KEY_CONFIG);
+    assert_recovered(
+        &[FaultSpec::at_times(FaultKind::KeyGenerationFailed, key, 2)],
+        leaf::TDH_SYS_KEY_CONFIG,
+        2,
+    );
+    let (m, r, _) = run(&[FaultSpec::at_times(FaultKind::KeyGenerationFailed, key, 10)]);
+    let e = r.unwrap_err();
+    assert_eq!(e.stage, Stage::KeyConfig);
+    let s = seamcall_error(&e);
+    assert_eq!(
+        (s.status.raw(), s.attempts),
+        (TDX_KEY_GENERATION_FAILED, 10)
+    );
+    assert_eq!(s.cpu, Some(0));
+    let t = e.teardown.unwrap();
+    assert!(t.reset_required);
+    assert_eq!(m.state(), SysState::SysconfigDone);
+    assert!(m.packages_configured().is_empty());
+}
+
+#[test]
+fn retry_budget_is_the_policy() {
+    let m = module();
+    let f = FaultInjector::new(&m, 1).with(FaultSpec::at_times(FaultKind::SysBusy, 0, 3));
+    let policy = RetryPolicy {
+        busy_attempts: 3,
+        ..RetryPolicy::default()
+    };
+    let e = Bringup::new(&f, &m, &m, KEYIDS)
+        .retry(policy)
+        .run(input().memory())
+        .unwrap_err();
+    assert_eq!(seamcall_error(&e).attempts, 3);
+}
+
+#[test]
+fn non_transient_failure_is_reported_at_once() {
+    // KeyIDs the BIOS did not give TDX: TDH.SYS.CONFIG refuses R8.
+    let m = module();
+    let e = Bringup::new(&m, &m, &m, PrivateKeyIds::new(5, 8))
+        .run(input().memory())
+        .unwrap_err();
+    assert_eq!(e.stage, Stage::Config);
+    let s = seamcall_error(&e);
+    assert_eq!(s.status.raw(), TDX_OPERAND_INVALID | operand::R8 as u64);
+    assert_eq!(
+        (s.leaf, s.attempts, s.inputs.r8),
+        (leaf::TDH_SYS_CONFIG, 1, 5)
+    );
+    assert!(!e.teardown.unwrap().reset_required);
+    // Too few KeyIDs never reach the module.
+    let m = module();
+    let e = Bringup::new(&m, &m, &m, PrivateKeyIds::new(32, 1))
+        .run(input().memory())
+        .unwrap_err();
+    assert_eq!(
+        (e.stage, e.kind),
+        (Stage::Inputs, InitErrorKind::TooFewKeyIds { count: 1 })
+    );
+    assert_eq!(e.seamcalls.total(), 0);
+}

@@ -3,7 +3,7 @@
 //! ```text
 //! plan [INPUT] [--strategy linux|optimal] [--holes memory|cmr] [--max-tdmrs N]
 //!      [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare]
-//!      [--format text|json] [--verbose]
+//!      [--format text|json|svg] [--verbose]
 //! ```
 //!
 //! INPUT is a kernel-log file (`BIOS-e820:`, `ACPI: SRAT:`, `CMR:` lines or `/proc/iomem`), or
@@ -16,6 +16,7 @@
 //!   (`--verbose`: every reserved area and PAMT block), ending with Linux's
 //!   `N KB allocated for PAMT` line.
 //! - `json`: the plan; `--compare` adds Linux mainline's summary under `compare`.
+//! - `svg`: the memory map; `--compare` draws Linux mainline's layout (or its failure) above ours.
 //!
 //! Exit status: 0 planned, 1 no valid layout, 2 bad input or usage.
 
@@ -25,19 +26,20 @@ use std::process::ExitCode;
 use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::parse::parse_kernel_log;
 use tdmr::report::readiness::Readiness;
-use tdmr::report::{self, Context};
+use tdmr::report::{self, Context, svg};
 use tdmr::sysinfo::TdxLimits;
 
 const EMBEDDED: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
 
 const USAGE: &str = "usage: plan [INPUT|-] [--strategy linux|optimal] [--holes memory|cmr] \
 [--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare] \
-[--format text|json] [--verbose]";
+[--format text|json|svg] [--verbose]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
     Text,
     Json,
+    Svg,
 }
 
 struct Options {
@@ -112,6 +114,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 o.format = match value("--format")?.as_str() {
                     "text" => Format::Text,
                     "json" => Format::Json,
+                    "svg" => Format::Svg,
                     other => return Err(format!("--format: unknown format `{other}`")),
                 }
             }
@@ -196,6 +199,33 @@ fn main() -> ExitCode {
                 doc = report::json::with_comparison(doc, "linux", &linux_planner.plan());
             }
             println!("{doc}");
+            result.is_ok()
+        }
+        Format::Svg => {
+            let result = planner.plan();
+            let ours = svg::Section {
+                name: strategy,
+                holes: planner.hole_policy(),
+                result: &result,
+            };
+            let linux =
+                (opts.compare && opts.strategy != Strategy::Linux).then(|| linux_planner.plan());
+            let doc = match &linux {
+                Some(linux) => svg::render(
+                    &ctx,
+                    &name,
+                    &[
+                        svg::Section {
+                            name: "linux",
+                            holes: linux_planner.hole_policy(),
+                            result: linux,
+                        },
+                        ours,
+                    ],
+                ),
+                None => svg::render(&ctx, &name, &[ours]),
+            };
+            print!("{doc}");
             result.is_ok()
         }
         Format::Text => {

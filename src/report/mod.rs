@@ -4,12 +4,14 @@
 //!   next to ours, PAMT static and with Dynamic PAMT, limits, warnings.)
 //! - [`text`]: the readiness report and the TDMR layout table as plain text.
 //! - [`json`]: the plan as JSON (plain integers, stable key order).
+//! - [`svg`]: the physical address space as an SVG memory map.
 //!
 //! Only `alloc` is needed: every renderer returns a `String`.
 
 mod bytes;
 pub mod json;
 pub mod readiness;
+pub mod svg;
 pub mod text;
 
 pub use bytes::Bytes;

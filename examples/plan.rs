@@ -203,29 +203,36 @@ fn main() -> ExitCode {
         }
         Format::Svg => {
             let result = planner.plan();
-            let ours = svg::Section {
+            let chosen = svg::Section {
                 name: strategy,
                 holes: planner.hole_policy(),
                 result: &result,
             };
-            let linux =
-                (opts.compare && opts.strategy != Strategy::Linux).then(|| linux_planner.plan());
-            let doc = match &linux {
-                Some(linux) => svg::render(
-                    &ctx,
-                    &name,
-                    &[
-                        svg::Section {
-                            name: "linux",
-                            holes: linux_planner.hole_policy(),
-                            result: linux,
-                        },
-                        ours,
-                    ],
-                ),
-                None => svg::render(&ctx, &name, &[ours]),
-            };
-            print!("{doc}");
+            if opts.compare {
+                // Linux mainline above ours; when Linux was chosen, the optimal strategy below.
+                let (other_planner, other_name) = if opts.strategy == Strategy::Linux {
+                    let p = Planner::new(parsed.memory(), parsed.cmrs())
+                        .limits(opts.limits)
+                        .allow_exclusions(opts.allow_exclusions);
+                    (p, Strategy::Optimal.name())
+                } else {
+                    (linux_planner.clone(), "linux")
+                };
+                let other_result = other_planner.plan();
+                let other = svg::Section {
+                    name: other_name,
+                    holes: other_planner.hole_policy(),
+                    result: &other_result,
+                };
+                let sections = if opts.strategy == Strategy::Linux {
+                    [chosen, other]
+                } else {
+                    [other, chosen]
+                };
+                print!("{}", svg::render(&ctx, &name, &sections));
+            } else {
+                print!("{}", svg::render(&ctx, &name, &[chosen]));
+            }
             result.is_ok()
         }
         Format::Text => {

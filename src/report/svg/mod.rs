@@ -387,8 +387,10 @@ fn axis(out: &mut String, scale: &Scale, ctx: &Context<'_>, sections: &[Section<
         candidates.push((3, c.start(), "middle"));
         candidates.push((3, c.end(), "middle"));
     }
-    candidates.sort_unstable_by_key(|&(p, a, _)| (p, a));
+    // One candidate per address, the most important; then most important first.
+    candidates.sort_unstable_by_key(|&(p, a, _)| (a, p));
     candidates.dedup_by_key(|c| c.1);
+    candidates.sort_unstable_by_key(|&(p, a, _)| (p, a));
     let mut taken = Taken::default();
     let mut placed: Vec<(f64, u64, &str)> = Vec::new();
     let right = scale.end_x();

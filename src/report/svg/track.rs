@@ -143,10 +143,12 @@ fn span(a: PhysRange, b: PhysRange) -> PhysRange {
 }
 
 impl Track {
-    /// Adds an item covering `[x0, x1)`. Items come in address order (x never decreases).
-    /// Every item shows in at least one pixel: a pixel shared by several classes shows the one
-    /// covering most of it, with the most important other one as a mark.
+    /// Adds an item covering `[x0, x1)`. Items come sorted by start; where one overlaps pixels
+    /// already drawn, only its part beyond them is added. Every item shows in at least one
+    /// pixel: a pixel shared by several classes shows the one covering most of it, with the
+    /// most important other one as a mark.
     pub fn push(&mut self, x0: f64, x1: f64, class: Class, range: PhysRange, index: Option<u64>) {
+        let x0 = x0.max(self.pixel as f64);
         if x1.partial_cmp(&x0) != Some(core::cmp::Ordering::Greater) {
             return;
         }
@@ -388,6 +390,17 @@ mod tests {
         assert_eq!(t.runs[0].mark, Some(Class::NoMemory));
         assert_eq!(t.runs[0].count, 20_000);
         assert_eq!((t.runs[0].px0, t.runs[0].px1), (0, 10));
+    }
+
+    #[test]
+    fn overlapping_items_never_draw_pixels_twice() {
+        let mut t = Track::default();
+        t.push(0.0, 50.0, Class::Hole, r(0, 50), None);
+        t.push(0.0, 10.0, Class::Excluded, r(0, 10), None);
+        t.push(20.0, 60.0, Class::Excluded, r(20, 60), None);
+        assert_eq!(t.len(), 2);
+        let spans: Vec<_> = t.runs.iter().map(|r| (r.px0, r.px1, r.class)).collect();
+        assert_eq!(spans, [(0, 50, Class::Hole), (50, 60, Class::Excluded)]);
     }
 
     #[test]

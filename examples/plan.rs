@@ -3,13 +3,21 @@
 //! ```text
 //! plan [INPUT] [--strategy linux|optimal] [--holes memory|cmr] [--max-tdmrs N]
 //!      [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare]
-//!      [--format text|json]
+//!      [--format text|json|svg] [--verbose]
 //! ```
 //!
 //! INPUT is a kernel-log file (`BIOS-e820:`, `ACPI: SRAT:`, `CMR:` lines or `/proc/iomem`), or
 //! `-` for standard input; without it, the embedded Emerald Rapids 4-socket map is planned.
 //! `--allow-exclusions` lets the optimal strategy leave the least TDX memory out when nothing
-//! else fits (listed as `excluded`); `--compare` adds Linux mainline's result (or failure).
+//! else fits (listed as `excluded`).
+//!
+//! - `text` (default): the readiness report (Linux mainline's verdict next to ours, PAMT static
+//!   and with Dynamic PAMT, limits, warnings), then the chosen layout, one line per TDMR
+//!   (`--verbose`: every reserved area and PAMT block), ending with Linux's
+//!   `N KB allocated for PAMT` line.
+//! - `json`: the plan; `--compare` adds Linux mainline's summary under `compare`.
+//! - `svg`: the memory map; `--compare` draws Linux mainline's layout (or its failure) above ours.
+//!
 //! Exit status: 0 planned, 1 no valid layout, 2 bad input or usage.
 
 use std::io::Read;
@@ -17,18 +25,21 @@ use std::process::ExitCode;
 
 use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::report::{self, Context};
+use tdmr::report::readiness::Readiness;
+use tdmr::report::{self, Context, svg};
 use tdmr::sysinfo::TdxLimits;
 
 const EMBEDDED: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
 
 const USAGE: &str = "usage: plan [INPUT|-] [--strategy linux|optimal] [--holes memory|cmr] \
-[--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare] [--format text|json]";
+[--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare] \
+[--format text|json|svg] [--verbose]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
     Text,
     Json,
+    Svg,
 }
 
 struct Options {
@@ -39,6 +50,7 @@ struct Options {
     format: Format,
     allow_exclusions: bool,
     compare: bool,
+    verbose: bool,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -50,6 +62,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
         format: Format::Text,
         allow_exclusions: false,
         compare: false,
+        verbose: false,
     };
     let mut args = args.peekable();
     while let Some(a) = args.next() {
@@ -101,11 +114,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 o.format = match value("--format")?.as_str() {
                     "text" => Format::Text,
                     "json" => Format::Json,
+                    "svg" => Format::Svg,
                     other => return Err(format!("--format: unknown format `{other}`")),
                 }
             }
             "--allow-exclusions" => o.allow_exclusions = true,
             "--compare" => o.compare = true,
+            "--verbose" | "-v" => o.verbose = true,
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             _ if o.input.is_some() => return Err(format!("unexpected argument `{a}`")),
@@ -168,42 +183,71 @@ fn main() -> ExitCode {
         memory: parsed.memory(),
         cmrs: parsed.cmrs(),
     };
-    let result = planner.plan();
-    // Linux mainline on the same machine and limits, for --compare.
-    let linux = opts.compare.then(|| {
-        Planner::new(parsed.memory(), parsed.cmrs())
-            .strategy(Strategy::Linux)
-            .limits(opts.limits)
-            .plan()
-    });
+    // Linux mainline on the same machine and limits (its own hole basis).
+    let linux_planner = Planner::new(parsed.memory(), parsed.cmrs())
+        .strategy(Strategy::Linux)
+        .limits(opts.limits);
     let strategy = opts.strategy.name();
-    match opts.format {
+    let ok = match opts.format {
         Format::Json => {
+            let result = planner.plan();
             let mut doc = match &result {
                 Ok(plan) => report::json::plan(plan, &ctx),
                 Err(e) => report::json::infeasible(strategy, e),
             };
-            if let Some(linux) = &linux {
-                doc = report::json::with_comparison(doc, "linux", linux);
+            if opts.compare {
+                doc = report::json::with_comparison(doc, "linux", &linux_planner.plan());
             }
             println!("{doc}");
+            result.is_ok()
+        }
+        Format::Svg => {
+            let result = planner.plan();
+            let chosen = svg::Section {
+                name: strategy,
+                holes: planner.hole_policy(),
+                result: &result,
+            };
+            if opts.compare {
+                // Linux mainline above ours; when Linux was chosen, the optimal strategy below.
+                let (other_planner, other_name) = if opts.strategy == Strategy::Linux {
+                    let p = Planner::new(parsed.memory(), parsed.cmrs())
+                        .limits(opts.limits)
+                        .allow_exclusions(opts.allow_exclusions);
+                    (p, Strategy::Optimal.name())
+                } else {
+                    (linux_planner.clone(), "linux")
+                };
+                let other_result = other_planner.plan();
+                let other = svg::Section {
+                    name: other_name,
+                    holes: other_planner.hole_policy(),
+                    result: &other_result,
+                };
+                let sections = if opts.strategy == Strategy::Linux {
+                    [chosen, other]
+                } else {
+                    [other, chosen]
+                };
+                print!("{}", svg::render(&ctx, &name, &sections));
+            } else {
+                print!("{}", svg::render(&ctx, &name, &[chosen]));
+            }
+            result.is_ok()
         }
         Format::Text => {
+            // Linux's verdict is always part of the readiness report; --compare adds nothing.
+            let r = Readiness::assess(&planner);
             println!("{name}");
-            match &result {
-                Ok(plan) => print!("{}", report::text::plan(plan, &ctx)),
-                Err(e) => println!("no valid layout ({strategy} strategy): {e}"),
-            }
-            if let Some(linux) = &linux {
+            print!("{}", report::text::readiness(&r, &ctx));
+            if let Ok(plan) = &r.chosen().result {
                 println!();
-                print!(
-                    "{}",
-                    report::text::compare("linux", linux, strategy, &result)
-                );
+                print!("{}", report::text::layout(plan, opts.verbose));
             }
+            r.chosen().is_ok()
         }
-    }
-    if result.is_ok() {
+    };
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -245,12 +245,12 @@ impl From<MemoryMapError> for PlanError {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Planner<'a> {
-    memory: &'a MemoryMap,
-    cmrs: &'a Cmrs,
-    limits: TdxLimits,
-    strategy: Strategy,
-    holes: Option<HolePolicy>,
-    allow_exclusions: bool,
+    pub(crate) memory: &'a MemoryMap,
+    pub(crate) cmrs: &'a Cmrs,
+    pub(crate) limits: TdxLimits,
+    pub(crate) strategy: Strategy,
+    pub(crate) holes: Option<HolePolicy>,
+    pub(crate) allow_exclusions: bool,
 }
 
 impl<'a> Planner<'a> {

@@ -1,76 +1,82 @@
-//! Plain-text rendering: a table of TDMRs, their reserved areas and PAMTs, and Linux's
+//! Plain-text rendering: the readiness report, the TDMR layout table, and Linux's
 //! `N KB allocated for PAMT` line.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::Context;
-use crate::addr::{PageSize, SZ_1G};
-use crate::layout::Plan;
+use super::readiness::{Readiness, Verdict, Warning};
+use super::{Bytes, Context};
+use crate::addr::PageSize;
+use crate::layout::{Plan, PlanError, Strategy};
 
-fn size(bytes: u64) -> String {
-    let mut s = String::new();
-    let _ = if bytes.is_multiple_of(SZ_1G) {
-        write!(s, "{} GiB", bytes / SZ_1G)
-    } else if bytes.is_multiple_of(1 << 20) {
-        write!(s, "{} MiB", bytes >> 20)
-    } else {
-        write!(s, "{} KiB", bytes >> 10)
-    };
-    s
+/// Warnings of one kind listed before the rest are counted.
+const WARNINGS_PER_KIND: usize = 3;
+
+/// `covered` as a percentage of `total`, two decimals, integer arithmetic (`0.39%`).
+fn percent(part: u64, total: u64) -> String {
+    let bp = (u128::from(part) * 10_000)
+        .checked_div(u128::from(total))
+        .unwrap_or(0);
+    alloc::format!("{}.{:02}%", bp / 100, bp % 100)
 }
 
-/// The layout table for a successful plan.
-pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
+fn kb(bytes: u64) -> String {
+    alloc::format!("{} KB ({})", bytes / 1024, Bytes(bytes))
+}
+
+/// The layout of a plan, one line per TDMR (with `verbose`, also each reserved area and PAMT
+/// block), then the excluded memory, the totals and Linux's `N KB allocated for PAMT` line.
+pub fn layout(plan: &Plan, verbose: bool) -> String {
     let mut out = String::new();
     let l = plan.limits();
     let _ = writeln!(
         out,
-        "strategy {}, holes from {}, limits: {} TDMRs, {} reserved areas per TDMR{}",
+        "layout ({} strategy, holes from {}{}):",
         plan.strategy().name(),
         plan.hole_policy().name(),
-        l.max_tdmrs(),
-        l.max_reserved_per_tdmr(),
         if l.dynamic_pamt() {
             ", Dynamic PAMT"
         } else {
             ""
         }
     );
-    let _ = writeln!(
-        out,
-        "TDX memory: {} ranges, {}; CMRs: {} ({} convertible)",
-        ctx.memory.len(),
-        size(ctx.memory.total_bytes()),
-        ctx.cmrs.listed().len(),
-        size(ctx.cmrs.total_bytes())
-    );
     for (i, t) in plan.tdmrs().iter().enumerate() {
         let _ = writeln!(
             out,
-            "TDMR {i:>2} {}  {}  node {}{}  {} reserved",
+            "TDMR {i:>2} {}  {}  node {}{}  {} of {} reserved  PAMT {}",
             t.range(),
-            size(t.size()),
+            Bytes(t.size()),
             t.node(),
             if t.mixes_nodes() {
                 " (mixed nodes)"
             } else {
                 ""
             },
-            t.reserved().len()
+            t.reserved().len(),
+            l.max_reserved_per_tdmr(),
+            Bytes(t.pamt_bytes()),
         );
+        if !verbose {
+            continue;
+        }
         for k in 0..t.reserved().len() {
             if let (Some(r), Some(a)) = (t.reserved_range(k), t.reserved().get(k)) {
-                let _ = writeln!(out, "        reserved {r}  {}", a.kind.label());
+                let _ = writeln!(
+                    out,
+                    "        reserved {r}  {}  {}",
+                    Bytes(r.size()),
+                    a.kind.label()
+                );
             }
         }
         for level in PageSize::ALL {
             let p = t.pamt(level);
             let _ = writeln!(
                 out,
-                "        PAMT {} {p}  {} KiB",
+                "        PAMT {} {p}  {}",
                 level.label(),
-                p.size() >> 10
+                Bytes(p.size())
             );
         }
     }
@@ -80,14 +86,14 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
             "excluded TDX memory (keep it from the page allocator):"
         );
         for r in plan.excluded() {
-            let _ = writeln!(out, "        {r}  {}", size(r.size()));
+            let _ = writeln!(out, "        {r}  {}", Bytes(r.size()));
         }
     }
     let _ = writeln!(
         out,
         "{} TDMRs, {} covered, {} reserved areas (at most {} in one TDMR)",
         plan.tdmrs().len(),
-        size(plan.covered_bytes()),
+        Bytes(plan.covered_bytes()),
         plan.reserved_area_count(),
         plan.max_reserved_in_one_tdmr()
     );
@@ -95,8 +101,259 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
     out
 }
 
+/// The input and the limits, then the full layout table of a successful plan (every reserved
+/// area and PAMT block).
+pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
+    let mut out = header(ctx, plan.limits());
+    out.push_str(&layout(plan, true));
+    out
+}
+
+fn header(ctx: &Context<'_>, l: &crate::sysinfo::TdxLimits) -> String {
+    let mut out = String::new();
+    let mut nodes: Vec<u32> = ctx.memory.regions().iter().map(|r| r.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let _ = writeln!(
+        out,
+        "TDX memory: {} in {} ranges on {} node{}; {} CMRs, {} convertible",
+        Bytes(ctx.memory.total_bytes()),
+        ctx.memory.len(),
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" },
+        ctx.cmrs.listed().len(),
+        Bytes(ctx.cmrs.total_bytes())
+    );
+    let _ = write!(
+        out,
+        "module limits: {} TDMRs, {} reserved areas per TDMR, PAMT entries {}/{}/{} bytes",
+        l.max_tdmrs(),
+        l.max_reserved_per_tdmr(),
+        l.pamt_entry_size(PageSize::Size4K),
+        l.pamt_entry_size(PageSize::Size2M),
+        l.pamt_entry_size(PageSize::Size1G),
+    );
+    match l.dynamic_pamt_bits() {
+        Some(b) => {
+            let _ = writeln!(out, ", Dynamic PAMT ({b} bit per 4 KiB page)");
+        }
+        None => out.push('\n'),
+    }
+    out
+}
+
+/// One column of the readiness table.
+fn readiness_column(v: &Verdict) -> [String; 9] {
+    let pamt = |p: Option<u64>| p.map_or_else(|| String::from("FAILS"), kb);
+    match &v.result {
+        Ok(p) => {
+            let l = p.limits();
+            let excluded = if p.excluded().is_empty() {
+                String::from("none")
+            } else {
+                alloc::format!(
+                    "{} in {} range{}",
+                    Bytes(p.excluded_bytes()),
+                    p.excluded().len(),
+                    if p.excluded().len() == 1 { "" } else { "s" }
+                )
+            };
+            [
+                String::from("ok"),
+                alloc::format!("{} of {}", p.tdmrs().len(), l.max_tdmrs()),
+                alloc::format!(
+                    "{}, at most {} of {} in one",
+                    p.reserved_area_count(),
+                    p.max_reserved_in_one_tdmr(),
+                    l.max_reserved_per_tdmr()
+                ),
+                alloc::format!("{}", Bytes(p.covered_bytes())),
+                pamt(v.static_pamt),
+                pamt(v.dynamic_pamt),
+                alloc::format!("{}", p.node_mixing_tdmrs()),
+                alloc::format!("{}", v.off_node_pamts),
+                excluded,
+            ]
+        }
+        Err(_) => {
+            let mut c: [String; 9] = Default::default();
+            c[0] = String::from("FAILS");
+            for s in &mut c[1..] {
+                *s = String::from("-");
+            }
+            // A layout may still exist with the other PAMT flavour.
+            if v.static_pamt.is_some() {
+                c[4] = pamt(v.static_pamt);
+            }
+            if v.dynamic_pamt.is_some() {
+                c[5] = pamt(v.dynamic_pamt);
+            }
+            c
+        }
+    }
+}
+
+fn column_title(v: &Verdict, chosen: bool) -> String {
+    let mut s = String::from(v.strategy.name());
+    if chosen {
+        s.push_str(" (chosen)");
+    }
+    s
+}
+
+/// The readiness report: the input, Linux mainline's verdict next to ours (PAMT static and
+/// with Dynamic PAMT, TDMRs and reserved areas used against the limits, node mixing, excluded
+/// memory), each failure spelled out, the verdict in one sentence, and warnings.
+pub fn readiness(r: &Readiness, ctx: &Context<'_>) -> String {
+    let mut out = header(ctx, &r.limits);
+    out.push('\n');
+    let rows = [
+        "result",
+        "TDMRs",
+        "reserved areas",
+        "covered span",
+        "PAMT, static",
+        "PAMT, Dynamic PAMT",
+        "node-mixing TDMRs",
+        "PAMT off its node",
+        "excluded memory",
+    ];
+    let (lc, oc) = (readiness_column(&r.linux), readiness_column(&r.ours));
+    let linux_chosen = core::ptr::eq(r.chosen(), &r.linux);
+    let _ = writeln!(
+        out,
+        "{:<19} {:<29} {}",
+        "",
+        column_title(&r.linux, linux_chosen),
+        column_title(&r.ours, !linux_chosen)
+    );
+    for (k, row) in rows.iter().enumerate() {
+        let _ = writeln!(out, "{row:<19} {:<29} {}", lc[k], oc[k]);
+    }
+    for v in [&r.linux, &r.ours] {
+        if let Err(e) = &v.result {
+            if core::ptr::eq(v, r.chosen()) {
+                let _ = writeln!(out, "no valid layout ({} strategy): {e}", v.strategy.name());
+            } else {
+                let _ = writeln!(out, "{}: {e}", v.strategy.name());
+            }
+        }
+    }
+    out.push('\n');
+    verdict(r, ctx, &mut out);
+    if r.warnings.is_empty() {
+        let _ = writeln!(out, "warnings: none");
+    } else {
+        let _ = writeln!(out, "warnings:");
+        warnings(&r.warnings, &mut out);
+    }
+    out
+}
+
+/// How a strategy is called in sentences.
+fn called(v: &Verdict) -> String {
+    match v.strategy {
+        Strategy::Linux => String::from("Linux mainline"),
+        s => alloc::format!("the {} strategy", s.name()),
+    }
+}
+
+/// The verdict in one sentence and, when TDX comes up, what it costs.
+fn verdict(r: &Readiness, ctx: &Context<'_>, out: &mut String) {
+    let chosen = r.chosen();
+    let other = if core::ptr::eq(chosen, &r.linux) {
+        &r.ours
+    } else {
+        &r.linux
+    };
+    let _ = match (&chosen.result, &other.result) {
+        (Ok(_), Ok(_)) => writeln!(
+            out,
+            "verdict: TDX comes up, with {} and with {}",
+            called(chosen),
+            called(other)
+        ),
+        (Ok(_), Err(_)) => writeln!(
+            out,
+            "verdict: TDX comes up with {}; {} fails here",
+            called(chosen),
+            called(other)
+        ),
+        (Err(_), Ok(_)) => writeln!(
+            out,
+            "verdict: no layout with {}; {} brings TDX up",
+            called(chosen),
+            called(other)
+        ),
+        (Err(e), Err(_)) => writeln!(
+            out,
+            "verdict: TDX cannot come up with these limits{}",
+            if !r.exclusions_allowed && matches!(e, PlanError::Infeasible(_)) {
+                " unless some TDX memory is left out (allow exclusions)"
+            } else {
+                ""
+            }
+        ),
+    };
+    let Ok(p) = &chosen.result else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "cost: {} TDMRs, {} of PAMT ({} of TDX memory)",
+        p.tdmrs().len(),
+        Bytes(p.pamt_bytes()),
+        percent(p.pamt_bytes(), ctx.memory.total_bytes())
+    );
+    if !p.limits().dynamic_pamt()
+        && let Some(d) = chosen.dynamic_pamt
+    {
+        let _ = write!(out, ", {} with Dynamic PAMT", Bytes(d));
+    }
+    if p.excluded_bytes() > 0 {
+        let _ = write!(
+            out,
+            ", {} of TDX memory left out",
+            Bytes(p.excluded_bytes())
+        );
+    }
+    if let Ok(o) = &other.result {
+        let (a, b) = (p.pamt_bytes(), o.pamt_bytes());
+        let _ = match a.cmp(&b) {
+            core::cmp::Ordering::Less => {
+                write!(out, "; {} less PAMT than {}", Bytes(b - a), called(other))
+            }
+            core::cmp::Ordering::Greater => {
+                write!(out, "; {} needs {} less PAMT", called(other), Bytes(a - b))
+            }
+            core::cmp::Ordering::Equal => write!(out, "; the same PAMT as {}", called(other)),
+        };
+    }
+    out.push('\n');
+}
+
+/// Lists warnings, a few of each kind (they come grouped by strategy and kind).
+fn warnings(all: &[Warning], out: &mut String) {
+    let same = |a: &Warning, b: &Warning| {
+        core::mem::discriminant(a) == core::mem::discriminant(b) && a.strategy() == b.strategy()
+    };
+    for group in all.chunk_by(same) {
+        for w in group.iter().take(WARNINGS_PER_KIND) {
+            let _ = writeln!(out, "  ! {w}");
+        }
+        if let (Some(w), true) = (group.first(), group.len() > WARNINGS_PER_KIND) {
+            let _ = writeln!(
+                out,
+                "  ! {}: {} more like this",
+                w.strategy().name(),
+                group.len() - WARNINGS_PER_KIND
+            );
+        }
+    }
+}
+
 /// One column of a comparison: a plan's totals, or its failure.
-fn column(r: &Result<Plan, crate::layout::PlanError>) -> [String; 6] {
+fn column(r: &Result<Plan, PlanError>) -> [String; 6] {
     match r {
         Ok(p) => [
             String::from("ok"),
@@ -121,9 +378,9 @@ fn column(r: &Result<Plan, crate::layout::PlanError>) -> [String; 6] {
 /// failure of either spelled out below the table.
 pub fn compare(
     left_name: &str,
-    left: &Result<Plan, crate::layout::PlanError>,
+    left: &Result<Plan, PlanError>,
     right_name: &str,
-    right: &Result<Plan, crate::layout::PlanError>,
+    right: &Result<Plan, PlanError>,
 ) -> String {
     let mut out = String::new();
     let rows = [

@@ -295,7 +295,8 @@ struct InjectorState {
     injected: Vec<Injection>,
 }
 
-/// A [`Seamcall`] wrapper that injects faults. See the [module documentation](self).
+/// A [`Seamcall`] wrapper that injects faults: chosen calls, or a seeded fraction, fail with a
+/// [`FaultKind`] on the leaves that can return it, without reaching the wrapped backend.
 ///
 /// ```
 /// use tdmr::memmap::Cmr;

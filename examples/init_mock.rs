@@ -7,7 +7,7 @@
 //!   --format text|json     output format (default text)
 //!   --cpus N               logical processors (default 8)
 //!   --packages P           packages (default 2)
-//!   --strategy linux|optimal  planning strategy (default linux)
+//!   --strategy linux|optimal  planning strategy (default optimal)
 //!   --holes memory|cmr     hole policy (default: the strategy's)
 //!   --dynamic-pamt         enable Dynamic PAMT (the mock then supports it)
 //!   --inject KIND@CALL[xN] fail the first N (default 1) calls that can return KIND from call
@@ -49,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         cpus: 8,
         packages: 2,
-        strategy: Strategy::Linux,
+        strategy: Strategy::Optimal,
         holes: None,
         dynamic_pamt: false,
         faults: Vec::new(),

@@ -119,12 +119,39 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Next steps: bringing the module up, and memory hotplug
+//! ## 5. Bring the module up ([`init`], [`seamcall`])
 //!
-//! *To be written with the SEAMCALL backends and the hotplug gate:* handing the plan to the
-//! TDX module (TDH.SYS.CONFIG, TDH.SYS.KEY.CONFIG per package, TDH.SYS.TDMR.INIT), first
-//! against the software model of the module, and admitting hotplugged memory once the TDX
-//! memory configuration is frozen.
+//! [`init::Bringup`] drives the TDX module through any [`seamcall::Seamcall`] backend: the real
+//! instruction ([`seamcall::asm::SeamcallInstruction`], x86_64, `unsafe` to construct) or
+//! [`seamcall::mock::MockModule`], a software TDX module that keeps the module's state machine
+//! and checks the configuration with [`layout::validate`]. It runs TDH.SYS.INIT, TDH.SYS.LP.INIT
+//! on every CPU, reads the limits and CMRs with TDH.SYS.RD, plans, writes the `TDMR_INFO`s,
+//! calls TDH.SYS.CONFIG, flushes caches, TDH.SYS.KEY.CONFIG once per package and
+//! TDH.SYS.TDMR.INIT until every TDMR is initialized, retrying what Linux retries.
+//! [`seamcall::mock::FaultInjector`] makes chosen calls fail, to test recovery.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let input = tdmr::memmap::parse::parse_kernel_log(include_str!("../tests/fixtures/emr-4s-256g.log"))?;
+//! use tdmr::init::{Bringup, PrivateKeyIds};
+//! use tdmr::seamcall::mock::{FaultInjector, MockModule, Platform};
+//!
+//! // A 4-socket machine with 16 CPUs, reporting the log's CMRs.
+//! let module = MockModule::new(Platform::new(input.cmrs().listed())?.topology(16, 4)?);
+//! // The first TDH.SYS.INIT runs out of entropy; the driver retries it, as Linux does.
+//! let faulty = FaultInjector::new(&module, 1).with("rnd-no-entropy@0".parse()?);
+//! let done = Bringup::new(&faulty, &module, &module, PrivateKeyIds::new(32, 32))
+//!     .run(input.memory())?;
+//! assert_eq!(done.pamt_bytes() / 1024, 1_050_644);
+//! assert_eq!(done.plan.tdmrs().len(), 5);
+//! # Ok(()) }
+//! ```
+//!
+//! # Next step: memory hotplug
+//!
+//! *To be written with the hotplug gate:* once the module is initialized its TDX memory
+//! configuration is frozen, and memory added later is admitted only where it is already TDX
+//! memory.
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -178,15 +178,15 @@ where
     M: HostMemory + ?Sized,
 {
     /// Bring-up through `seamcall` on `cpus`, with buffers in `memory` and these private
-    /// KeyIDs; Linux strategy, its default hole policy, default retries, no Dynamic PAMT,
-    /// PAMTs placed by [`crate::pamt::TopDownAllocator`].
+    /// KeyIDs; the planner's default (optimal) strategy and hole policy, default retries, no
+    /// Dynamic PAMT, PAMTs placed by the planner itself.
     pub fn new(seamcall: &'a S, cpus: &'a C, memory: &'a M, keyids: PrivateKeyIds) -> Self {
         Bringup {
             seamcall,
             cpus,
             memory,
             keyids,
-            strategy: Strategy::Linux,
+            strategy: Strategy::Optimal,
             holes: None,
             retry: RetryPolicy::default(),
             dynamic_pamt: false,

@@ -1,8 +1,6 @@
 //! The `plan` example as users run it: exit codes, Linux's published numbers, and every JSON plan
 //! checked by the validator.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use tdmr::addr::PhysRange;
@@ -11,57 +9,9 @@ use tdmr::memmap::Cmr;
 use tdmr::memmap::parse::parse_kernel_log;
 use tdmr::seamcall::abi::{TdmrInfo, TdmrReservedEntry};
 
-/// The `plan` example of this build, rebuilt once per test run so it is never stale.
-fn plan_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let mut dir = std::env::current_exe().expect("test executable path");
-            dir.pop(); // deps
-            if dir.ends_with("deps") {
-                dir.pop();
-            }
-            // Same profile and features as this test build, so nothing is rebuilt needlessly.
-            let mut args = vec!["build", "--quiet", "--example", "plan"];
-            if dir.ends_with("release") {
-                args.push("--release");
-            }
-            let mut features = Vec::new();
-            if cfg!(feature = "std") {
-                features.push("std");
-            }
-            if cfg!(feature = "parallel") {
-                features.push("parallel");
-            }
-            let features = features.join(",");
-            if !features.is_empty() {
-                args.extend(["--features", &features]);
-            }
-            let status = Command::new(env!("CARGO"))
-                .args(&args)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo build --example plan");
-            assert!(status.success());
-            dir.join("examples").join("plan")
-        })
-        .clone()
-}
+mod common;
 
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(plan_binary())
-        .args(args)
-        .output()
-        .expect("run plan")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{fixture, run, stdout};
 
 fn u(v: &Value) -> u64 {
     v.as_u64().expect("plain integer")

@@ -1,4 +1,4 @@
-//! Shared by the report tests: running the `plan` example, reading fixtures, and a small XML
+//! Shared by the CLI and report tests: running the `plan` example, reading fixtures, and a small XML
 //! well-formedness checker that reads SVG into a tree.
 
 #![allow(dead_code)]

@@ -1,7 +1,6 @@
 //! The `plan` example as users run it: exit codes, Linux's published numbers, and every JSON plan
 //! checked by the validator.
 
-
 use serde_json::Value;
 use tdmr::addr::PhysRange;
 use tdmr::layout::validate::{self, ConfigEnv};

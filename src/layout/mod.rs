@@ -26,7 +26,15 @@ pub enum Strategy {
     Linux,
     /// The least covered span (so the least PAMT), then the fewest TDMRs mixing NUMA nodes,
     /// the fewest TDMRs, the fewest reserved areas; PAMTs node-local and docked against
-    /// existing reserved areas. Never fails where such a layout exists.
+    /// existing reserved areas, so they cost no reserved area.
+    ///
+    /// The TDMR boundaries are exactly optimal for the hole-induced reserved areas (a dynamic
+    /// program, checked against brute force). When every node's PAMT can dock — as on every real
+    /// map we know, PAMT being about 0.4 % of memory — the whole layout is exactly optimal.
+    /// Otherwise a PAMT takes a reserved area of its own, and if no TDMR can spare one, the
+    /// partition is planned again keeping one spare; as a last resort PAMTs are placed as the
+    /// kernel's allocator would, on this partition and then on Linux's. It never fails where the
+    /// Linux strategy succeeds, and when it fails it names the smallest obstacle.
     Optimal,
 }
 

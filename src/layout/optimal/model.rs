@@ -181,10 +181,20 @@ impl Model {
                     }),
                 }
             };
+        // End of the last window entry: most regions of a fragmented map fall inside it.
+        let mut last_end = 0u64;
         for r in memory.regions() {
-            let first = r.base / SZ_1G;
-            let last = (r.end() - 1) / SZ_1G;
             let end = r.end();
+            if end <= last_end
+                && let Some(w) = windows.last_mut()
+                && w.node == r.node
+            {
+                w.bytes += r.size;
+                continue;
+            }
+            let first = r.base / SZ_1G;
+            let last = (end - 1) / SZ_1G;
+            last_end = (last + 1) * SZ_1G;
             add(
                 &mut windows,
                 first,

@@ -1,5 +1,6 @@
 //! Planning time on terabyte memory maps: the optimal strategy against a one-pass scan of the
-//! regions and against the Linux strategy, in the same run.
+//! regions and against the Linux strategy, in the same run; and the cost of building the map
+//! (validation plus the window summary planners use), for context.
 //!
 //! `cargo bench --bench plan`. The Linux strategy runs with its limits raised to 65535 TDMRs and
 //! reserved areas so that it does all its work (with the module's 64/16 it stops early at
@@ -8,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use tdmr::layout::{Planner, Strategy};
 use tdmr::memmap::{Cmrs, MemoryMap};
 use tdmr::sysinfo::TdxLimits;
@@ -84,6 +85,14 @@ fn bench(c: &mut Criterion) {
                     .plan()
                     .expect("optimal plans the synthetic map")
             })
+        });
+        // Building (validating and summarising) the map: a linear pass the planner relies on.
+        g.bench_with_input(BenchmarkId::new("build_map", name), &memory, |b, m| {
+            b.iter_batched(
+                || m.regions().to_vec(),
+                |regions| MemoryMap::new(regions).expect("valid map"),
+                BatchSize::LargeInput,
+            )
         });
         g.bench_with_input(BenchmarkId::new("linux", name), &memory, |b, m| {
             b.iter(|| {

@@ -5,8 +5,10 @@
 
 mod cmr;
 pub mod parse;
+mod windows;
 
 pub use cmr::{Cmr, CmrError, Cmrs, MAX_CMRS};
+pub(crate) use windows::Windows;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -213,6 +215,7 @@ pub(crate) fn check_range(
 pub struct MemoryMap {
     regions: Vec<MemoryRegion>,
     total: u64,
+    windows: Windows,
 }
 
 impl MemoryMap {
@@ -220,15 +223,21 @@ impl MemoryMap {
     pub fn new(regions: Vec<MemoryRegion>) -> Result<Self, MemoryMapError> {
         let mut previous = None;
         let mut total = 0u64;
+        let mut windows = Windows::default();
         for (index, r) in regions.iter().enumerate() {
             let range = check_range(index, r.base, r.size, previous)?;
             total += r.size;
             previous = Some(range);
+            windows.push(r);
         }
         if regions.is_empty() {
             return Err(MemoryMapError::NoMemory);
         }
-        Ok(MemoryMap { regions, total })
+        Ok(MemoryMap {
+            regions,
+            total,
+            windows,
+        })
     }
 
     /// The regions, sorted by address.
@@ -247,6 +256,11 @@ impl MemoryMap {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
+    }
+
+    /// The 1 GiB windows holding memory, summarised (see [`windows`]).
+    pub(crate) fn windows(&self) -> &Windows {
+        &self.windows
     }
 
     /// Sum of region sizes.

@@ -147,74 +147,31 @@ fn runs(memory: &MemoryMap, cmrs: &Cmrs, policy: HolePolicy) -> Vec<Run> {
 }
 
 impl Model {
-    /// Builds the model. O(regions + CMRs), independent of the size of the address space.
+    /// Builds the model from the map's window summary: O(windows + CMRs × log regions),
+    /// independent of the size of the address space.
     pub fn new(memory: &MemoryMap, cmrs: &Cmrs, policy: HolePolicy) -> Model {
         let runs = runs(memory, cmrs, policy);
 
-        // Windows per region: its first and last window, and between them a stretch of whole
-        // windows (the region covers them, so no run touches them).
-        let mut windows: Vec<Window> = Vec::new();
-        let mut other_nodes: Vec<(usize, NodeId, u64)> = Vec::new();
-        let mut add =
-            |windows: &mut Vec<Window>, index: u64, last: u64, node: NodeId, bytes: u64| {
-                match windows.last_mut() {
-                    Some(w) if w.index == index && w.last == last => {
-                        if w.node == node {
-                            w.bytes += bytes;
-                        } else {
-                            w.nodes = WindowNodes::Mixed;
-                            let at = windows.len() - 1;
-                            match other_nodes.last_mut() {
-                                Some(o) if o.0 == at && o.1 == node => o.2 += bytes,
-                                _ => other_nodes.push((at, node, bytes)),
-                            }
-                        }
-                    }
-                    _ => windows.push(Window {
-                        index,
-                        last,
-                        node,
-                        bytes,
-                        nodes: WindowNodes::Single(node),
-                        start_term: 0,
-                        end_term: 0,
-                    }),
-                }
-            };
-        // End of the last window entry: most regions of a fragmented map fall inside it.
-        let mut last_end = 0u64;
-        for r in memory.regions() {
-            let end = r.end();
-            if end <= last_end
-                && let Some(w) = windows.last_mut()
-                && w.node == r.node
-            {
-                w.bytes += r.size;
-                continue;
-            }
-            let first = r.base / SZ_1G;
-            let last = (end - 1) / SZ_1G;
-            last_end = (last + 1) * SZ_1G;
-            add(
-                &mut windows,
-                first,
-                first,
-                r.node,
-                end.min((first + 1) * SZ_1G) - r.base,
-            );
-            if last > first + 1 {
-                add(
-                    &mut windows,
-                    first + 1,
-                    last - 1,
-                    r.node,
-                    (last - first - 1) * SZ_1G,
-                );
-            }
-            if last > first {
-                add(&mut windows, last, last, r.node, end - last * SZ_1G);
-            }
-        }
+        // The map summarised its windows when it was built: no pass over the regions here.
+        let summary = memory.windows();
+        let mut windows: Vec<Window> = summary
+            .entries
+            .iter()
+            .map(|e| Window {
+                index: e.index,
+                last: e.last,
+                node: e.node,
+                bytes: e.bytes,
+                nodes: if e.mixed {
+                    WindowNodes::Mixed
+                } else {
+                    WindowNodes::Single(e.node)
+                },
+                start_term: 0,
+                end_term: 0,
+            })
+            .collect();
+        let mut other_nodes = summary.other_nodes.clone();
 
         // Prefix counts of runs that count when wholly inside a TDMR.
         let mut whole = Vec::with_capacity(runs.len() + 1);

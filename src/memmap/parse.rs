@@ -185,7 +185,7 @@ impl<'a> Line<'a> {
         })
     }
 
-    fn expect(&mut self, prefix: &'static str) -> Result<(), ParseError> {
+    fn eat(&mut self, prefix: &'static str) -> Result<(), ParseError> {
         match self.rest.strip_prefix(prefix) {
             Some(r) => {
                 self.rest = r;
@@ -246,11 +246,11 @@ impl<'a> Line<'a> {
 
     /// `0xA-0xB]` after `[mem `.
     fn mem_range(&mut self) -> Result<PhysRange, ParseError> {
-        self.expect("[mem ")?;
+        self.eat("[mem ")?;
         let start = self.hex(true)?;
-        self.expect("-")?;
+        self.eat("-")?;
         let end = self.hex(true)?;
-        self.expect("]")?;
+        self.eat("]")?;
         self.inclusive(start, end)
     }
 }
@@ -333,7 +333,7 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
                 let node = line.decimal()?;
                 let node =
                     NodeId::try_from(node).map_err(|_| line.malformed("a node id below 2^32"))?;
-                line.expect(" PXM ")?;
+                line.eat(" PXM ")?;
                 line.decimal()?;
                 line.rest = line.rest.trim_start();
                 let range = line.mem_range()?;
@@ -348,11 +348,11 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
                 c.srat.push((range, node, line.no));
             }
             CMR => {
-                line.expect("[")?;
+                line.eat("[")?;
                 let start = line.hex(true)?;
-                line.expect(", ")?;
+                line.eat(", ")?;
                 let end = line.hex(true)?;
-                line.expect(")")?;
+                line.eat(")")?;
                 if end <= start {
                     return Err(line.err(ParseErrorKind::BadRange {
                         line_kind: CMR,
@@ -364,7 +364,7 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
             }
             _ => {
                 let start = line.hex(false)?;
-                line.expect("-")?;
+                line.eat("-")?;
                 let end = line.hex(false)?;
                 if !line.rest.is_empty() {
                     return Err(line.malformed("`START-END : System RAM`"));

@@ -7,9 +7,10 @@
 
 use alloc::vec::Vec;
 
+use super::pamt_pages::PamtPages;
 use super::platform::Platform;
 use super::state::{State, SysState, TdmrProgress, TdmrRecord};
-use crate::addr::is_aligned;
+use crate::addr::{PhysRange, is_aligned};
 use crate::layout::validate;
 use crate::seamcall::abi::{TDMR_INFO_ALIGNMENT, TdmrInfo};
 use crate::seamcall::status::{
@@ -83,8 +84,16 @@ pub(crate) fn sys_config(p: &Platform, st: &mut State, regs: &Regs) -> Output {
                 next: t.base,
             },
             busy: None,
+            // The validator accepted them: sorted, disjoint, inside the TDMR, nulls last.
+            reserved: t
+                .reserved
+                .iter()
+                .take_while(|r| r.size != 0)
+                .map(|r| PhysRange::new_unchecked(t.base + r.offset, t.base + r.offset + r.size))
+                .collect(),
         })
         .collect();
+    st.pamt = PamtPages::default();
     st.dynamic_pamt = dynamic_pamt;
     st.sys = SysState::SysconfigDone;
     st.pkg_configured.iter_mut().for_each(|c| *c = false);

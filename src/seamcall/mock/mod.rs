@@ -12,16 +12,20 @@
 //! - TDH.SYS.RD, TDH.SYS.RDALL and TDH.SYS.INFO over the fields Linux reads;
 //! - TDH.SYS.CONFIG reading `TDMR_INFO`s from simulated [`PhysMem`] and checking them with
 //!   [`crate::layout::validate`];
-//! - TDH.SYS.KEY.CONFIG once per package and TDH.SYS.TDMR.INIT in 4 MiB steps, tracked per
-//!   TDMR.
+//! - TDH.SYS.KEY.CONFIG once per package and TDH.SYS.TDMR.INIT in 4 MiB steps (16 MiB with
+//!   Dynamic PAMT), tracked per TDMR;
+//! - with Dynamic PAMT, TDH.PHYMEM.PAMT.ADD and TDH.PHYMEM.PAMT.REMOVE with the module's checks
+//!   and statuses, and [`MockModule::mark_in_use`] / [`MockModule::mark_free`] standing in for
+//!   the TD leaves that take 4 KiB pages into use (see `pamt_pages.rs` for the table).
 //!
 //! It also plays the host's side for [`crate::init`]: it implements [`crate::init::Cpus`]
 //! (its logical processors and packages; `run_on` makes calls execute on that LP) and
 //! [`crate::init::HostMemory`] (buffers placed in simulated memory). [`FaultInjector`] wraps it
 //! (or any backend) to inject the module's transient failures.
 //!
-//! Leaves the mock does not model (TDH.SYS.UPDATE, TDH.PHYMEM.PAMT.ADD/REMOVE, TD leaves)
-//! return `TDX_OPERAND_INVALID | RAX` once they pass the dispatcher's gating.
+//! Leaves the mock does not model (TDH.SYS.UPDATE, TD leaves) return
+//! `TDX_OPERAND_INVALID | RAX` once they pass the dispatcher's gating; so do
+//! TDH.PHYMEM.PAMT.ADD/REMOVE unless TDH.SYS.CONFIG enabled Dynamic PAMT.
 //!
 //! ```
 //! use tdmr::memmap::Cmr;
@@ -43,6 +47,7 @@ mod lock;
 mod log;
 mod lp;
 mod metadata;
+mod pamt_pages;
 mod phys_mem;
 mod platform;
 mod state;
@@ -143,6 +148,53 @@ impl MockModule {
             .with(|s| s.tdmrs.iter().map(|t| t.progress).collect())
     }
 
+    /// 2 MiB ranges holding a Dynamic PAMT page pair (TDH.PHYMEM.PAMT.ADD done, not removed).
+    pub fn pamt_pair_count(&self) -> usize {
+        self.state.with(|s| s.pamt.pairs.len())
+    }
+
+    /// The page pair `(page 0, page 1)` backing the 2 MiB range at `range_base`, if any.
+    pub fn pamt_pair(&self, range_base: u64) -> Option<(u64, u64)> {
+        self.state
+            .with(|s| s.pamt.pairs.get(&range_base).map(|p| (p.page0, p.page1)))
+    }
+
+    /// Takes the 4 KiB page at `pa` into use, standing in for the TD leaves the mock does not
+    /// model (TDH.MNG.ADDCX, TDH.MEM.PAGE.ADD/AUG, ...), with the checks they share:
+    ///
+    /// - `TDX_SYS_NOT_READY` before SYS_READY;
+    /// - `TDX_OPERAND_INVALID | RCX` if `pa` is not 4 KiB aligned, beyond 2^52 or has KeyID bits
+    ///   (the page taken as the leaf's RCX operand);
+    /// - `TDX_OPERAND_ADDR_RANGE_ERROR | RCX` outside the initialized blocks of the TDMRs;
+    /// - `TDX_PAGE_NOT_FREE | RCX` for a page of a reserved area, a PAMT page, or a page in use;
+    /// - with Dynamic PAMT, `TDX_MISSING_PAMT_PAGE_PAIR` if its 2 MiB range has no page pair.
+    ///
+    /// While any page of a range is in use, TDH.PHYMEM.PAMT.REMOVE on that range returns
+    /// `TDX_PAMT_PAGE_NOT_EMPTY`.
+    ///
+    /// ```
+    /// # use tdmr::seamcall::mock::{MockModule, Platform};
+    /// # use tdmr::memmap::Cmr;
+    /// # let m = MockModule::new(Platform::new(&[Cmr::new(0, 1 << 30)]).unwrap());
+    /// use tdmr::seamcall::status::TDX_SYS_NOT_READY;
+    /// assert_eq!(m.mark_in_use(0x20_0000).unwrap_err().raw(), TDX_SYS_NOT_READY);
+    /// ```
+    pub fn mark_in_use(&self, pa: u64) -> Result<(), Status> {
+        self.state
+            .with(|s| pamt_pages::mark_in_use(&self.platform, s, pa))
+    }
+
+    /// Releases a page [`MockModule::mark_in_use`] took into use (as the TD leaves' reclaim
+    /// would); whether it was in use.
+    pub fn mark_free(&self, pa: u64) -> bool {
+        self.state.with(|s| pamt_pages::mark_free(s, pa))
+    }
+
+    /// 4 KiB pages [`MockModule::mark_in_use`] holds in use.
+    pub fn pages_in_use(&self) -> u64 {
+        self.state.with(|s| s.pamt.pages_in_use())
+    }
+
     /// The call log (a snapshot).
     pub fn log(&self) -> CallLog {
         self.state.with(|s| s.log.clone())
@@ -226,6 +278,8 @@ impl MockModule {
             leaf::TDH_SYS_KEY_CONFIG => key_config::key_config(p, s, lp, regs),
             leaf::TDH_SYS_LP_SHUTDOWN => Output::new(Status::new(TDX_SUCCESS), *regs),
             leaf::TDH_SYS_SHUTDOWN => sys_init::shutdown(p, s, regs),
+            leaf::TDH_PHYMEM_PAMT_ADD => pamt_pages::add(p, s, regs),
+            leaf::TDH_PHYMEM_PAMT_REMOVE => pamt_pages::remove(p, s, regs),
             leaf::TDH_SYS_TDMR_INIT => match tdmr_init::begin(p, s, lp, regs) {
                 Begin::Done(out) => out,
                 Begin::Started(index) => return Err(index),

@@ -6,8 +6,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::log::{CallLog, CallLogMode};
+use super::pamt_pages::PamtPages;
 use super::phys_mem::PhysMem;
 use super::platform::Platform;
+use crate::addr::{PhysRange, SZ_1G, align_down};
 
 /// The module's global state (`sys_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +61,26 @@ pub(crate) struct TdmrRecord {
     pub(crate) progress: TdmrProgress,
     /// The LP inside TDH.SYS.TDMR.INIT on this TDMR (the per-TDMR mutex), if any.
     pub(crate) busy: Option<u32>,
+    /// The non-null reserved areas as absolute ranges, in the (ascending) order TDH.SYS.CONFIG
+    /// accepted them. TDH.SYS.TDMR.INIT marks their pages in the PAMT (PT_RSVD, or the
+    /// Dynamic PAMT bitmap); the mock keeps the list instead of a per-page structure.
+    pub(crate) reserved: Vec<PhysRange>,
+}
+
+impl TdmrRecord {
+    /// Whether `pa` lies in a 1 GiB block TDH.SYS.TDMR.INIT has finished: the module's PAMT
+    /// lookups refuse addresses at or above the next-to-initialize address rounded down to
+    /// 1 GiB.
+    pub(crate) fn initialized(&self, pa: u64) -> bool {
+        let p = &self.progress;
+        pa >= p.base && pa < align_down(p.next, SZ_1G)
+    }
+
+    /// Whether `pa` lies in one of the TDMR's reserved areas (binary search).
+    pub(crate) fn in_reserved(&self, pa: u64) -> bool {
+        let i = self.reserved.partition_point(|r| r.end() <= pa);
+        self.reserved.get(i).is_some_and(|r| r.contains(pa))
+    }
 }
 
 #[derive(Debug)]
@@ -75,6 +97,8 @@ pub(crate) struct State {
     pub(crate) log: CallLog,
     /// Host buffers the mock's `HostMemory` handed out: `(pa, len)`.
     pub(crate) host_buffers: Vec<(u64, u64)>,
+    /// Dynamic PAMT page pairs and 4 KiB pages in use (sparse, per 2 MiB range).
+    pub(crate) pamt: PamtPages,
 }
 
 impl State {
@@ -91,6 +115,7 @@ impl State {
             mem: PhysMem::new(),
             log: CallLog::new(log),
             host_buffers: Vec::new(),
+            pamt: PamtPages::default(),
         }
     }
 
@@ -103,5 +128,13 @@ impl State {
         self.tdmrs
             .binary_search_by_key(&base, |t| t.progress.base)
             .ok()
+    }
+
+    /// The TDMR containing `pa` (binary search; TDMRs are sorted and disjoint).
+    pub(crate) fn tdmr_containing(&self, pa: u64) -> Option<&TdmrRecord> {
+        let i = self
+            .tdmrs
+            .partition_point(|t| t.progress.base + t.progress.size <= pa);
+        self.tdmrs.get(i).filter(|t| t.progress.base <= pa)
     }
 }

@@ -5,6 +5,10 @@
 //! calling on the same TDMR meanwhile finds the per-TDMR mutex held (`TDX_OPERAND_BUSY | RCX`),
 //! while calls on other TDMRs proceed. Progress is one address per TDMR: a 16 TiB configuration
 //! costs a few bytes per TDMR, never anything per page.
+//!
+//! What a call writes is not materialised: the 4K entries (or, with Dynamic PAMT, the page
+//! bitmap bits) of pages in reserved areas are marked by the TDMR's recorded reserved areas,
+//! which the PAMT leaves consult for addresses below the initialized 1 GiB boundary only.
 
 use super::platform::Platform;
 use super::state::State;

@@ -1,9 +1,11 @@
 //! PAMT (Physical Address Metadata Table) sizing and placement.
 //!
 //! [`sizes`] gives the bytes of each PAMT level for a TDMR; [`place`] decides where the
-//! blocks live in physical memory.
+//! blocks live in physical memory; [`dynamic`] manages the PAMT_4K pages Dynamic PAMT supplies
+//! at run time.
 
 pub mod dock;
+pub mod dynamic;
 pub mod place;
 
 pub use place::{PamtAllocator, TopDownAllocator};

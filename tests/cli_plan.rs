@@ -168,6 +168,29 @@ fn dynamic_pamt_shrinks_the_static_footprint() {
 }
 
 #[test]
+fn dynamic_pamt_plan_with_the_default_strategy_passes_validate_in_dpamt_mode() {
+    // Issue 6's done-when: `plan --dpamt spr-1t.log` prints Linux's Dynamic PAMT figure.
+    let path = fixture("spr-1t.log");
+    let o = run(&["--dpamt", &path]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("40980 KB allocated for PAMT"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["--dpamt", "--format", "json", &path]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["strategy"], "optimal");
+    assert_eq!(u(&doc["pamt_bytes"]) / 1024, 40_980);
+    assert_json_plan_valid(&doc, &std::fs::read_to_string(&path).unwrap());
+    // Without R8 bit 16 the module wants full PAMT_4K tables: the bitmap of TDMR 0 is too small.
+    let (infos, cmrs) = infos_from_json(&doc);
+    let status = validate::sys_config(&infos, &ConfigEnv::new(&cmrs)).unwrap_err();
+    assert_eq!(status.raw(), tdmr::seamcall::status::TDX_INVALID_PAMT);
+}
+
+#[test]
 fn bad_input_exits_2_naming_the_line() {
     let dir = std::env::temp_dir().join(format!("tdmr-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -90,6 +90,7 @@ impl RangeIndex {
     }
 
     /// The base address of the 2 MiB range of counter `slot` (inverse of [`Self::slot`]).
+    #[cfg(test)]
     pub(crate) fn range_base(&self, slot: usize) -> Option<u64> {
         let i = self
             .spans

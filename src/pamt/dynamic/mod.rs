@@ -222,16 +222,16 @@ impl<S: Seamcall> DynamicPamt<S> {
             .count()
     }
 
-    fn slot(&self, pfn: u64) -> Result<(usize, u64), DynamicPamtError> {
+    /// The counter of page frame `pfn`'s 2 MiB range, and the range's base.
+    #[inline]
+    fn slot(&self, pfn: u64) -> Result<(&AtomicU32, u64), DynamicPamtError> {
         let slot = self
             .index
             .slot(pfn)
             .ok_or(DynamicPamtError::NotTdxMemory { pfn })?;
-        let range = self
-            .index
-            .range_base(slot)
-            .ok_or(DynamicPamtError::NotTdxMemory { pfn })?;
-        Ok((slot, range))
+        // Covered memory lies below 2^52, so the shift cannot overflow.
+        let range = (pfn << 12) & !(SZ_2M - 1);
+        Ok((&self.words[slot], range))
     }
 
     /// Makes sure the 2 MiB range holding page frame `pfn` has PAMT pages, and counts one more
@@ -245,8 +245,7 @@ impl<S: Seamcall> DynamicPamt<S> {
         pfn: u64,
         pairs: &mut P,
     ) -> Result<Get, DynamicPamtError> {
-        let (slot, range) = self.slot(pfn)?;
-        let word = &self.words[slot];
+        let (word, range) = self.slot(pfn)?;
         loop {
             let w = word.load(Ordering::Acquire);
             if w & (ADDING | REMOVING) != 0 {
@@ -313,8 +312,7 @@ impl<S: Seamcall> DynamicPamt<S> {
         pfn: u64,
         pairs: &mut P,
     ) -> Result<Put, DynamicPamtError> {
-        let (slot, range) = self.slot(pfn)?;
-        let word = &self.words[slot];
+        let (word, range) = self.slot(pfn)?;
         loop {
             let w = word.load(Ordering::Acquire);
             if w & (ADDING | REMOVING) != 0 {

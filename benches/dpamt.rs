@@ -232,7 +232,10 @@ fn run<M: Manager>(m: &M, threads: u64, iters: u64, page: impl Fn(u64) -> u64 + 
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
     });
     let start = spans.iter().map(|s| s.0).min().expect("a thread");
     let end = spans.iter().map(|s| s.1).max().expect("a thread");
@@ -249,7 +252,9 @@ fn workload<M: Manager>(m: &M, hot: bool, distinct: bool, threads: u64, iters: u
     let mut holder = Endless;
     let held: Vec<u64> = if hot {
         let ranges = if distinct { threads } else { 1 };
-        (0..ranges).map(|t| t * THREAD_STRIDE + HOLDER_PAGE).collect()
+        (0..ranges)
+            .map(|t| t * THREAD_STRIDE + HOLDER_PAGE)
+            .collect()
     } else {
         Vec::new()
     };

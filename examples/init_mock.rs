@@ -9,7 +9,9 @@
 //!   --packages P           packages (default 2)
 //!   --strategy linux|optimal  planning strategy (default optimal)
 //!   --holes memory|cmr     hole policy (default: the strategy's)
-//!   --dynamic-pamt         enable Dynamic PAMT (the mock then supports it)
+//!   --dynamic-pamt         enable Dynamic PAMT (the mock then supports it); after bring-up,
+//!                          map and unmap 4 KiB pages in a few 2 MiB ranges through
+//!                          `pamt::dynamic` and report the PAMT.ADD / PAMT.REMOVE calls
 //!   --inject KIND@CALL[xN] fail the first N (default 1) calls that can return KIND from call
 //!                          number CALL on; KIND@P% fails each eligible call with probability P %.
 //!                          KIND: rnd-no-entropy, sys-busy, operand-busy, key-generation-failed
@@ -23,9 +25,11 @@
 use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
+use tdmr::init::Initialized;
 use tdmr::init::{Bringup, InitError, InitErrorKind, PrivateKeyIds};
 use tdmr::layout::{HolePolicy, Strategy};
 use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::pamt::dynamic::{DynamicPamt, Get, PairCache, PairSource, PamtPagePair, Put};
 use tdmr::seamcall::SeamcallCounts;
 use tdmr::seamcall::mock::{FaultInjector, FaultSpec, Injection, MockModule, Platform};
 use tdmr::sysinfo::TdxLimits;
@@ -164,6 +168,60 @@ fn failure_json(e: &InitError) -> Value {
     v
 }
 
+/// What the Dynamic PAMT demo did.
+struct DpamtDemo {
+    pages: u64,
+    adds: u64,
+    removes: u64,
+    pairs_returned: bool,
+}
+
+/// Maps 3 pages in each of 8 2 MiB ranges of the first free TDX memory (getting PAMT pages
+/// first, as a host does before handing a page to the module), then unmaps them; page pairs
+/// come from a cache filled from memory 64 MiB further on.
+fn dpamt_demo(module: &MockModule, done: &Initialized) -> Result<DpamtDemo, String> {
+    const RANGE: u64 = 2 << 20;
+    let dpamt = DynamicPamt::for_plan(module, &done.plan).map_err(|e| e.to_string())?;
+    let window = done
+        .plan
+        .tdmrs()
+        .iter()
+        .flat_map(|t| t.available())
+        .map(|r| (r.start().next_multiple_of(RANGE), r.end()))
+        .find(|&(s, e)| s + 64 * RANGE <= e)
+        .map(|(s, _)| s)
+        .ok_or("no 128 MiB of free TDX memory for the demo")?;
+    let pool = window + 32 * RANGE;
+    let mut cache = PairCache::new(8);
+    for i in 0..8 {
+        let pair = PamtPagePair::new(pool + 2 * i * 4096, pool + (2 * i + 1) * 4096)
+            .map_err(|e| e.to_string())?;
+        let _ = cache.return_pair(pair);
+    }
+    let pages: Vec<u64> = (0..8)
+        .flat_map(|r| [0x0, 0x8000, 0x1f_f000].map(|o| window + r * RANGE + o))
+        .collect();
+    let (mut adds, mut removes) = (0, 0);
+    for &pa in &pages {
+        if dpamt.get(pa >> 12, &mut cache).map_err(|e| e.to_string())? == Get::Added {
+            adds += 1;
+        }
+        module.mark_in_use(pa).map_err(|s| s.to_string())?;
+    }
+    for &pa in &pages {
+        module.mark_free(pa);
+        if let Put::Removed { .. } = dpamt.put(pa >> 12, &mut cache).map_err(|e| e.to_string())? {
+            removes += 1;
+        }
+    }
+    Ok(DpamtDemo {
+        pages: pages.len() as u64,
+        adds,
+        removes,
+        pairs_returned: cache.len() == 8 && module.pamt_pair_count() == 0,
+    })
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -224,8 +282,19 @@ fn main() -> ExitCode {
 
     match result {
         Ok(done) => {
+            let demo = if args.dynamic_pamt {
+                match dpamt_demo(&module, &done) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        eprintln!("init_mock: Dynamic PAMT demo: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                None
+            };
             if args.json {
-                let v = json!({
+                let mut v = json!({
                     "status": "initialized",
                     "strategy": done.plan.strategy().name(),
                     "tdmrs": done.plan.tdmrs().len(),
@@ -233,6 +302,14 @@ fn main() -> ExitCode {
                     "seamcalls": counts_json(&done.seamcalls),
                     "injected": injections_json(&injected),
                 });
+                if let Some(d) = &demo {
+                    v["dynamic_pamt"] = json!({
+                        "pages": d.pages,
+                        "pamt_add": d.adds,
+                        "pamt_remove": d.removes,
+                        "pairs_returned": d.pairs_returned,
+                    });
+                }
                 println!("{v}");
             } else {
                 print_counts(&done.seamcalls);
@@ -249,6 +326,19 @@ fn main() -> ExitCode {
                     done.pamt_bytes() / 1024,
                     done.global_keyid
                 );
+                if let Some(d) = &demo {
+                    println!(
+                        "Dynamic PAMT: {} pages mapped and unmapped, {} TDH.PHYMEM.PAMT.ADD, {} TDH.PHYMEM.PAMT.REMOVE, {}",
+                        d.pages,
+                        d.adds,
+                        d.removes,
+                        if d.pairs_returned {
+                            "every page pair returned"
+                        } else {
+                            "PAGE PAIRS MISSING"
+                        }
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

@@ -24,8 +24,8 @@
 //! PAMT.REMOVE exactly once per 1 → 0, and never while a `get` holds or is pending: a `get`
 //! that finds the range in REMOVING waits for it to finish and then ADDs again. Ranges never
 //! share a word, so callers on different ranges never wait for each other (they may share a
-//! cache line: 16 ranges per 64 bytes). `tests/loom_dpamt.rs` checks these claims over every
-//! interleaving of racing gets and puts.
+//! cache line: 16 ranges per 64 bytes). `tests/loom_dpamt.rs` checks these claims, and the
+//! memory ordering, over the interleavings of racing gets and puts (up to 6 preemptions).
 //!
 //! **Waiting**: a caller that finds its range in transition spins (`core::hint::spin_loop`)
 //! until the transition ends: one SEAMCALL of the CPU that owns it, plus, for an ADD, taking a

@@ -161,6 +161,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod hotplug_gate;
 pub mod init;
 pub mod layout;
 pub mod memmap;

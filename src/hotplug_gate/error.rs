@@ -1,0 +1,444 @@
+//! The gate's errors: one small enum per operation, each naming the offending value.
+
+use core::fmt;
+
+use super::state::ModuleState;
+use crate::addr::PhysRange;
+
+/// Why a memory addition was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdmitError {
+    /// The range holds no byte.
+    Empty {
+        /// Where the empty range sits.
+        at: u64,
+    },
+    /// The range does not start and end on 4 KiB page boundaries.
+    Misaligned {
+        /// The range asked for.
+        range: PhysRange,
+    },
+    /// TDX module initialization is in progress: retry once it has finished. Never blocks.
+    Busy,
+    /// Before initialization: part of the range lies outside every CMR, so a TDMR could not
+    /// cover it and initialization would fail.
+    NotConvertible {
+        /// The range asked for.
+        range: PhysRange,
+        /// The first part of it that no CMR holds.
+        outside: PhysRange,
+    },
+    /// After initialization: part of the range is not TDX memory of the published plan (not in
+    /// a TDMR's non-reserved space, not TDX memory at init, or a PAMT block).
+    NotTdxMemory {
+        /// The range asked for.
+        range: PhysRange,
+        /// The first part of it that is not TDX memory.
+        outside: PhysRange,
+    },
+    /// The state word's in-flight counter is full.
+    TooManyInFlight {
+        /// Most hotplug operations the gate tracks at once.
+        limit: u32,
+    },
+}
+
+impl AdmitError {
+    /// Whether the same request may succeed later without any change on the caller's side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AdmitError::Busy | AdmitError::TooManyInFlight { .. })
+    }
+}
+
+impl fmt::Display for AdmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AdmitError::Empty { at } => write!(f, "memory range at {at:#x} is empty"),
+            AdmitError::Misaligned { range } => {
+                write!(f, "memory range {range} is not 4 KiB aligned")
+            }
+            AdmitError::Busy => write!(
+                f,
+                "TDX module initialization in progress; retry the memory addition later"
+            ),
+            AdmitError::NotConvertible { range, outside } => write!(
+                f,
+                "memory range {range} is not convertible: {outside} lies outside every CMR"
+            ),
+            AdmitError::NotTdxMemory { range, outside } => write!(
+                f,
+                "memory range {range} is not TDX memory of the initialized module: {outside} is not"
+            ),
+            AdmitError::TooManyInFlight { limit } => {
+                write!(f, "{limit} hotplug operations already in flight")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AdmitError {}
+
+/// Why initialization could not begin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BeginInitError {
+    /// Hotplug operations (memory additions, CPU onlines, last-CPU offlines) admitted before
+    /// initialization have not finished yet: retry.
+    Busy {
+        /// How many were in flight.
+        in_flight: u32,
+    },
+    /// Another initialization is in progress.
+    InProgress,
+    /// The module is already initialized (its TDX memory is frozen).
+    AlreadyInitialized,
+    /// A package has no online CPU, so TDH.SYS.KEY.CONFIG could not run on it.
+    PackageOffline {
+        /// The first such package.
+        package: u32,
+    },
+}
+
+impl BeginInitError {
+    /// Whether the same request may succeed later without any change on the caller's side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BeginInitError::Busy { .. } | BeginInitError::InProgress
+        )
+    }
+}
+
+impl fmt::Display for BeginInitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BeginInitError::Busy { in_flight } => write!(
+                f,
+                "{in_flight} hotplug operations in flight; retry TDX initialization later"
+            ),
+            BeginInitError::InProgress => write!(f, "TDX initialization already in progress"),
+            BeginInitError::AlreadyInitialized => write!(f, "TDX module already initialized"),
+            BeginInitError::PackageOffline { package } => write!(
+                f,
+                "package {package} has no online CPU; TDH.SYS.KEY.CONFIG needs one in every package"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for BeginInitError {}
+
+/// Why a plan could not be published in full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The frozen TDX memory has more ranges than the gate was built to hold. The gate is
+    /// initialized anyway and admits no memory (failing closed: the module is configured, so
+    /// the pre-initialization CMR rule no longer applies).
+    SnapshotTooLarge {
+        /// Ranges of frozen TDX memory.
+        ranges: usize,
+        /// The gate's capacity ([`super::GateConfig::snapshot_capacity`]).
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PublishError::SnapshotTooLarge { ranges, capacity } => write!(
+                f,
+                "frozen TDX memory has {ranges} ranges but the hotplug gate holds {capacity}; \
+                 no memory will be admitted"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PublishError {}
+
+/// Why a CPU may not come online.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CpuOnlineError {
+    /// The CPU number is beyond the gate's topology.
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: u32,
+        /// CPUs the gate knows.
+        cpus: u32,
+    },
+    /// The package number is beyond the gate's topology.
+    NoSuchPackage {
+        /// The package asked for.
+        package: u32,
+        /// Packages the gate knows.
+        packages: u32,
+    },
+    /// The CPU is already online.
+    AlreadyOnline {
+        /// The CPU.
+        cpu: u32,
+        /// The package it is online in.
+        package: u32,
+    },
+    /// Another online or offline of this CPU is in progress.
+    CpuBusy {
+        /// The CPU.
+        cpu: u32,
+    },
+    /// TDX module initialization is in progress (it needs TDH.SYS.LP.INIT on every CPU before
+    /// TDH.SYS.CONFIG): retry once it has finished. Never blocks.
+    Busy,
+    /// The state word's in-flight counter is full.
+    TooManyInFlight {
+        /// Most hotplug operations the gate tracks at once.
+        limit: u32,
+    },
+}
+
+impl CpuOnlineError {
+    /// Whether the same request may succeed later without any change on the caller's side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CpuOnlineError::Busy
+                | CpuOnlineError::CpuBusy { .. }
+                | CpuOnlineError::TooManyInFlight { .. }
+        )
+    }
+}
+
+impl fmt::Display for CpuOnlineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CpuOnlineError::NoSuchCpu { cpu, cpus } => {
+                write!(f, "CPU {cpu} does not exist (the gate knows {cpus} CPUs)")
+            }
+            CpuOnlineError::NoSuchPackage { package, packages } => write!(
+                f,
+                "package {package} does not exist (the gate knows {packages} packages)"
+            ),
+            CpuOnlineError::AlreadyOnline { cpu, package } => {
+                write!(f, "CPU {cpu} is already online in package {package}")
+            }
+            CpuOnlineError::CpuBusy { cpu } => {
+                write!(f, "another online/offline of CPU {cpu} is in progress")
+            }
+            CpuOnlineError::Busy => write!(
+                f,
+                "TDX module initialization in progress; retry the CPU online later"
+            ),
+            CpuOnlineError::TooManyInFlight { limit } => {
+                write!(f, "{limit} hotplug operations already in flight")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CpuOnlineError {}
+
+/// Why a CPU may not go offline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CpuOfflineError {
+    /// The CPU number is beyond the gate's topology.
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: u32,
+        /// CPUs the gate knows.
+        cpus: u32,
+    },
+    /// The package number is beyond the gate's topology.
+    NoSuchPackage {
+        /// The package asked for.
+        package: u32,
+        /// Packages the gate knows.
+        packages: u32,
+    },
+    /// The CPU is not online.
+    NotOnline {
+        /// The CPU.
+        cpu: u32,
+    },
+    /// The CPU is online in another package than the one given.
+    WrongPackage {
+        /// The CPU.
+        cpu: u32,
+        /// The package given.
+        package: u32,
+        /// The package it came online in.
+        online_in: u32,
+    },
+    /// Another online or offline of this CPU is in progress.
+    CpuBusy {
+        /// The CPU.
+        cpu: u32,
+    },
+    /// It is the last online CPU of its package and TDX initialization is in progress
+    /// (TDH.SYS.KEY.CONFIG must run in every package): retry once it has finished.
+    Busy {
+        /// The CPU.
+        cpu: u32,
+        /// Its package.
+        package: u32,
+    },
+    /// It is the last online CPU of its package and guest KeyIDs are in use (cache write-back
+    /// of TD private memory needs a CPU in every package).
+    GuestKeyIdsInUse {
+        /// The CPU.
+        cpu: u32,
+        /// Its package.
+        package: u32,
+        /// Guest KeyIDs in use.
+        guest_keyids: u32,
+    },
+    /// The state word's in-flight counter is full.
+    TooManyInFlight {
+        /// Most hotplug operations the gate tracks at once.
+        limit: u32,
+    },
+}
+
+impl CpuOfflineError {
+    /// Whether the same request may succeed later without any change on the caller's side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CpuOfflineError::Busy { .. }
+                | CpuOfflineError::CpuBusy { .. }
+                | CpuOfflineError::TooManyInFlight { .. }
+        )
+    }
+}
+
+impl fmt::Display for CpuOfflineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CpuOfflineError::NoSuchCpu { cpu, cpus } => {
+                write!(f, "CPU {cpu} does not exist (the gate knows {cpus} CPUs)")
+            }
+            CpuOfflineError::NoSuchPackage { package, packages } => write!(
+                f,
+                "package {package} does not exist (the gate knows {packages} packages)"
+            ),
+            CpuOfflineError::NotOnline { cpu } => write!(f, "CPU {cpu} is not online"),
+            CpuOfflineError::WrongPackage {
+                cpu,
+                package,
+                online_in,
+            } => write!(
+                f,
+                "CPU {cpu} is online in package {online_in}, not in package {package}"
+            ),
+            CpuOfflineError::CpuBusy { cpu } => {
+                write!(f, "another online/offline of CPU {cpu} is in progress")
+            }
+            CpuOfflineError::Busy { cpu, package } => write!(
+                f,
+                "CPU {cpu} is the last online CPU of package {package} and TDX initialization \
+                 is in progress; retry later"
+            ),
+            CpuOfflineError::GuestKeyIdsInUse {
+                cpu,
+                package,
+                guest_keyids,
+            } => write!(
+                f,
+                "CPU {cpu} is the last online CPU of package {package} and {guest_keyids} guest \
+                 KeyIDs are in use; TDX needs an online CPU in every package"
+            ),
+            CpuOfflineError::TooManyInFlight { limit } => {
+                write!(f, "{limit} hotplug operations already in flight")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CpuOfflineError {}
+
+/// Why the guest KeyID count could not change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyIdError {
+    /// Guest KeyIDs exist only once the module is initialized.
+    NotInitialized {
+        /// The module state seen.
+        state: ModuleState,
+    },
+    /// The last CPU of a package is going offline right now: retry.
+    Busy,
+    /// A package has no online CPU, so TD private memory could not be written back there.
+    PackageOffline {
+        /// The first such package.
+        package: u32,
+    },
+    /// The count is at its maximum.
+    TooMany {
+        /// Most guest KeyIDs the gate counts.
+        limit: u32,
+    },
+    /// A release with no guest KeyID in use.
+    NoneInUse,
+}
+
+impl KeyIdError {
+    /// Whether the same request may succeed later without any change on the caller's side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, KeyIdError::Busy)
+    }
+}
+
+impl fmt::Display for KeyIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KeyIdError::NotInitialized { state } => write!(
+                f,
+                "guest KeyIDs need an initialized TDX module (state: {})",
+                state.name()
+            ),
+            KeyIdError::Busy => write!(
+                f,
+                "the last CPU of a package is going offline; retry the guest KeyID later"
+            ),
+            KeyIdError::PackageOffline { package } => write!(
+                f,
+                "package {package} has no online CPU; guest KeyIDs need one in every package"
+            ),
+            KeyIdError::TooMany { limit } => {
+                write!(f, "{limit} guest KeyIDs already counted")
+            }
+            KeyIdError::NoneInUse => write!(f, "no guest KeyID is in use"),
+        }
+    }
+}
+
+impl core::error::Error for KeyIdError {}
+
+/// Why a gate could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GateConfigError {
+    /// CPUs and packages do not fit together: packages must be 0 exactly when CPUs are (no CPU
+    /// tracking), fewer than `u32::MAX`, and no more than the CPUs.
+    Topology {
+        /// CPUs given.
+        cpus: u32,
+        /// Packages given.
+        packages: u32,
+    },
+}
+
+impl fmt::Display for GateConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            GateConfigError::Topology { cpus, packages } => write!(
+                f,
+                "{cpus} CPUs in {packages} packages is not a topology the gate can track"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for GateConfigError {}

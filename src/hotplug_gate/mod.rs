@@ -1,0 +1,214 @@
+//! The lock-free hotplug gate: memory and CPU hotplug admission against TDX module
+//! initialization.
+//!
+//! Before the TDX module is initialized, new memory is admitted only if it lies in the CMRs
+//! (a TDMR could not cover anything else). Once it is initialized the TDX memory configuration
+//! is frozen, so only memory that is already TDX memory of the published plan is admitted.
+//! Initialization and hotplug exclude each other: additions admitted before initialization
+//! hold it off until they finish, and while it runs additions are refused with `Busy`.
+//! Linux did the frozen check with a list walk under the memory-hotplug lock and a mutex; the
+//! gate does it with one atomic state word, and nothing on any path blocks.
+//!
+//! | state | memory addition | CPU online | last CPU of a package offline |
+//! |---|---|---|---|
+//! | uninitialized / failed | inside the CMRs ([`PreInitPolicy`]), in flight until finished | in flight until finished | allowed (in flight while it happens) |
+//! | initializing | `Busy` | `Busy` | `Busy` |
+//! | initialized | TDX memory of the plan (wait-free) | allowed, must run TDH.SYS.LP.INIT | refused while guest KeyIDs are in use |
+//!
+//! Files: `state.rs` (the word and the initialization transitions), `memory.rs` (memory
+//! admission), `snapshot.rs` (the frozen TDX memory), `cpu.rs` (CPU rules, guest KeyIDs),
+//! `error.rs`, `sync.rs` (atomics, swapped for loom's under `cfg(loom)`).
+//!
+//! ```
+//! use tdmr::addr::PhysRange;
+//! use tdmr::hotplug_gate::{AdmitError, GateConfig, HotplugGate, ModuleState};
+//! use tdmr::layout::Planner;
+//! use tdmr::memmap::parse::parse_kernel_log;
+//!
+//! let log = "CMR: [0x100000, 0x77800000)\nCMR: [0x100000000, 0x407a000000)\n";
+//! let (memory, cmrs) = parse_kernel_log(log)?.into_parts();
+//! let gate = HotplugGate::new(cmrs.clone(), GateConfig::new(2, 1))?;
+//! for cpu in 0..2 {
+//!     gate.cpu_online(cpu, 0)?.finish();
+//! }
+//!
+//! // Before initialization: anything inside the CMRs.
+//! let block = PhysRange::from_base_size(0x200000000, 0x8000000)?;
+//! gate.admit_memory(block)?.finish();
+//! let beyond = PhysRange::from_base_size(0x407a000000, 0x8000000)?;
+//! assert!(matches!(gate.admit_memory(beyond), Err(AdmitError::NotConvertible { .. })));
+//!
+//! // Initialization: plan, configure the module, publish.
+//! let init = gate.begin_init()?;
+//! assert_eq!(gate.admit_memory(block).unwrap_err(), AdmitError::Busy);
+//! let plan = Planner::new(&memory, &cmrs).plan()?;
+//! init.publish(&plan, &memory)?;
+//! assert_eq!(gate.state(), ModuleState::Initialized);
+//!
+//! // After: only TDX memory of the plan (PAMT blocks are not).
+//! assert!(gate.admit_memory(block).is_ok());
+//! let pamt = plan.tdmrs()[1].pamt(tdmr::addr::PageSize::Size4K);
+//! assert!(matches!(gate.admit_memory(pamt), Err(AdmitError::NotTdxMemory { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cpu;
+mod error;
+mod memory;
+mod snapshot;
+mod state;
+mod sync;
+
+pub use cpu::CpuOnline;
+pub use error::{
+    AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfigError, KeyIdError,
+    PublishError,
+};
+pub use memory::{AdmissionRule, MemoryAdmission, PreInitPolicy};
+pub use snapshot::frozen_tdx_memory;
+pub use state::{InitTicket, MAX_GUEST_KEYIDS, MAX_IN_FLIGHT, ModuleState};
+
+use core::fmt;
+
+use crate::addr::PhysRange;
+use crate::memmap::Cmrs;
+
+/// Default [`GateConfig::snapshot_capacity`]: 2048 ranges (32 KiB). TDX module 1.5 allows
+/// 64 TDMRs of at most 17 non-reserved segments each (1088); the rest is room for memory maps
+/// more fragmented than their TDMRs (a plan with CMR-based holes).
+pub const DEFAULT_SNAPSHOT_CAPACITY: usize = 2048;
+
+/// How a [`HotplugGate`] is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateConfig {
+    /// CPUs the gate tracks, numbered `0..cpus` (0 with `packages` 0: no CPU tracking).
+    pub cpus: u32,
+    /// Physical packages, numbered `0..packages`.
+    pub packages: u32,
+    /// What memory is admitted before initialization.
+    pub pre_init: PreInitPolicy,
+    /// Most ranges of frozen TDX memory the gate can hold (allocated up front, 16 bytes each).
+    pub snapshot_capacity: usize,
+}
+
+impl GateConfig {
+    /// `cpus` CPUs in `packages` packages, CMR rule before initialization, default capacity.
+    pub const fn new(cpus: u32, packages: u32) -> Self {
+        GateConfig {
+            cpus,
+            packages,
+            pre_init: PreInitPolicy::Convertible,
+            snapshot_capacity: DEFAULT_SNAPSHOT_CAPACITY,
+        }
+    }
+
+    /// With this pre-initialization policy.
+    pub const fn pre_init(mut self, policy: PreInitPolicy) -> Self {
+        self.pre_init = policy;
+        self
+    }
+
+    /// With room for this many frozen ranges.
+    pub const fn snapshot_capacity(mut self, ranges: usize) -> Self {
+        self.snapshot_capacity = ranges;
+        self
+    }
+}
+
+/// Admits memory and CPU hotplug against TDX module initialization, without locks. Share it
+/// between threads by reference (it is `Sync`); see the [module docs](self).
+pub struct HotplugGate {
+    word: state::StateWord,
+    cmrs: Cmrs,
+    policy: PreInitPolicy,
+    snapshot: snapshot::Snapshot,
+    cpus: cpu::CpuTable,
+}
+
+impl HotplugGate {
+    /// A gate for a machine with these CMRs, in the uninitialized state with every CPU offline
+    /// (bring the boot CPUs online with [`HotplugGate::cpu_online`]).
+    pub fn new(cmrs: Cmrs, config: GateConfig) -> Result<Self, GateConfigError> {
+        let GateConfig {
+            cpus,
+            packages,
+            pre_init,
+            snapshot_capacity,
+        } = config;
+        if (cpus == 0) != (packages == 0) || cpus < packages || packages == u32::MAX {
+            return Err(GateConfigError::Topology { cpus, packages });
+        }
+        Ok(HotplugGate {
+            word: state::StateWord::new(),
+            cmrs,
+            policy: pre_init,
+            snapshot: snapshot::Snapshot::with_capacity(snapshot_capacity),
+            cpus: cpu::CpuTable::new(cpus, packages),
+        })
+    }
+
+    /// The module state now.
+    pub fn state(&self) -> ModuleState {
+        self.word.load().state()
+    }
+
+    /// Hotplug operations in flight now (memory additions and CPU onlines admitted before
+    /// initialization and not finished, last-CPU offlines under way).
+    pub fn in_flight(&self) -> u32 {
+        self.word.load().in_flight()
+    }
+
+    /// Guest KeyIDs counted in use.
+    pub fn guest_keyids(&self) -> u32 {
+        self.word.load().guest_keyids()
+    }
+
+    /// CPUs counted online in `package` (`None` for an unknown package).
+    pub fn online_cpus(&self, package: u32) -> Option<u32> {
+        self.cpus.online_in(package)
+    }
+
+    /// The package `cpu` is online in, or `None` when it is offline, moving, or unknown.
+    pub fn cpu_package(&self, cpu: u32) -> Option<u32> {
+        self.cpus.package_of(cpu)
+    }
+
+    /// The CMRs the pre-initialization rule checks against.
+    pub fn cmrs(&self) -> &Cmrs {
+        &self.cmrs
+    }
+
+    /// The pre-initialization policy.
+    pub fn pre_init_policy(&self) -> PreInitPolicy {
+        self.policy
+    }
+
+    /// Most frozen ranges the gate can hold.
+    pub fn snapshot_capacity(&self) -> usize {
+        self.snapshot.capacity()
+    }
+
+    /// The frozen TDX memory admitted after initialization, in address order; empty before.
+    pub fn frozen_memory(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        let initialized = self.state() == ModuleState::Initialized;
+        self.snapshot
+            .iter()
+            .take(if initialized { usize::MAX } else { 0 })
+    }
+}
+
+impl fmt::Debug for HotplugGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.word.load();
+        f.debug_struct("HotplugGate")
+            .field("state", &w.state())
+            .field("in_flight", &w.in_flight())
+            .field("guest_keyids", &w.guest_keyids())
+            .field("policy", &self.policy)
+            .field("cmrs", &self.cmrs.merged().len())
+            .field("frozen_ranges", &self.snapshot.len())
+            .field("cpus", &self.cpus.cpus())
+            .field("packages", &self.cpus.packages())
+            .finish()
+    }
+}

@@ -1,0 +1,275 @@
+//! The frozen TDX memory: what it is ([`frozen_tdx_memory`]) and the immutable, lock-free
+//! snapshot the initialized path searches.
+//!
+//! The snapshot lives in atomics the gate allocates when it is built, because the crate has no
+//! `unsafe` and `core` has no write-once cell that threads can share. It is written exactly once,
+//! by the holder of the [`super::InitTicket`] while the state is initializing (no reader looks
+//! at it then), with Relaxed stores followed by the Release that moves the state to initialized.
+//! Readers load the state with Acquire first, so they see the finished snapshot; it is never
+//! written again and never freed before the gate, so there is nothing to reclaim.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::error::PublishError;
+use super::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::addr::{PageSize, PhysRange};
+use crate::layout::Plan;
+use crate::memmap::MemoryMap;
+
+/// The memory a hotplug gate admits once `plan` is configured: every byte that lies in a
+/// TDMR's non-reserved space, was TDX memory in `memory` at initialization, and is in no PAMT
+/// block. Sorted, disjoint, never abutting (touching pieces are merged, so a range spanning
+/// several memory regions or TDMRs is one piece). O((n + m) log (n + m)) for n non-reserved
+/// segments and PAMT blocks and m memory regions.
+///
+/// ```
+/// use tdmr::hotplug_gate::frozen_tdx_memory;
+/// use tdmr::layout::{HolePolicy, Planner};
+/// use tdmr::memmap::parse::parse_kernel_log;
+/// let log = "CMR: [0x100000, 0x77800000)\nCMR: [0x100000000, 0x407a000000)\n";
+/// let input = parse_kernel_log(log).unwrap();
+/// let plan = Planner::new(input.memory(), input.cmrs()).plan().unwrap();
+/// let frozen = frozen_tdx_memory(&plan, input.memory());
+/// // All TDX memory except the PAMT blocks, which the planner took from its top.
+/// let pamt: u64 = plan.pamt_bytes();
+/// let total: u64 = frozen.iter().map(|r| r.size()).sum();
+/// assert_eq!(total, input.memory().total_bytes() - pamt);
+/// ```
+pub fn frozen_tdx_memory(plan: &Plan, memory: &MemoryMap) -> Vec<PhysRange> {
+    let mut available: Vec<PhysRange> = plan.tdmrs().iter().flat_map(|t| t.available()).collect();
+    let available = union(&mut available);
+    let mut pamts: Vec<PhysRange> = plan
+        .tdmrs()
+        .iter()
+        .flat_map(|t| PageSize::ALL.map(|l| t.pamt(l)))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let pamts = union(&mut pamts);
+    let memory: Vec<PhysRange> = memory.regions().iter().map(|r| r.range()).collect();
+
+    // available ∩ memory: both sorted and disjoint, one sweep.
+    let mut both: Vec<PhysRange> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < available.len() && j < memory.len() {
+        let (a, m) = (available[i], memory[j]);
+        if let Some(x) = a.intersect(m) {
+            push_merging(&mut both, x);
+        }
+        if a.end() <= m.end() {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+
+    // minus PAMT blocks, one sweep.
+    let mut out: Vec<PhysRange> = Vec::with_capacity(both.len());
+    let mut p = 0;
+    for r in both {
+        let mut cursor = r.start();
+        while p < pamts.len() && pamts[p].end() <= cursor {
+            p += 1;
+        }
+        let mut q = p;
+        while cursor < r.end() {
+            match pamts.get(q) {
+                Some(b) if b.start() < r.end() => {
+                    if b.start() > cursor {
+                        push_merging(&mut out, PhysRange::new_unchecked(cursor, b.start()));
+                    }
+                    cursor = cursor.max(b.end());
+                    q += 1;
+                }
+                _ => {
+                    push_merging(&mut out, PhysRange::new_unchecked(cursor, r.end()));
+                    cursor = r.end();
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Sorts and merges overlapping or touching ranges in place.
+fn union(v: &mut [PhysRange]) -> Vec<PhysRange> {
+    v.sort_unstable();
+    let mut out: Vec<PhysRange> = Vec::with_capacity(v.len());
+    for &r in v.iter().filter(|r| !r.is_empty()) {
+        push_merging(&mut out, r);
+    }
+    out
+}
+
+/// Appends `r` (starting at or after the last range's start), merging when it touches.
+fn push_merging(out: &mut Vec<PhysRange>, r: PhysRange) {
+    match out.last_mut() {
+        Some(last) if r.start() <= last.end() => {
+            *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
+        }
+        _ => out.push(r),
+    }
+}
+
+/// The first part of `range` (non-empty) not covered by `len` sorted, disjoint, never-abutting
+/// pieces read through `get`. O(log len), no allocation.
+#[inline]
+pub(crate) fn first_uncovered(
+    range: PhysRange,
+    len: usize,
+    get: impl Fn(usize) -> PhysRange,
+) -> Option<PhysRange> {
+    // First piece ending above the range start.
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if get(mid).end() <= range.start() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == len {
+        return Some(range);
+    }
+    let piece = get(lo);
+    if piece.start() > range.start() {
+        return Some(PhysRange::new_unchecked(
+            range.start(),
+            range.end().min(piece.start()),
+        ));
+    }
+    if piece.end() >= range.end() {
+        return None;
+    }
+    // Pieces never abut, so the byte at piece.end() is uncovered.
+    let next = if lo + 1 < len {
+        get(lo + 1).start()
+    } else {
+        range.end()
+    };
+    Some(PhysRange::new_unchecked(piece.end(), range.end().min(next)))
+}
+
+/// Fixed-capacity atomic storage of the frozen ranges.
+pub(crate) struct Snapshot {
+    starts: Box<[AtomicU64]>,
+    ends: Box<[AtomicU64]>,
+    len: AtomicUsize,
+}
+
+impl Snapshot {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Snapshot {
+            starts: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            ends: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Stores `ranges` (sorted, disjoint, never abutting). Only the initialization ticket's
+    /// holder calls this, once, before the Release that moves the state to initialized. When
+    /// they do not fit, stores nothing (the snapshot stays empty: nothing is admitted).
+    pub(crate) fn write(&self, ranges: &[PhysRange]) -> Result<(), PublishError> {
+        if ranges.len() > self.capacity() {
+            self.len.store(0, Ordering::Relaxed);
+            return Err(PublishError::SnapshotTooLarge {
+                ranges: ranges.len(),
+                capacity: self.capacity(),
+            });
+        }
+        for ((s, e), r) in self.starts.iter().zip(self.ends.iter()).zip(ranges) {
+            s.store(r.start(), Ordering::Relaxed);
+            e.store(r.end(), Ordering::Relaxed);
+        }
+        self.len.store(ranges.len(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Piece `i`. Relaxed is enough: the caller loaded the initialized state with Acquire, which
+    /// synchronizes with the Release that followed [`Snapshot::write`].
+    #[inline]
+    fn get(&self, i: usize) -> PhysRange {
+        let (s, e) = match (self.starts.get(i), self.ends.get(i)) {
+            (Some(s), Some(e)) => (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed)),
+            _ => (0, 0),
+        };
+        PhysRange::new_unchecked(s, e)
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed).min(self.capacity())
+    }
+
+    /// The first part of `range` (non-empty) the snapshot does not hold. Wait-free.
+    #[inline]
+    pub(crate) fn first_uncovered(&self, range: PhysRange) -> Option<PhysRange> {
+        first_uncovered(range, self.len(), |i| self.get(i))
+    }
+
+    /// The stored ranges, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn r(s: u64, e: u64) -> PhysRange {
+        PhysRange::new(s, e).unwrap()
+    }
+
+    #[test]
+    fn first_uncovered_names_the_gap() {
+        let pieces = [r(0x1000, 0x3000), r(0x5000, 0x8000)];
+        let f = |q| first_uncovered(q, pieces.len(), |i| pieces[i]);
+        assert_eq!(f(r(0x1000, 0x3000)), None);
+        assert_eq!(f(r(0x2000, 0x3000)), None);
+        assert_eq!(f(r(0x0, 0x2000)), Some(r(0x0, 0x1000)));
+        assert_eq!(f(r(0x2000, 0x6000)), Some(r(0x3000, 0x5000)));
+        assert_eq!(f(r(0x2000, 0x4000)), Some(r(0x3000, 0x4000)));
+        assert_eq!(f(r(0x3000, 0x4000)), Some(r(0x3000, 0x4000)));
+        assert_eq!(f(r(0x7000, 0x9000)), Some(r(0x8000, 0x9000)));
+        assert_eq!(f(r(0x9000, 0xa000)), Some(r(0x9000, 0xa000)));
+        assert_eq!(first_uncovered(r(1, 2), 0, |i| pieces[i]), Some(r(1, 2)));
+    }
+
+    #[test]
+    fn snapshot_refuses_what_does_not_fit_and_then_holds_nothing() {
+        let s = Snapshot::with_capacity(1);
+        assert_eq!(
+            s.write(&[r(0, 0x1000), r(0x2000, 0x3000)]),
+            Err(PublishError::SnapshotTooLarge {
+                ranges: 2,
+                capacity: 1
+            })
+        );
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.first_uncovered(r(0, 0x1000)), Some(r(0, 0x1000)));
+        let s = Snapshot::with_capacity(2);
+        s.write(&[r(0, 0x1000), r(0x2000, 0x3000)]).unwrap();
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![r(0, 0x1000), r(0x2000, 0x3000)]
+        );
+    }
+
+    #[test]
+    fn union_merges_touching_and_overlapping() {
+        let mut v = vec![
+            r(0x3000, 0x4000),
+            r(0x0, 0x1000),
+            r(0x1000, 0x2000),
+            r(0x3800, 0x5000),
+        ];
+        assert_eq!(union(&mut v), vec![r(0x0, 0x2000), r(0x3000, 0x5000)]);
+    }
+}

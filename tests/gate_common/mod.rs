@@ -1,0 +1,144 @@
+//! Helpers shared by the hotplug-gate integration tests (included with `#[path]`, apart from
+//! `tests/common`, which serves the CLI tests): fixtures, planning with a fallback,
+//! and a point-wise reference for the frozen TDX memory written independently of the gate.
+#![allow(dead_code)]
+
+use tdmr::addr::{PageSize, PhysRange};
+use tdmr::layout::{HolePolicy, Plan, Planner};
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::{Cmrs, MemoryMap};
+
+/// Every fixture, by name.
+pub const FIXTURES: [(&str, &str); 5] = [
+    ("emr-4s-256g", include_str!("../fixtures/emr-4s-256g.log")),
+    ("host-2t", include_str!("../fixtures/host-2t.log")),
+    ("icx-2s-256g", include_str!("../fixtures/icx-2s-256g.log")),
+    ("spr-1t", include_str!("../fixtures/spr-1t.log")),
+    ("spr-tdx10", include_str!("../fixtures/spr-tdx10.log")),
+];
+
+/// Parses a fixture and plans it with the planner's defaults, or with CMR-based holes when the
+/// defaults fail (the Linux strategy's memory-based holes run out of reserved areas on
+/// `emr-4s-256g`).
+pub fn planned(log: &str) -> (MemoryMap, Cmrs, Plan) {
+    let (memory, cmrs) = parse_kernel_log(log).expect("fixture parses").into_parts();
+    let plan = Planner::new(&memory, &cmrs)
+        .plan()
+        .or_else(|_| Planner::new(&memory, &cmrs).holes(HolePolicy::Cmr).plan())
+        .expect("fixture plans");
+    (memory, cmrs, plan)
+}
+
+pub fn r(start: u64, end: u64) -> PhysRange {
+    PhysRange::new(start, end).unwrap()
+}
+
+/// Whether the byte `pa` is TDX memory after init, by definition: inside a TDMR and outside its
+/// reserved areas, inside a memory region, inside no PAMT block.
+pub fn frozen_byte(plan: &Plan, memory: &MemoryMap, pa: u64) -> bool {
+    let in_tdmr_space = plan.tdmrs().iter().any(|t| {
+        t.range().contains(pa)
+            && !(0..t.reserved().len()).any(|i| t.reserved_range(i).unwrap().contains(pa))
+    });
+    let in_memory = memory.regions().iter().any(|m| m.range().contains(pa));
+    let in_pamt = plan
+        .tdmrs()
+        .iter()
+        .any(|t| PageSize::ALL.iter().any(|&l| t.pamt(l).contains(pa)));
+    in_tdmr_space && in_memory && !in_pamt
+}
+
+/// Every address where membership in the frozen set may change.
+pub fn boundaries(plan: &Plan, memory: &MemoryMap) -> Vec<u64> {
+    let mut v = Vec::new();
+    for t in plan.tdmrs() {
+        v.extend([t.base(), t.end()]);
+        for i in 0..t.reserved().len() {
+            let a = t.reserved_range(i).unwrap();
+            v.extend([a.start(), a.end()]);
+        }
+        for l in PageSize::ALL {
+            v.extend([t.pamt(l).start(), t.pamt(l).end()]);
+        }
+    }
+    for m in memory.regions() {
+        v.extend([m.base, m.end()]);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Whether every byte of `range` is TDX memory after init: membership is constant between
+/// consecutive boundaries, so one byte of each elementary piece decides.
+pub fn frozen_range(plan: &Plan, memory: &MemoryMap, bounds: &[u64], range: PhysRange) -> bool {
+    let mut cuts: Vec<u64> = bounds
+        .iter()
+        .copied()
+        .filter(|&b| range.start() < b && b < range.end())
+        .collect();
+    cuts.insert(0, range.start());
+    cuts.iter().all(|&p| frozen_byte(plan, memory, p))
+}
+
+/// Whether every byte of `range` is inside some CMR (abutting CMRs count as one).
+pub fn convertible(cmrs: &Cmrs, range: PhysRange) -> bool {
+    let mut cursor = range.start();
+    for c in cmrs.listed() {
+        let (s, e) = (c.base, c.base + c.size);
+        if s <= cursor && cursor < e {
+            cursor = e;
+        }
+        if cursor >= range.end() {
+            return true;
+        }
+    }
+    false
+}
+
+/// A simple deterministic generator (xorshift64*), so failures reproduce from the seed.
+#[derive(Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Candidate ranges for additions: around every boundary (plan, memory, CMRs), 4 KiB to
+/// 256 MiB long, so they straddle the edges where the rules change.
+pub fn candidates(
+    plan: &Plan,
+    memory: &MemoryMap,
+    cmrs: &Cmrs,
+    rng: &mut Rng,
+    n: usize,
+) -> Vec<PhysRange> {
+    let mut points = boundaries(plan, memory);
+    for c in cmrs.listed() {
+        points.extend([c.base, c.base + c.size]);
+    }
+    points.sort_unstable();
+    points.dedup();
+    let sizes = [0x1000u64, 0x20_0000, 0x800_0000, 0x1000_0000];
+    (0..n)
+        .map(|_| {
+            let p = points[rng.below(points.len() as u64) as usize];
+            let size = sizes[rng.below(sizes.len() as u64) as usize];
+            let start = match rng.below(3) {
+                0 => p,
+                1 => p.saturating_sub(size),
+                _ => p.saturating_sub(size / 2) & !0xfff,
+            };
+            r(start, start + size)
+        })
+        .collect()
+}

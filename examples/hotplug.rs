@@ -1,0 +1,560 @@
+//! Random memory and CPU hotplug around one TDX initialization, checked as it runs.
+//!
+//! ```text
+//! cargo run --release --example hotplug [-- LOG] [--threads T] [--ops N] [--seed S]
+//! ```
+//!
+//! LOG is a kernel log (e820 / SRAT / CMR lines); without it the embedded
+//! `tests/fixtures/emr-4s-256g.log` is used. Some 128 MiB memory blocks of the log's memory
+//! start unplugged. T threads hot-add memory blocks (unplugged ones, others anywhere in and
+//! around the CMRs), bring CPUs online and offline, and take and drop guest KeyIDs, while one
+//! more thread initializes: `begin_init`, read the kernel's memory map, plan it, `publish`.
+//! Every answer of the gate is checked against what the rules say, computed here apart from the
+//! gate; the last line is JSON:
+//!
+//! `{"admitted":A,"rejected":{"NotConvertible":N,"NotTdxMemory":M},"busy":B,"violations":0,...}`
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::thread;
+
+use tdmr::addr::{PageSize, PhysRange};
+use tdmr::hotplug_gate::{
+    AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfig,
+    HotplugGate, KeyIdError, ModuleState,
+};
+use tdmr::layout::{HolePolicy, Plan, Planner};
+use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
+
+const DEFAULT_LOG: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
+const BLOCK: u64 = 128 << 20; // a Linux memory block
+const UNPLUGGED: u64 = 32;
+const CPUS_PER_PACKAGE: u32 = 4;
+
+struct Args {
+    input: String,
+    text: String,
+    threads: u64,
+    ops: u64,
+    seed: u64,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        input: "tests/fixtures/emr-4s-256g.log (embedded)".into(),
+        text: DEFAULT_LOG.into(),
+        threads: 4,
+        ops: 20_000,
+        seed: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut num = |name: &str| -> Result<u64, String> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--threads" => a.threads = num("--threads")?.max(1),
+            "--ops" => a.ops = num("--ops")?,
+            "--seed" => a.seed = num("--seed")?,
+            path => {
+                a.text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+                a.input = path.into();
+            }
+        }
+    }
+    Ok(a)
+}
+
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn range(start: u64, end: u64) -> PhysRange {
+    PhysRange::new(start, end).expect("start <= end")
+}
+
+/// Plans with the planner's defaults, or with CMR-based holes when they fail; says which.
+fn plan(memory: &MemoryMap, cmrs: &Cmrs) -> Result<(Plan, String), String> {
+    match Planner::new(memory, cmrs).plan() {
+        Ok(p) => Ok((p, "default".into())),
+        Err(first) => match Planner::new(memory, cmrs).holes(HolePolicy::Cmr).plan() {
+            Ok(p) => Ok((p, format!("default failed ({first}); CMR-based holes"))),
+            Err(second) => Err(format!("{first}; with CMR-based holes: {second}")),
+        },
+    }
+}
+
+/// `memory` plus `added`, merged into one map (node ids kept where the memory was).
+fn kernel_map(memory: &[(PhysRange, u32)], added: &[PhysRange]) -> MemoryMap {
+    let mut all: Vec<(PhysRange, u32)> = memory.to_vec();
+    all.extend(added.iter().map(|r| (*r, 0)));
+    all.sort_unstable_by_key(|(r, _)| *r);
+    let mut merged: Vec<(PhysRange, u32)> = Vec::new();
+    for (r, node) in all {
+        match merged.last_mut() {
+            Some((last, _)) if r.start() <= last.end() => {
+                *last = range(last.start(), last.end().max(r.end()))
+            }
+            _ => merged.push((r, node)),
+        }
+    }
+    MemoryMap::new(
+        merged
+            .iter()
+            .map(|(r, n)| MemoryRegion::new(r.start(), r.size(), *n))
+            .collect(),
+    )
+    .expect("a union of valid ranges is a valid map")
+}
+
+/// Whether `r` is TDX memory after init, by the rule: in TDX memory at init, in the TDMRs'
+/// non-reserved space (possibly across TDMRs), and in no PAMT block.
+fn is_frozen(plan: &Plan, memory: &MemoryMap, r: PhysRange) -> bool {
+    if !memory.contains_range(r) {
+        return false;
+    }
+    let pamt_hit = plan
+        .tdmrs()
+        .iter()
+        .any(|t| PageSize::ALL.iter().any(|&l| t.pamt(l).overlaps(r)));
+    if pamt_hit {
+        return false;
+    }
+    let mut cursor = r.start();
+    for seg in plan.tdmrs().iter().flat_map(|t| t.available()) {
+        if seg.start() <= cursor && cursor < seg.end() {
+            cursor = seg.end();
+        }
+        if cursor >= r.end() {
+            return true;
+        }
+    }
+    false
+}
+
+#[derive(Default)]
+struct Counters {
+    admitted_pre_init: AtomicU64,
+    admitted_post_init: AtomicU64,
+    not_convertible: AtomicU64,
+    not_tdx_memory: AtomicU64,
+    busy: AtomicU64,
+    cpu_online: AtomicU64,
+    cpu_offline: AtomicU64,
+    cpu_busy: AtomicU64,
+    last_cpu_refused: AtomicU64,
+    keyids: AtomicU64,
+    violations: AtomicU64,
+}
+
+struct World {
+    gate: HotplugGate,
+    cmrs: Cmrs,
+    boot_memory: Vec<(PhysRange, u32)>,
+    unplugged: Vec<PhysRange>,
+    next_unplugged: AtomicU64,
+    others: Vec<PhysRange>,
+    /// The kernel's map: hot-added ranges (appended before the addition is finished).
+    added: Mutex<Vec<PhysRange>>,
+    pre_init_admitted: Mutex<Vec<PhysRange>>,
+    published: Mutex<Option<(MemoryMap, Plan)>>,
+    online: Vec<AtomicBool>,
+    lp_done: Vec<AtomicBool>,
+    packages: u32,
+    progress: AtomicU64,
+    init_wanted: AtomicBool,
+    c: Counters,
+    plan_note: Mutex<String>,
+}
+
+impl World {
+    fn violation(&self, what: String) {
+        eprintln!("violation: {what}");
+        self.c.violations.fetch_add(1, SeqCst);
+    }
+}
+
+fn worker(w: &World, mut rng: Rng, ops: u64) {
+    let mut keyids = 0u32;
+    for _ in 0..ops {
+        w.progress.fetch_add(1, SeqCst);
+        match rng.below(10) {
+            0..=5 => add_memory(w, &mut rng),
+            6 | 7 => cpu_event(w, &mut rng),
+            _ => {
+                if keyids > 0 && rng.below(2) == 0 {
+                    for p in 0..w.packages {
+                        if w.gate.online_cpus(p) == Some(0) {
+                            w.violation(format!("package {p} empty while a KeyID is in use"));
+                        }
+                    }
+                    if w.gate.release_guest_keyid().is_err() {
+                        w.violation("release of a held KeyID refused".into());
+                    }
+                    keyids -= 1;
+                } else {
+                    match w.gate.acquire_guest_keyid() {
+                        Ok(()) => {
+                            keyids += 1;
+                            w.c.keyids.fetch_add(1, SeqCst);
+                        }
+                        Err(
+                            KeyIdError::NotInitialized { .. }
+                            | KeyIdError::Busy
+                            | KeyIdError::PackageOffline { .. },
+                        ) => {}
+                        Err(e) => w.violation(format!("KeyID: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    for _ in 0..keyids {
+        if w.gate.release_guest_keyid().is_err() {
+            w.violation("release of a held KeyID refused".into());
+        }
+    }
+}
+
+fn add_memory(w: &World, rng: &mut Rng) {
+    let initialized_before = w.gate.state() == ModuleState::Initialized;
+    let init_wanted = w.init_wanted.load(SeqCst) && !initialized_before;
+    // Hot-adds come in bursts: a steady stream would keep begin_init refused (it waits for
+    // no addition in flight, and never blocks them). Thin them out while init is wanted.
+    if init_wanted && rng.below(8) != 0 {
+        thread::yield_now();
+        return;
+    }
+    let fresh = if init_wanted || rng.below(16) == 0 {
+        w.unplugged
+            .get(w.next_unplugged.fetch_add(1, SeqCst) as usize)
+            .copied()
+    } else {
+        None
+    };
+    let r = fresh.unwrap_or_else(|| w.others[rng.below(w.others.len() as u64) as usize]);
+    match w.gate.admit_memory(r) {
+        Ok(tok) => match tok.rule() {
+            AdmissionRule::Convertible => {
+                w.c.admitted_pre_init.fetch_add(1, SeqCst);
+                if !w.cmrs.contains(r) {
+                    w.violation(format!("{r} admitted before init outside the CMRs"));
+                }
+                w.pre_init_admitted.lock().unwrap().push(r);
+                thread::yield_now(); // add_memory() at work
+                w.added.lock().unwrap().push(r);
+                tok.finish();
+            }
+            AdmissionRule::TdxMemory => {
+                w.c.admitted_post_init.fetch_add(1, SeqCst);
+                let published = w.published.lock().unwrap();
+                match published.as_ref() {
+                    Some((m, p)) if is_frozen(p, m, r) => {}
+                    _ => w.violation(format!("{r} admitted after init, not TDX memory")),
+                }
+            }
+            AdmissionRule::AnyMemory => w.violation("AnyMemory rule not configured".into()),
+        },
+        Err(AdmitError::NotConvertible { range, outside }) => {
+            w.c.not_convertible.fetch_add(1, SeqCst);
+            if w.cmrs.contains(r) || range != r || !r.contains_range(outside) {
+                w.violation(format!("{r} refused as not convertible ({outside})"));
+            }
+        }
+        Err(AdmitError::NotTdxMemory { outside, .. }) => {
+            w.c.not_tdx_memory.fetch_add(1, SeqCst);
+            let published = w.published.lock().unwrap();
+            match published.as_ref() {
+                Some((m, p)) if !is_frozen(p, m, r) => {}
+                _ => w.violation(format!("{r} refused after init ({outside})")),
+            }
+        }
+        Err(AdmitError::Busy) => {
+            w.c.busy.fetch_add(1, SeqCst);
+            if initialized_before {
+                w.violation(format!("{r}: Busy after initialization"));
+            }
+        }
+        Err(e) => w.violation(format!("{r}: {e}")),
+    }
+}
+
+fn cpu_event(w: &World, rng: &mut Rng) {
+    let cpu = rng.below(w.online.len() as u64) as u32;
+    let package = cpu / CPUS_PER_PACKAGE;
+    if rng.below(2) == 0 {
+        match w.gate.cpu_online(cpu, package) {
+            Ok(tok) => {
+                if tok.lp_init_required() {
+                    w.lp_done[cpu as usize].store(true, SeqCst); // TDH.SYS.LP.INIT
+                }
+                w.online[cpu as usize].store(true, SeqCst);
+                tok.finish();
+                w.c.cpu_online.fetch_add(1, SeqCst);
+            }
+            Err(CpuOnlineError::Busy) => {
+                w.c.busy.fetch_add(1, SeqCst);
+            }
+            Err(CpuOnlineError::AlreadyOnline { .. } | CpuOnlineError::CpuBusy { .. }) => {
+                w.c.cpu_busy.fetch_add(1, SeqCst);
+            }
+            Err(e) => w.violation(format!("online CPU {cpu}: {e}")),
+        }
+    } else {
+        match w.gate.cpu_offline(cpu, package) {
+            Ok(()) => {
+                w.online[cpu as usize].store(false, SeqCst);
+                w.c.cpu_offline.fetch_add(1, SeqCst);
+            }
+            Err(CpuOfflineError::Busy { .. } | CpuOfflineError::GuestKeyIdsInUse { .. }) => {
+                w.c.last_cpu_refused.fetch_add(1, SeqCst);
+            }
+            Err(CpuOfflineError::NotOnline { .. } | CpuOfflineError::CpuBusy { .. }) => {
+                w.c.cpu_busy.fetch_add(1, SeqCst);
+            }
+            Err(e) => w.violation(format!("offline CPU {cpu}: {e}")),
+        }
+    }
+}
+
+fn initialize(w: &World, start_after: u64) {
+    while w.progress.load(SeqCst) < start_after {
+        thread::yield_now();
+    }
+    w.init_wanted.store(true, SeqCst);
+    loop {
+        let ticket = match w.gate.begin_init() {
+            Ok(t) => t,
+            Err(BeginInitError::Busy { .. } | BeginInitError::PackageOffline { .. }) => {
+                thread::yield_now();
+                continue;
+            }
+            Err(e) => {
+                w.violation(format!("begin_init: {e}"));
+                return;
+            }
+        };
+        // TDH.SYS.LP.INIT on every online CPU, then read the memory map and plan it.
+        for (cpu, on) in w.online.iter().enumerate() {
+            if on.load(SeqCst) {
+                w.lp_done[cpu].store(true, SeqCst);
+            }
+        }
+        let memory = kernel_map(&w.boot_memory, &w.added.lock().unwrap());
+        for p in 0..w.packages {
+            if w.gate.online_cpus(p) == Some(0) {
+                w.violation(format!("package {p} empty during init"));
+            }
+        }
+        match plan(&memory, &w.cmrs) {
+            Ok((plan, note)) => {
+                *w.plan_note.lock().unwrap() = note;
+                *w.published.lock().unwrap() = Some((memory.clone(), plan.clone()));
+                if let Err(e) = ticket.publish(&plan, &memory) {
+                    w.violation(format!("publish: {e}"));
+                }
+            }
+            Err(e) => {
+                *w.plan_note.lock().unwrap() = format!("planning failed: {e}");
+                ticket.fail();
+            }
+        }
+        return;
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn main() -> ExitCode {
+    let a = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hotplug: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let input = match parse_kernel_log(&a.text) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("hotplug: {}: {e}", a.input);
+            return ExitCode::from(2);
+        }
+    };
+    let (memory, cmrs) = input.into_parts();
+
+    // One package per NUMA node.
+    let mut nodes: Vec<u32> = memory.regions().iter().map(|r| r.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let packages = nodes.len() as u32;
+    let cpus = packages * CPUS_PER_PACKAGE;
+
+    // Memory blocks of the largest region, every other one from its middle, start unplugged.
+    let largest = memory
+        .regions()
+        .iter()
+        .max_by_key(|r| r.size)
+        .expect("a memory map is never empty");
+    let first = (largest.base + largest.size / 2).next_multiple_of(BLOCK);
+    let unplugged: Vec<PhysRange> = (0..UNPLUGGED)
+        .map(|i| first + 2 * i * BLOCK)
+        .take_while(|&s| s + BLOCK <= largest.end())
+        .map(|s| range(s, s + BLOCK))
+        .collect();
+    let mut boot_memory: Vec<(PhysRange, u32)> = Vec::new();
+    for r in memory.regions() {
+        let mut pieces = vec![r.range()];
+        for u in &unplugged {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|p| {
+                    [
+                        range(p.start(), u.start().clamp(p.start(), p.end())),
+                        range(u.end().clamp(p.start(), p.end()), p.end()),
+                    ]
+                })
+                .filter(|p| !p.is_empty())
+                .collect();
+        }
+        boot_memory.extend(pieces.into_iter().map(|p| (p, r.node)));
+    }
+
+    // Other additions: memory blocks at random across and around the CMRs (re-onlining memory
+    // that is there, convertible holes, non-convertible space above and between the CMRs).
+    let mut rng = Rng(a.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let top = cmrs.merged().last().map_or(0, |c| c.end()) + 64 * BLOCK;
+    let others: Vec<PhysRange> = (0..4096)
+        .map(|_| {
+            let s = rng.below(top / BLOCK) * BLOCK;
+            range(s, s + BLOCK)
+        })
+        .collect();
+
+    let gate = match HotplugGate::new(cmrs.clone(), GateConfig::new(cpus, packages)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("hotplug: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for cpu in 0..cpus {
+        gate.cpu_online(cpu, cpu / CPUS_PER_PACKAGE)
+            .expect("boot CPUs come online")
+            .finish();
+    }
+    let w = World {
+        gate,
+        cmrs,
+        boot_memory,
+        unplugged,
+        next_unplugged: AtomicU64::new(0),
+        others,
+        added: Mutex::new(Vec::new()),
+        pre_init_admitted: Mutex::new(Vec::new()),
+        published: Mutex::new(None),
+        online: (0..cpus).map(|_| AtomicBool::new(true)).collect(),
+        lp_done: (0..cpus).map(|_| AtomicBool::new(false)).collect(),
+        packages,
+        progress: AtomicU64::new(0),
+        init_wanted: AtomicBool::new(false),
+        c: Counters::default(),
+        plan_note: Mutex::new(String::new()),
+    };
+
+    thread::scope(|s| {
+        for t in 0..a.threads {
+            let (w, rng) = (&w, Rng(rng.next() ^ t));
+            s.spawn(move || worker(w, rng, a.ops));
+        }
+        let w = &w;
+        s.spawn(move || initialize(w, a.threads * a.ops / 3));
+    });
+
+    // After the run: what initialization read holds every pre-init addition; every online CPU
+    // ran LP.INIT; the gate's CPU books match the kernel's.
+    let state = w.gate.state();
+    if let Some((m, _)) = w.published.lock().unwrap().as_ref() {
+        for r in w.pre_init_admitted.lock().unwrap().iter() {
+            if !m.contains_range(*r) {
+                w.violation(format!(
+                    "{r} admitted before init, missing from the map init read"
+                ));
+            }
+        }
+        for cpu in 0..cpus as usize {
+            if w.online[cpu].load(SeqCst) && !w.lp_done[cpu].load(SeqCst) {
+                w.violation(format!("CPU {cpu} online without TDH.SYS.LP.INIT"));
+            }
+        }
+    }
+    for cpu in 0..cpus {
+        let on = w.online[cpu as usize].load(SeqCst);
+        if w.gate.cpu_package(cpu) != on.then_some(cpu / CPUS_PER_PACKAGE) {
+            w.violation(format!("CPU {cpu}: the gate's books disagree"));
+        }
+    }
+    if w.gate.in_flight() != 0 || w.gate.guest_keyids() != 0 {
+        w.violation("operations left in flight or KeyIDs counted".into());
+    }
+
+    let c = &w.c;
+    let g = |x: &AtomicU64| x.load(SeqCst);
+    let admitted = g(&c.admitted_pre_init) + g(&c.admitted_post_init);
+    let violations = g(&c.violations);
+    println!(
+        "{{\"admitted\":{admitted},\"rejected\":{{\"NotConvertible\":{},\"NotTdxMemory\":{}}},\
+         \"busy\":{},\"violations\":{violations},\
+         \"input\":{},\"state\":\"{}\",\"plan\":{},\"threads\":{},\"ops_per_thread\":{},\
+         \"admitted_before_init\":{},\"admitted_after_init\":{},\"frozen_ranges\":{},\
+         \"cpu\":{{\"packages\":{packages},\"cpus\":{cpus},\"online\":{},\"offline\":{},\
+         \"last_cpu_refused\":{},\"already_or_moving\":{}}},\"guest_keyids_acquired\":{}}}",
+        g(&c.not_convertible),
+        g(&c.not_tdx_memory),
+        g(&c.busy),
+        json_str(&a.input),
+        state.name(),
+        json_str(&w.plan_note.lock().unwrap()),
+        a.threads,
+        a.ops,
+        g(&c.admitted_pre_init),
+        g(&c.admitted_post_init),
+        w.gate.frozen_memory().count(),
+        g(&c.cpu_online),
+        g(&c.cpu_offline),
+        g(&c.last_cpu_refused),
+        g(&c.cpu_busy),
+        g(&c.keyids),
+    );
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

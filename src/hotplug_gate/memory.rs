@@ -146,7 +146,8 @@ impl HotplugGate {
             PreInitPolicy::AnyMemory => Ok(AdmissionRule::AnyMemory),
             PreInitPolicy::Convertible => {
                 let merged = self.cmrs.merged();
-                match first_uncovered(range, merged.len(), |i| merged[i]) {
+                let end_of = |i: usize| merged[i].end();
+                match first_uncovered(range, merged.len(), end_of, |i| merged[i]) {
                     None => Ok(AdmissionRule::Convertible),
                     Some(outside) => Err(AdmitError::NotConvertible { range, outside }),
                 }

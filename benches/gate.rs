@@ -1,0 +1,139 @@
+//! Admissions per second on the initialized path, 1 and 2 threads: the hotplug gate against
+//! Linux's design (a mutex-guarded walk of the TDX memory list), measured in the same run.
+//!
+//! `cargo bench --bench gate`
+//!
+//! Input: `tests/fixtures/emr-4s-256g.log`, planned with CMR-based holes (the default plan runs
+//! out of reserved areas there), which gives the gate more frozen ranges to search than the
+//! Linux list has entries. Queries: 1024 memory blocks of 128 MiB, half inside TDX memory,
+//! half anywhere below the top of the CMRs. One iteration is one admission on every thread.
+
+use std::hint::black_box;
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tdmr::addr::PhysRange;
+use tdmr::hotplug_gate::{GateConfig, HotplugGate};
+use tdmr::layout::{HolePolicy, Planner};
+use tdmr::memmap::parse::parse_kernel_log;
+
+const LOG: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
+const BLOCK: u64 = 128 << 20;
+
+/// Linux's check: the TDX memory list under a mutex, admitted iff one entry holds the range.
+struct MutexList(Mutex<Vec<(u64, u64)>>);
+
+impl MutexList {
+    fn admits(&self, r: PhysRange) -> bool {
+        let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .any(|&(start, end)| r.start() >= start && r.end() <= end)
+    }
+}
+
+/// Runs `op` over the queries on `threads` threads, `iters` times each, all starting together;
+/// returns the wall time until the last finishes.
+fn parallel(
+    threads: usize,
+    iters: u64,
+    queries: &[PhysRange],
+    op: &(dyn Fn(PhysRange) -> bool + Sync),
+) -> Duration {
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, op) = (&barrier, op);
+                s.spawn(move || {
+                    let mut i = t * 397;
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        i = (i + 1) & (queries.len() - 1);
+                        black_box(op(black_box(queries[i])));
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+fn admission(c: &mut Criterion) {
+    let (memory, cmrs) = parse_kernel_log(LOG).expect("fixture parses").into_parts();
+    let plan = Planner::new(&memory, &cmrs)
+        .holes(HolePolicy::Cmr)
+        .plan()
+        .expect("fixture plans with CMR-based holes");
+    let gate = HotplugGate::new(cmrs.clone(), GateConfig::new(1, 1)).expect("gate");
+    gate.cpu_online(0, 0).expect("boot CPU").finish();
+    let frozen = gate
+        .begin_init()
+        .expect("init begins")
+        .publish(&plan, &memory)
+        .expect("publish");
+    let list = MutexList(Mutex::new(
+        memory.regions().iter().map(|r| (r.base, r.end())).collect(),
+    ));
+
+    // Deterministic queries (xorshift).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let top = cmrs.merged().last().map_or(0, |r| r.end());
+    let regions = memory.regions();
+    let queries: Vec<PhysRange> = (0..1024)
+        .map(|i| {
+            let start = if i % 2 == 0 {
+                let r = regions[(next() % regions.len() as u64) as usize];
+                let blocks = (r.size / BLOCK).max(1);
+                r.base + (next() % blocks) * BLOCK
+            } else {
+                (next() % (top / BLOCK)) * BLOCK
+            };
+            PhysRange::new(start, start + BLOCK).expect("query")
+        })
+        .collect();
+    let admitted_gate = queries
+        .iter()
+        .filter(|q| gate.admit_memory(**q).is_ok())
+        .count();
+    let admitted_list = queries.iter().filter(|q| list.admits(**q)).count();
+    eprintln!(
+        "gate: {frozen} frozen ranges; Linux list: {} entries; queries admitted: gate {admitted_gate}, list {admitted_list} of {}",
+        memory.len(),
+        queries.len()
+    );
+
+    let mut group = c.benchmark_group("admission");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for threads in [1usize, 2] {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_with_input(BenchmarkId::new("gate", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| parallel(t, iters, &queries, &|q| gate.admit_memory(q).is_ok()))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("mutex_list", threads),
+            &threads,
+            |b, &t| b.iter_custom(|iters| parallel(t, iters, &queries, &|q| list.admits(q))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, admission);
+criterion_main!(benches);

@@ -145,9 +145,7 @@ impl HotplugGate {
         match self.policy {
             PreInitPolicy::AnyMemory => Ok(AdmissionRule::AnyMemory),
             PreInitPolicy::Convertible => {
-                let merged = self.cmrs.merged();
-                let end_of = |i: usize| merged[i].end();
-                match first_uncovered(range, merged.len(), end_of, |i| merged[i]) {
+                match first_uncovered(range, &self.cmr_starts, &self.cmr_ends) {
                     None => Ok(AdmissionRule::Convertible),
                     Some(outside) => Err(AdmitError::NotConvertible { range, outside }),
                 }

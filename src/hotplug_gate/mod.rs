@@ -68,6 +68,7 @@ pub use memory::{AdmissionRule, MemoryAdmission, PreInitPolicy};
 pub use snapshot::frozen_tdx_memory;
 pub use state::{InitTicket, MAX_GUEST_KEYIDS, MAX_IN_FLIGHT, ModuleState};
 
+use alloc::boxed::Box;
 use core::fmt;
 
 use crate::addr::PhysRange;
@@ -120,6 +121,9 @@ impl GateConfig {
 pub struct HotplugGate {
     word: state::StateWord,
     cmrs: Cmrs,
+    /// The merged CMRs' bounds, laid out for [`snapshot::first_uncovered`].
+    cmr_starts: Box<[u64]>,
+    cmr_ends: Box<[u64]>,
     policy: PreInitPolicy,
     snapshot: snapshot::Snapshot,
     cpus: cpu::CpuTable,
@@ -140,6 +144,8 @@ impl HotplugGate {
         }
         Ok(HotplugGate {
             word: state::StateWord::new(),
+            cmr_starts: cmrs.merged().iter().map(PhysRange::start).collect(),
+            cmr_ends: cmrs.merged().iter().map(PhysRange::end).collect(),
             cmrs,
             policy: pre_init,
             snapshot: snapshot::Snapshot::with_capacity(snapshot_capacity),

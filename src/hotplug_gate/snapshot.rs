@@ -114,59 +114,74 @@ fn push_merging(out: &mut Vec<PhysRange>, r: PhysRange) {
 /// Window size below which [`first_uncovered`] scans instead of halving.
 const LINEAR: usize = 16;
 
-/// The first part of `range` (non-empty) not covered by `len` sorted, disjoint, never-abutting
-/// pieces read through `get` (`end_of(i)` is `get(i).end()`, cheaper). O(log len), no
-/// allocation. The search has no data-dependent branch (a fixed number of steps for a given
-/// `len`), so random queries cost no mispredicted branches.
-#[inline]
-pub(crate) fn first_uncovered(
-    range: PhysRange,
-    len: usize,
-    end_of: impl Fn(usize) -> u64,
-    get: impl Fn(usize) -> PhysRange,
-) -> Option<PhysRange> {
-    // First piece ending above the range start (pieces ending at or below it form a prefix).
-    let lo = if len == 0 {
-        0
-    } else {
-        // Halve (branch-free) down to a window of at most LINEAR pieces that holds the answer,
-        // then count the window's pieces ending at or below the start: independent loads
-        // instead of a chain of dependent ones.
-        let (mut base, mut size) = (0, len);
-        while size > LINEAR {
-            let half = size / 2;
-            let mid = base + half;
-            base = if end_of(mid) <= range.start() {
-                mid
-            } else {
-                base
-            };
-            size -= half;
-        }
-        base + (base..base + size)
-            .map(|i| usize::from(end_of(i) <= range.start()))
-            .sum::<usize>()
-    };
-    if lo == len {
-        return Some(range);
+/// A range bound as stored: a plain `u64` (the CMRs) or a snapshot slot.
+pub(crate) trait Bound {
+    /// The value (snapshot slots: Relaxed, see [`Snapshot`]).
+    fn value(&self) -> u64;
+}
+
+impl Bound for u64 {
+    #[inline]
+    fn value(&self) -> u64 {
+        *self
     }
-    let piece = get(lo);
-    if piece.start() > range.start() {
+}
+
+impl Bound for AtomicU64 {
+    #[inline]
+    fn value(&self) -> u64 {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+/// The first part of `range` (non-empty) not covered by the pieces `[starts[i], ends[i])`
+/// (sorted, disjoint, never abutting). O(log n), no allocation. The search has no
+/// data-dependent branch (a fixed number of steps for a given length), so random queries cost
+/// no mispredicted branches.
+#[inline]
+pub(crate) fn first_uncovered<B: Bound>(
+    range: PhysRange,
+    starts: &[B],
+    ends: &[B],
+) -> Option<PhysRange> {
+    let at = |s: &[B], i: usize| s.get(i).map(Bound::value);
+    // First piece ending above the range start (pieces ending at or below it form a prefix):
+    // halve branch-free down to a window of at most LINEAR pieces that holds the answer, then
+    // count the window's pieces ending at or below the start (independent loads instead of a
+    // chain of dependent ones).
+    let (mut base, mut size) = (0, starts.len().min(ends.len()));
+    while size > LINEAR {
+        let half = size / 2;
+        let mid = base + half;
+        base = if at(ends, mid).unwrap_or(0) <= range.start() {
+            mid
+        } else {
+            base
+        };
+        size -= half;
+    }
+    let lo = base
+        + ends.get(base..base + size).map_or(0, |window| {
+            window
+                .iter()
+                .map(|e| usize::from(e.value() <= range.start()))
+                .sum::<usize>()
+        });
+    let (Some(start), Some(end)) = (at(starts, lo), at(ends, lo)) else {
+        return Some(range);
+    };
+    if start > range.start() {
         return Some(PhysRange::new_unchecked(
             range.start(),
-            range.end().min(piece.start()),
+            range.end().min(start),
         ));
     }
-    if piece.end() >= range.end() {
+    if end >= range.end() {
         return None;
     }
-    // Pieces never abut, so the byte at piece.end() is uncovered.
-    let next = if lo + 1 < len {
-        get(lo + 1).start()
-    } else {
-        range.end()
-    };
-    Some(PhysRange::new_unchecked(piece.end(), range.end().min(next)))
+    // Pieces never abut, so the byte at `end` is uncovered.
+    let next = at(starts, lo + 1).unwrap_or(range.end());
+    Some(PhysRange::new_unchecked(end, range.end().min(next)))
 }
 
 /// Fixed-capacity atomic storage of the frozen ranges.
@@ -208,12 +223,6 @@ impl Snapshot {
         Ok(())
     }
 
-    /// End of piece `i` (Relaxed, as [`Snapshot::get`]).
-    #[inline]
-    fn end_of(&self, i: usize) -> u64 {
-        self.ends.get(i).map_or(0, |e| e.load(Ordering::Relaxed))
-    }
-
     /// Piece `i`. Relaxed is enough: the caller loaded the initialized state with Acquire, which
     /// synchronizes with the Release that followed [`Snapshot::write`].
     #[inline]
@@ -233,7 +242,11 @@ impl Snapshot {
     /// The first part of `range` (non-empty) the snapshot does not hold. Wait-free.
     #[inline]
     pub(crate) fn first_uncovered(&self, range: PhysRange) -> Option<PhysRange> {
-        first_uncovered(range, self.len(), |i| self.end_of(i), |i| self.get(i))
+        let len = self.len();
+        match (self.starts.get(..len), self.ends.get(..len)) {
+            (Some(starts), Some(ends)) => first_uncovered(range, starts, ends),
+            _ => Some(range),
+        }
     }
 
     /// The stored ranges, in order.
@@ -253,8 +266,9 @@ mod tests {
 
     #[test]
     fn first_uncovered_names_the_gap() {
-        let pieces = [r(0x1000, 0x3000), r(0x5000, 0x8000)];
-        let f = |q| first_uncovered(q, pieces.len(), |i| pieces[i].end(), |i| pieces[i]);
+        let starts = [0x1000u64, 0x5000];
+        let ends = [0x3000u64, 0x8000];
+        let f = |q| first_uncovered(q, &starts, &ends);
         assert_eq!(f(r(0x1000, 0x3000)), None);
         assert_eq!(f(r(0x2000, 0x3000)), None);
         assert_eq!(f(r(0x0, 0x2000)), Some(r(0x0, 0x1000)));
@@ -263,28 +277,23 @@ mod tests {
         assert_eq!(f(r(0x3000, 0x4000)), Some(r(0x3000, 0x4000)));
         assert_eq!(f(r(0x7000, 0x9000)), Some(r(0x8000, 0x9000)));
         assert_eq!(f(r(0x9000, 0xa000)), Some(r(0x9000, 0xa000)));
-        assert_eq!(
-            first_uncovered(r(1, 2), 0, |i| pieces[i].end(), |i| pieces[i]),
-            Some(r(1, 2))
-        );
+        assert_eq!(first_uncovered::<u64>(r(1, 2), &[], &[]), Some(r(1, 2)));
     }
 
     #[test]
     fn first_uncovered_agrees_with_a_byte_walk_for_every_small_case() {
         // Pieces [10k + 2, 10k + 7) pages for k < len; every query inside [0, 10 len + 10).
-        for len in 0..40u64 {
+        // Lengths up to one window, and past it (one and two halvings).
+        for len in (0..=17u64).chain([33, 40]) {
             let pieces: Vec<PhysRange> = (0..len)
                 .map(|k| r((10 * k + 2) << 12, (10 * k + 7) << 12))
                 .collect();
             let covered = |p: u64| pieces.iter().any(|x| x.contains(p << 12));
             for a in 0..10 * len + 10 {
                 for b in a + 1..=10 * len + 10 {
-                    let got = first_uncovered(
-                        r(a << 12, b << 12),
-                        pieces.len(),
-                        |i| pieces[i].end(),
-                        |i| pieces[i],
-                    );
+                    let starts: Vec<u64> = pieces.iter().map(|p| p.start()).collect();
+                    let ends: Vec<u64> = pieces.iter().map(|p| p.end()).collect();
+                    let got = first_uncovered(r(a << 12, b << 12), &starts, &ends);
                     let want = (a..b).find(|&p| !covered(p)).map(|s| {
                         let e = (s..b).find(|&p| covered(p)).unwrap_or(b);
                         r(s << 12, e << 12)

@@ -3,9 +3,8 @@
 //!
 //! `cargo bench --bench gate`
 //!
-//! Input: `tests/fixtures/emr-4s-256g.log`, planned with CMR-based holes (the default plan runs
-//! out of reserved areas there), which gives the gate more frozen ranges to search than the
-//! Linux list has entries. Queries: 1024 memory blocks of 128 MiB, half inside TDX memory,
+//! Input: `tests/fixtures/emr-4s-256g.log`, planned with CMR-based holes: 20 frozen ranges
+//! for the gate to search, 20 entries in the Linux list. Queries: 1024 memory blocks of 128 MiB, half inside TDX memory,
 //! half anywhere below the top of the CMRs. One iteration is one admission on every thread.
 
 use std::hint::black_box;

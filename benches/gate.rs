@@ -6,6 +6,8 @@
 //! Input: `tests/fixtures/emr-4s-256g.log`, planned with CMR-based holes: 20 frozen ranges
 //! for the gate to search, 20 entries in the Linux list. Queries: 1024 memory blocks of 128 MiB, half inside TDX memory,
 //! half anywhere below the top of the CMRs. One iteration is one admission on every thread.
+//! `gate` is the default gate (section bitmap fast path, then the search); `gate_search_only`
+//! has no section bitmap; `mutex_list` is the baseline.
 
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
@@ -71,13 +73,17 @@ fn admission(c: &mut Criterion) {
         .holes(HolePolicy::Cmr)
         .plan()
         .expect("fixture plans with CMR-based holes");
-    let gate = HotplugGate::new(cmrs.clone(), GateConfig::new(1, 1)).expect("gate");
-    gate.cpu_online(0, 0).expect("boot CPU").finish();
-    let frozen = gate
-        .begin_init()
-        .expect("init begins")
-        .publish(&plan, &memory)
-        .expect("publish");
+    let initialized = |config: GateConfig| {
+        let gate = HotplugGate::new(cmrs.clone(), config).expect("gate");
+        let frozen = gate
+            .begin_init()
+            .expect("init begins")
+            .publish(&plan, &memory)
+            .expect("publish");
+        (gate, frozen)
+    };
+    let (gate, frozen) = initialized(GateConfig::new(0, 0));
+    let (search_only, _) = initialized(GateConfig::new(0, 0).section_bitmap_words(0));
     let list = MutexList(Mutex::new(
         memory.regions().iter().map(|r| (r.base, r.end())).collect(),
     ));
@@ -125,6 +131,15 @@ fn admission(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("gate", threads), &threads, |b, &t| {
             b.iter_custom(|iters| parallel(t, iters, &queries, &|q| gate.admit_memory(q).is_ok()))
         });
+        group.bench_with_input(
+            BenchmarkId::new("gate_search_only", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(t, iters, &queries, &|q| search_only.admit_memory(q).is_ok())
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("mutex_list", threads),
             &threads,

@@ -341,44 +341,54 @@ fn frozen_memory_matches_its_definition_on_every_fixture() {
             ));
         }
 
-        let gate = gate_online(&cmrs, 1, 1);
-        let n = gate.begin_init().unwrap().publish(&plan, &memory).unwrap();
-        assert_eq!(n, frozen.len(), "{name}");
-        assert_eq!(gate.frozen_memory().collect::<Vec<_>>(), frozen, "{name}");
+        // Without the section bitmap, with a coarse one, with the default one.
+        for words in [0, 1, 512] {
+            let config = GateConfig::new(0, 0).section_bitmap_words(words);
+            let gate = HotplugGate::new(cmrs.clone(), config).unwrap();
+            let n = gate.begin_init().unwrap().publish(&plan, &memory).unwrap();
+            assert_eq!(n, frozen.len(), "{name}");
+            assert_eq!(gate.frozen_memory().collect::<Vec<_>>(), frozen, "{name}");
 
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
-        let mut admitted = 0;
-        for c in candidates(&plan, &memory, &cmrs, &mut rng, 4000) {
-            let want = frozen_range(&plan, &memory, &bounds, c);
-            match gate.admit_memory(c) {
-                Ok(tok) => {
-                    assert!(want, "{name}: admitted {c}");
-                    assert_eq!(tok.rule(), AdmissionRule::TdxMemory);
-                    admitted += 1;
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
+            let mut admitted = 0;
+            for c in candidates(&plan, &memory, &cmrs, &mut rng, 4000) {
+                let want = frozen_range(&plan, &memory, &bounds, c);
+                match gate.admit_memory(c) {
+                    Ok(tok) => {
+                        assert!(want, "{name}: admitted {c}");
+                        assert_eq!(tok.rule(), AdmissionRule::TdxMemory);
+                        admitted += 1;
+                    }
+                    Err(AdmitError::NotTdxMemory { range, outside }) => {
+                        assert!(!want, "{name}: refused {c}");
+                        assert_eq!(range, c);
+                        assert!(c.contains_range(outside) && !outside.is_empty());
+                        // The named part is wholly outside, and starts where coverage stops.
+                        assert!(!frozen_range(
+                            &plan,
+                            &memory,
+                            &bounds,
+                            r(outside.start(), outside.start() + 1)
+                        ));
+                        assert!(
+                            outside.start() == c.start()
+                                || frozen_range(
+                                    &plan,
+                                    &memory,
+                                    &bounds,
+                                    r(c.start(), outside.start())
+                                )
+                        );
+                    }
+                    Err(e) => panic!("{name}: {c}: unexpected {e}"),
                 }
-                Err(AdmitError::NotTdxMemory { range, outside }) => {
-                    assert!(!want, "{name}: refused {c}");
-                    assert_eq!(range, c);
-                    assert!(c.contains_range(outside) && !outside.is_empty());
-                    // The named part is wholly outside, and starts where coverage stops.
-                    assert!(!frozen_range(
-                        &plan,
-                        &memory,
-                        &bounds,
-                        r(outside.start(), outside.start() + 1)
-                    ));
-                    assert!(
-                        outside.start() == c.start()
-                            || frozen_range(&plan, &memory, &bounds, r(c.start(), outside.start()))
-                    );
-                }
-                Err(e) => panic!("{name}: {c}: unexpected {e}"),
             }
+            assert!(
+                admitted > 100,
+                "{name}: the candidates exercise both answers ({admitted})"
+            );
         }
-        assert!(
-            admitted > 100,
-            "{name}: the candidates exercise both answers ({admitted})"
-        );
+        let mut rng = Rng(0x51ed_2701);
         // Pre-init answers were the CMRs' (checked on a fresh gate).
         let fresh = gate_online(&cmrs, 1, 1);
         for c in candidates(&plan, &memory, &cmrs, &mut rng, 1000) {

@@ -71,7 +71,9 @@ fn machine() -> Machine {
 fn gate(m: &Machine, cpus: u32) -> Arc<HotplugGate> {
     let gate = HotplugGate::new(
         m.cmrs.clone(),
-        GateConfig::new(cpus, 1).snapshot_capacity(4),
+        GateConfig::new(cpus, 1)
+            .snapshot_capacity(4)
+            .section_bitmap_words(1),
     )
     .unwrap();
     for cpu in 0..cpus {
@@ -250,7 +252,13 @@ fn cpu_online_racing_begin_init() {
     let m = std::sync::Arc::new(machine());
     loom::model(move || {
         let gate = {
-            let g = HotplugGate::new(m.cmrs.clone(), GateConfig::new(2, 1)).unwrap();
+            let g = HotplugGate::new(
+                m.cmrs.clone(),
+                GateConfig::new(2, 1)
+                    .snapshot_capacity(4)
+                    .section_bitmap_words(1),
+            )
+            .unwrap();
             g.cpu_online(0, 0).unwrap().finish();
             Arc::new(g)
         };

@@ -55,6 +55,7 @@
 mod cpu;
 mod error;
 mod memory;
+mod sections;
 mod snapshot;
 mod state;
 mod sync;
@@ -79,6 +80,9 @@ use crate::memmap::Cmrs;
 /// more fragmented than their TDMRs (a plan with CMR-based holes).
 pub const DEFAULT_SNAPSHOT_CAPACITY: usize = 2048;
 
+/// Default [`GateConfig::section_bitmap_words`]: 512 words (4 KiB, 32768 sections).
+pub const DEFAULT_SECTION_BITMAP_WORDS: usize = 512;
+
 /// How a [`HotplugGate`] is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GateConfig {
@@ -90,6 +94,11 @@ pub struct GateConfig {
     pub pre_init: PreInitPolicy,
     /// Most ranges of frozen TDX memory the gate can hold (allocated up front, 16 bytes each).
     pub snapshot_capacity: usize,
+    /// `u64` words of the section bitmap, the fast path of the initialized check (allocated
+    /// up front; 0 turns it off). Sections are the smallest power of two from 2 MiB whose
+    /// bits span the frozen memory; a query inside sections covered whole is admitted
+    /// without searching the ranges.
+    pub section_bitmap_words: usize,
 }
 
 impl GateConfig {
@@ -100,12 +109,19 @@ impl GateConfig {
             packages,
             pre_init: PreInitPolicy::Convertible,
             snapshot_capacity: DEFAULT_SNAPSHOT_CAPACITY,
+            section_bitmap_words: DEFAULT_SECTION_BITMAP_WORDS,
         }
     }
 
     /// With this pre-initialization policy.
     pub const fn pre_init(mut self, policy: PreInitPolicy) -> Self {
         self.pre_init = policy;
+        self
+    }
+
+    /// With this many words of section bitmap (0: no fast path).
+    pub const fn section_bitmap_words(mut self, words: usize) -> Self {
+        self.section_bitmap_words = words;
         self
     }
 
@@ -138,6 +154,7 @@ impl HotplugGate {
             packages,
             pre_init,
             snapshot_capacity,
+            section_bitmap_words,
         } = config;
         if (cpus == 0) != (packages == 0) || cpus < packages || packages == u32::MAX {
             return Err(GateConfigError::Topology { cpus, packages });
@@ -148,7 +165,7 @@ impl HotplugGate {
             cmr_ends: cmrs.merged().iter().map(PhysRange::end).collect(),
             cmrs,
             policy: pre_init,
-            snapshot: snapshot::Snapshot::with_capacity(snapshot_capacity),
+            snapshot: snapshot::Snapshot::with_capacity(snapshot_capacity, section_bitmap_words),
             cpus: cpu::CpuTable::new(cpus, packages),
         })
     }
@@ -192,6 +209,11 @@ impl HotplugGate {
     /// Most frozen ranges the gate can hold.
     pub fn snapshot_capacity(&self) -> usize {
         self.snapshot.capacity()
+    }
+
+    /// Words of section bitmap (the fast path of the initialized check).
+    pub fn section_bitmap_words(&self) -> usize {
+        self.snapshot.bitmap_words()
     }
 
     /// The frozen TDX memory admitted after initialization, in address order; empty before.

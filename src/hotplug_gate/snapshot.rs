@@ -12,6 +12,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::error::PublishError;
+use super::sections::SectionBitmap;
 use super::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::addr::{PageSize, PhysRange};
 use crate::layout::Plan;
@@ -189,15 +190,21 @@ pub(crate) struct Snapshot {
     starts: Box<[AtomicU64]>,
     ends: Box<[AtomicU64]>,
     len: AtomicUsize,
+    sections: SectionBitmap,
 }
 
 impl Snapshot {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize, bitmap_words: usize) -> Self {
         Snapshot {
             starts: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             ends: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             len: AtomicUsize::new(0),
+            sections: SectionBitmap::new(bitmap_words),
         }
+    }
+
+    pub(crate) fn bitmap_words(&self) -> usize {
+        self.sections.words()
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -220,6 +227,7 @@ impl Snapshot {
             e.store(r.end(), Ordering::Relaxed);
         }
         self.len.store(ranges.len(), Ordering::Relaxed);
+        self.sections.write(ranges);
         Ok(())
     }
 
@@ -242,6 +250,9 @@ impl Snapshot {
     /// The first part of `range` (non-empty) the snapshot does not hold. Wait-free.
     #[inline]
     pub(crate) fn first_uncovered(&self, range: PhysRange) -> Option<PhysRange> {
+        if self.sections.covers(range) {
+            return None;
+        }
         let len = self.len();
         match (self.starts.get(..len), self.ends.get(..len)) {
             (Some(starts), Some(ends)) => first_uncovered(range, starts, ends),
@@ -306,7 +317,7 @@ mod tests {
 
     #[test]
     fn snapshot_refuses_what_does_not_fit_and_then_holds_nothing() {
-        let s = Snapshot::with_capacity(1);
+        let s = Snapshot::with_capacity(1, 1);
         assert_eq!(
             s.write(&[r(0, 0x1000), r(0x2000, 0x3000)]),
             Err(PublishError::SnapshotTooLarge {
@@ -316,7 +327,7 @@ mod tests {
         );
         assert_eq!(s.len(), 0);
         assert_eq!(s.first_uncovered(r(0, 0x1000)), Some(r(0, 0x1000)));
-        let s = Snapshot::with_capacity(2);
+        let s = Snapshot::with_capacity(2, 1);
         s.write(&[r(0, 0x1000), r(0x2000, 0x3000)]).unwrap();
         assert_eq!(
             s.iter().collect::<Vec<_>>(),

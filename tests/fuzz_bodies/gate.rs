@@ -214,9 +214,11 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         PreInitPolicy::Convertible
     };
     let capacity = *u.choose(&[0usize, 1, 3, 64, 2048])?;
+    let words = *u.choose(&[0usize, 1, 512])?;
     let config = GateConfig::new(cpus, packages)
         .pre_init(policy)
-        .snapshot_capacity(capacity);
+        .snapshot_capacity(capacity)
+        .section_bitmap_words(words);
     let gate = HotplugGate::new(fx.cmrs.clone(), config).expect("valid topology");
     let mut m = Model {
         state: ModuleState::Uninitialized,

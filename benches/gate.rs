@@ -36,11 +36,13 @@ impl MutexList {
 
 /// Runs `op` over the queries on `threads` threads, `iters` times each, all starting together;
 /// returns the wall time until the last finishes.
-fn parallel(
+/// Generic over the operation, so each bench inlines its check rather than timing an
+/// indirect call.
+fn parallel<F: Fn(PhysRange) -> bool + Sync>(
     threads: usize,
     iters: u64,
     queries: &[PhysRange],
-    op: &(dyn Fn(PhysRange) -> bool + Sync),
+    op: &F,
 ) -> Duration {
     let barrier = Barrier::new(threads);
     thread::scope(|s| {

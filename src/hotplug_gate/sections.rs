@@ -91,22 +91,20 @@ impl SectionBitmap {
         };
         let first = off >> shift;
         let last = (off + (range.size() - 1)) >> shift;
+        let word = |w: u64| {
+            self.words
+                .get(w as usize)
+                .map_or(0, |x| x.load(Ordering::Relaxed))
+        };
         let (w0, w1) = (first / 64, last / 64);
-        if w1 > w0 + 1 {
-            return false;
+        let low = u64::MAX << (first % 64);
+        let high = u64::MAX >> (63 - last % 64);
+        if w0 == w1 {
+            let m = low & high;
+            word(w0) & m == m
+        } else {
+            w1 == w0 + 1 && word(w0) & low == low && word(w1) & high == high
         }
-        let mut w = w0;
-        while w <= w1 {
-            let lo = if w == w0 { first % 64 } else { 0 };
-            let hi = if w == w1 { last % 64 } else { 63 };
-            let mask = (u64::MAX >> (63 - (hi - lo))) << lo;
-            match self.words.get(w as usize) {
-                Some(word) if word.load(Ordering::Relaxed) & mask == mask => {}
-                _ => return false,
-            }
-            w += 1;
-        }
-        true
     }
 }
 

@@ -247,16 +247,38 @@ impl Snapshot {
         self.len.load(Ordering::Relaxed).min(self.capacity())
     }
 
-    /// The first part of `range` (non-empty) the snapshot does not hold. Wait-free.
+    /// The first part of `range` (non-empty) the snapshot does not hold. Wait-free: a
+    /// branch-free binary search for the last piece starting at or below the range's start
+    /// (a fixed number of steps for a given length), then O(1).
     #[inline]
     pub(crate) fn first_uncovered(&self, range: PhysRange) -> Option<PhysRange> {
         if self.sections.covers(range) {
             return None;
         }
-        let len = self.len();
-        match (self.starts.get(..len), self.ends.get(..len)) {
-            (Some(starts), Some(ends)) => first_uncovered(range, starts, ends),
-            _ => Some(range),
+        let n = self.len();
+        let (Some(starts), Some(ends)) = (self.starts.get(..n), self.ends.get(..n)) else {
+            return Some(range);
+        };
+        let s = range.start();
+        let (mut base, mut size) = (0usize, n);
+        while size > 1 {
+            let half = size / 2;
+            let mid = base + half;
+            base = if starts[mid].value() <= s { mid } else { base };
+            size -= half;
+        }
+        // k = number of pieces starting at or below s.
+        let k = match starts.first() {
+            Some(_) => base + usize::from(starts[base].value() <= s),
+            None => 0,
+        };
+        let next = starts.get(k).map_or(range.end(), Bound::value);
+        match k.checked_sub(1).map(|i| ends[i].value()) {
+            // Covered from s to `end`; pieces never abut, so `end` itself is uncovered.
+            Some(end) if end > s => {
+                (end < range.end()).then(|| PhysRange::new_unchecked(end, range.end().min(next)))
+            }
+            _ => Some(PhysRange::new_unchecked(s, range.end().min(next))),
         }
     }
 

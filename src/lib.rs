@@ -147,11 +147,44 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Next step: memory hotplug
+//! ## 6. Guard memory and CPU hotplug ([`hotplug_gate`])
 //!
-//! *To be written with the hotplug gate:* once the module is initialized its TDX memory
-//! configuration is frozen, and memory added later is admitted only where it is already TDX
-//! memory.
+//! Once the module is initialized its TDX memory configuration is frozen. A
+//! [`hotplug_gate::HotplugGate`] makes initialization and hotplug exclude each other without a
+//! lock: before initialization it admits memory that lies in the CMRs; while initialization runs
+//! it answers `Busy` at once; afterwards it admits only memory that is TDX memory of the
+//! published plan, wait-free, with one atomic load and a search of an immutable snapshot. CPUs
+//! are tracked per package: the last CPU of a package cannot go offline while initialization
+//! runs or guest KeyIDs are in use.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let input = tdmr::memmap::parse::parse_kernel_log(include_str!("../tests/fixtures/emr-4s-256g.log"))?;
+//! # let plan = tdmr::layout::Planner::new(input.memory(), input.cmrs()).plan()?;
+//! use tdmr::addr::PhysRange;
+//! use tdmr::hotplug_gate::{AdmitError, GateConfig, HotplugGate};
+//!
+//! let gate = HotplugGate::new(input.cmrs().clone(), GateConfig::new(4, 4))?;
+//! for cpu in 0..4 {
+//!     gate.cpu_online(cpu, cpu)?.finish(); // one CPU per package
+//! }
+//! // Before initialization: convertible memory is admitted, the rest refused.
+//! let node1 = PhysRange::new(0x1080000000, 0x1090000000)?;
+//! gate.admit_memory(node1)?.finish();
+//! let mmio = PhysRange::new(0x80000000, 0x90000000)?;
+//! assert!(matches!(gate.admit_memory(mmio), Err(AdmitError::NotConvertible { .. })));
+//!
+//! // Initialization: hotplug waits (Busy, never blocking) until the plan is published.
+//! let ticket = gate.begin_init()?;
+//! assert!(matches!(gate.admit_memory(node1), Err(AdmitError::Busy)));
+//! ticket.publish(&plan, input.memory())?;
+//!
+//! // Afterwards: TDX memory of the plan only (PAMT blocks and holes are not).
+//! gate.admit_memory(node1)?.finish();
+//! let pamt = plan.tdmrs()[1].pamt(tdmr::addr::PageSize::Size4K);
+//! assert!(matches!(gate.admit_memory(pamt), Err(AdmitError::NotTdxMemory { .. })));
+//! # Ok(()) }
+//! ```
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

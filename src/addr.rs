@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows about TDX beyond the architectural 52-bit physical address width.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 /// 4 KiB.
@@ -279,6 +280,34 @@ impl fmt::Display for PhysRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{:#x}, {:#x})", self.start, self.end)
     }
+}
+
+/// Appends `r`, which starts at or after the last range's start, merging it into the last range
+/// when they overlap or touch.
+pub fn push_merging(out: &mut Vec<PhysRange>, r: PhysRange) {
+    match out.last_mut() {
+        Some(last) if r.start() <= last.end() => {
+            *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
+        }
+        _ => out.push(r),
+    }
+}
+
+/// The union of `ranges`: sorted, with overlapping or touching ranges merged and empty ones
+/// dropped.
+///
+/// ```
+/// use tdmr::addr::{PhysRange, union};
+/// let r = |a, b| PhysRange::new(a, b).unwrap();
+/// assert_eq!(union(vec![r(0x3000, 0x4000), r(0, 0x1000), r(0x1000, 0x2000)]), [r(0, 0x2000), r(0x3000, 0x4000)]);
+/// ```
+pub fn union(mut ranges: Vec<PhysRange>) -> Vec<PhysRange> {
+    ranges.sort_unstable();
+    let mut out: Vec<PhysRange> = Vec::with_capacity(ranges.len());
+    for r in ranges.into_iter().filter(|r| !r.is_empty()) {
+        push_merging(&mut out, r);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use super::error::PublishError;
 use super::sections::SectionBitmap;
 use super::sync::{AtomicU64, AtomicUsize, Ordering};
-use crate::addr::{PageSize, PhysRange};
+use crate::addr::{PageSize, PhysRange, push_merging, union};
 use crate::layout::Plan;
 use crate::memmap::MemoryMap;
 
@@ -38,15 +38,15 @@ use crate::memmap::MemoryMap;
 /// assert_eq!(total, input.memory().total_bytes() - pamt);
 /// ```
 pub fn frozen_tdx_memory(plan: &Plan, memory: &MemoryMap) -> Vec<PhysRange> {
-    let mut available: Vec<PhysRange> = plan.tdmrs().iter().flat_map(|t| t.available()).collect();
-    let available = union(&mut available);
-    let mut pamts: Vec<PhysRange> = plan
+    let available: Vec<PhysRange> = plan.tdmrs().iter().flat_map(|t| t.available()).collect();
+    let available = union(available);
+    let pamts: Vec<PhysRange> = plan
         .tdmrs()
         .iter()
         .flat_map(|t| PageSize::ALL.map(|l| t.pamt(l)))
         .filter(|r| !r.is_empty())
         .collect();
-    let pamts = union(&mut pamts);
+    let pamts = union(pamts);
     let memory: Vec<PhysRange> = memory.regions().iter().map(|r| r.range()).collect();
 
     // available ∩ memory: both sorted and disjoint, one sweep.
@@ -90,26 +90,6 @@ pub fn frozen_tdx_memory(plan: &Plan, memory: &MemoryMap) -> Vec<PhysRange> {
         }
     }
     out
-}
-
-/// Sorts and merges overlapping or touching ranges in place.
-fn union(v: &mut [PhysRange]) -> Vec<PhysRange> {
-    v.sort_unstable();
-    let mut out: Vec<PhysRange> = Vec::with_capacity(v.len());
-    for &r in v.iter().filter(|r| !r.is_empty()) {
-        push_merging(&mut out, r);
-    }
-    out
-}
-
-/// Appends `r` (starting at or after the last range's start), merging when it touches.
-fn push_merging(out: &mut Vec<PhysRange>, r: PhysRange) {
-    match out.last_mut() {
-        Some(last) if r.start() <= last.end() => {
-            *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
-        }
-        _ => out.push(r),
-    }
 }
 
 /// Window size below which [`first_uncovered`] scans instead of halving.
@@ -359,12 +339,12 @@ mod tests {
 
     #[test]
     fn union_merges_touching_and_overlapping() {
-        let mut v = vec![
+        let v = vec![
             r(0x3000, 0x4000),
             r(0x0, 0x1000),
             r(0x1000, 0x2000),
             r(0x3800, 0x5000),
         ];
-        assert_eq!(union(&mut v), vec![r(0x0, 0x2000), r(0x3000, 0x5000)]);
+        assert_eq!(union(v), vec![r(0x0, 0x2000), r(0x3000, 0x5000)]);
     }
 }

@@ -35,7 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::{Cmr, CmrError, Cmrs, MemoryMap, MemoryMapError, MemoryRegion, NodeId};
-use crate::addr::{PhysRange, SZ_1M, SZ_4K, align_down, align_up};
+use crate::addr::{PhysRange, SZ_1M, SZ_4K, align_down, align_up, union};
 
 /// A parsed kernel log: TDX memory and CMRs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -374,21 +374,6 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
         }
     }
     Ok(c)
-}
-
-/// Sorts and merges touching or overlapping ranges.
-fn union(mut ranges: Vec<PhysRange>) -> Vec<PhysRange> {
-    ranges.sort_unstable();
-    let mut out: Vec<PhysRange> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match out.last_mut() {
-            Some(last) if r.start() <= last.end() => {
-                *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
-            }
-            _ => out.push(r),
-        }
-    }
-    out
 }
 
 /// SRAT entries sorted, same-node neighbours merged, cross-node overlaps refused.

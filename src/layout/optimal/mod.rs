@@ -25,7 +25,7 @@ use super::linux::{
 use super::plan::{ReservedAreas, Tdmr};
 use super::reserved::build_merged;
 use super::{Obstacle, Plan, PlanError, Planner};
-use crate::addr::{PhysRange, SZ_1G};
+use crate::addr::{PhysRange, SZ_1G, union};
 use crate::memmap::{MemoryMap, MemoryRegion, NodeId};
 use crate::pamt::dock::{self, Block, Site};
 use crate::pamt::{self as pamt_sizes, PamtAllocator, TopDownAllocator};
@@ -436,20 +436,6 @@ fn separators(memory: &MemoryMap, model: &Model, window: PhysRange) -> Vec<(u64,
         .collect()
 }
 
-fn merge_ranges(mut v: Vec<PhysRange>) -> Vec<PhysRange> {
-    v.sort_unstable();
-    let mut out: Vec<PhysRange> = Vec::with_capacity(v.len());
-    for r in v {
-        match out.last_mut() {
-            Some(last) if r.start() <= last.end() => {
-                *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
-            }
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
 fn plan_with_exclusions(
     p: &Planner<'_>,
     alloc: Option<&mut dyn PamtAllocator>,
@@ -470,7 +456,7 @@ fn plan_with_exclusions(
             excluded.extend(memory_in(p.memory, between));
         }
     }
-    let mut excluded = merge_ranges(excluded);
+    let mut excluded = union(excluded);
     for _ in 0..MAX_EXCLUSION_ROUNDS {
         let memory = without(p.memory, &excluded)?;
         match plan_map(p, &memory, alloc.is_some()) {
@@ -489,7 +475,7 @@ fn plan_with_exclusions(
                     return Err(first_error);
                 };
                 excluded.extend(memory_in(&memory, between));
-                excluded = merge_ranges(excluded);
+                excluded = union(excluded);
             }
             Err(e) => return Err(e),
         }

@@ -20,7 +20,7 @@
 //!
 //! Exit status: 0 planned, 1 no valid layout, 2 bad input or usage.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use tdmr::layout::{HolePolicy, Planner, Strategy};
@@ -188,6 +188,7 @@ fn main() -> ExitCode {
         .strategy(Strategy::Linux)
         .limits(opts.limits);
     let strategy = opts.strategy.name();
+    let out: String;
     let ok = match opts.format {
         Format::Json => {
             let result = planner.plan();
@@ -198,7 +199,7 @@ fn main() -> ExitCode {
             if opts.compare {
                 doc = report::json::with_comparison(doc, "linux", &linux_planner.plan());
             }
-            println!("{doc}");
+            out = doc + "\n";
             result.is_ok()
         }
         Format::Svg => {
@@ -229,24 +230,32 @@ fn main() -> ExitCode {
                 } else {
                     [other, chosen]
                 };
-                print!("{}", svg::render(&ctx, &name, &sections));
+                out = svg::render(&ctx, &name, &sections);
             } else {
-                print!("{}", svg::render(&ctx, &name, &[chosen]));
+                out = svg::render(&ctx, &name, &[chosen]);
             }
             result.is_ok()
         }
         Format::Text => {
             // Linux's verdict is always part of the readiness report; --compare adds nothing.
             let r = Readiness::assess(&planner);
-            println!("{name}");
-            print!("{}", report::text::readiness(&r, &ctx));
+            let mut text = format!("{name}\n{}", report::text::readiness(&r, &ctx));
             if let Ok(plan) = &r.chosen().result {
-                println!();
-                print!("{}", report::text::layout(plan, opts.verbose));
+                text.push('\n');
+                text.push_str(&report::text::layout(plan, opts.verbose));
             }
+            out = text;
             r.chosen().is_ok()
         }
     };
+    // A reader that stops early (`plan ... | head`) is not an error.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("plan: writing the output: {e}");
+        return ExitCode::from(2);
+    }
     if ok {
         ExitCode::SUCCESS
     } else {

@@ -250,7 +250,9 @@ fn main() -> ExitCode {
     };
     // A reader that stops early (`plan ... | head`) is not an error.
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush())
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         eprintln!("plan: writing the output: {e}");

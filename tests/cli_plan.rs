@@ -367,14 +367,27 @@ fn a_reader_that_stops_early_is_not_an_error() {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let mut child = Command::new(common::plan_binary())
-        .args(["--format", "svg", "--compare"])
+        .args(["--verbose", "--compare"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = [0u8; 16];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the pipe closes
-    let out = child.wait_with_output().unwrap();
+    // Close the reading end at once: the child, still starting and planning, then writes into a
+    // pipe nobody reads (EPIPE).
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let out = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: err.into_bytes(),
+    };
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");

@@ -26,9 +26,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tdmr::addr::PhysRange;
-use tdmr::pamt::dynamic::{DynamicPamt, PairSource, PamtPagePair};
-use tdmr::seamcall::{Leaf, Output, Regs, Seamcall, Status, leaf};
+use tdmr::dpamt::{DynamicPamt, PairSource, PamtPagePair, ReturnedPair};
+use tdmr::seamcall::Seamcall;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf::{self, Leaf};
+use tdmr::tdx::status::Status;
+use tdmr::tdx::{Output, Regs};
 
 /// Answers every PAMT leaf with success; REMOVE returns a fixed pair.
 #[derive(Clone, Copy)]
@@ -54,15 +57,22 @@ const PAIR: PamtPagePair = match PamtPagePair::new(0x1000, 0x2000) {
     Err(_) => panic!("a valid pair"),
 };
 
-impl PairSource for Endless {
+// SAFETY: the benchmark's module is a stub that writes nothing; PAIR is a label.
+unsafe impl PairSource for Endless {
     #[inline]
     fn take_pair(&mut self) -> Option<PamtPagePair> {
         Some(PAIR)
     }
     #[inline]
-    fn return_pair(&mut self, _: PamtPagePair) -> Result<(), PamtPagePair> {
+    fn return_pair(&mut self, _: ReturnedPair) -> Result<(), ReturnedPair> {
         Ok(())
     }
+}
+
+impl Endless {
+    /// What the baselines do with a removed pair: give it back to the allocator (a no-op).
+    #[inline]
+    fn give_back(&mut self, _: PamtPagePair) {}
 }
 
 /// Linux's design: a refcount per 2 MiB range, every get and put under one global spinlock
@@ -129,7 +139,7 @@ impl<S: Seamcall> SpinlockPamt<S> {
                 let out = self.seamcall.seamcall(leaf::TDH_PHYMEM_PAMT_REMOVE, &regs);
                 assert!(out.status.is_success());
                 let p = PamtPagePair::new(out.regs.rdx, out.regs.r8).expect("a pair");
-                pairs.return_pair(p).expect("endless");
+                pairs.give_back(p);
             }
             count.fetch_sub(1, Ordering::Relaxed);
         });

@@ -20,7 +20,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use tdmr::addr::PhysRange;
 use tdmr::hotplug_gate::{GateConfig, HotplugGate};
 use tdmr::layout::{HolePolicy, Planner};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::parse_kernel_log;
 
 const LOG: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
 const BLOCK: u64 = 128 << 20;
@@ -85,9 +85,9 @@ fn parallel<F: Fn(PhysRange) -> bool + Sync>(
 
 fn admission(c: &mut Criterion) {
     let (memory, cmrs) = parse_kernel_log(LOG).expect("fixture parses").into_parts();
-    let plan = Planner::new(&memory, &cmrs)
-        .holes(HolePolicy::Cmr)
-        .plan()
+    let plan = Planner::new()
+        .with_holes(HolePolicy::Cmr)
+        .plan(&memory, &cmrs)
         .expect("fixture plans with CMR-based holes");
     let initialized = |config: GateConfig| {
         let gate = HotplugGate::new(cmrs.clone(), config).expect("gate");

@@ -81,8 +81,8 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("optimal", name), &memory, |b, m| {
             b.iter(|| {
-                Planner::new(black_box(m), &cmrs)
-                    .plan()
+                Planner::new()
+                    .plan(black_box(m), &cmrs)
                     .expect("optimal plans the synthetic map")
             })
         });
@@ -96,10 +96,10 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("linux", name), &memory, |b, m| {
             b.iter(|| {
-                Planner::new(black_box(m), &cmrs)
-                    .strategy(Strategy::Linux)
-                    .limits(relaxed)
-                    .plan()
+                Planner::new()
+                    .with_strategy(Strategy::Linux)
+                    .with_limits(relaxed)
+                    .plan(black_box(m), &cmrs)
                     .expect("linux plans the synthetic map with relaxed limits")
             })
         });

@@ -25,7 +25,7 @@ use tdmr::hotplug_gate::{
     HotplugGate, KeyIdError, ModuleState,
 };
 use tdmr::layout::{HolePolicy, Plan, Planner};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
 
 const DEFAULT_LOG: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
@@ -90,9 +90,12 @@ fn range(start: u64, end: u64) -> PhysRange {
 
 /// Plans with the planner's defaults, or with CMR-based holes when they fail; says which.
 fn plan(memory: &MemoryMap, cmrs: &Cmrs) -> Result<(Plan, String), String> {
-    match Planner::new(memory, cmrs).plan() {
+    match Planner::new().plan(memory, cmrs) {
         Ok(p) => Ok((p, "default".into())),
-        Err(first) => match Planner::new(memory, cmrs).holes(HolePolicy::Cmr).plan() {
+        Err(first) => match Planner::new()
+            .with_holes(HolePolicy::Cmr)
+            .plan(memory, cmrs)
+        {
             Ok(p) => Ok((p, format!("default failed ({first}); CMR-based holes"))),
             Err(second) => Err(format!("{first}; with CMR-based holes: {second}")),
         },

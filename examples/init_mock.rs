@@ -25,13 +25,14 @@
 use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
+use tdmr::dpamt::{DynamicPamt, Get, PairCache, Put};
 use tdmr::init::Initialized;
-use tdmr::init::{Bringup, InitError, InitErrorKind, PrivateKeyIds};
-use tdmr::layout::{HolePolicy, Strategy};
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::pamt::dynamic::{DynamicPamt, Get, PairCache, PairSource, PamtPagePair, Put};
+use tdmr::init::{Bringup, InitError, InitErrorKind};
+use tdmr::layout::{HolePolicy, Planner, Strategy};
+use tdmr::memmap::parse_kernel_log;
+use tdmr::mock::{MockModule, PagePool, Platform};
 use tdmr::seamcall::SeamcallCounts;
-use tdmr::seamcall::mock::{FaultInjector, FaultSpec, Injection, MockModule, Platform};
+use tdmr::seamcall::{FaultInjector, FaultSpec, Injection};
 use tdmr::sysinfo::TdxLimits;
 
 const EMBEDDED: &str = include_str!("../tests/fixtures/spr-1t.log");
@@ -191,13 +192,10 @@ fn dpamt_demo(module: &MockModule, done: &Initialized) -> Result<DpamtDemo, Stri
         .find(|&(s, e)| s + 64 * RANGE <= e)
         .map(|(s, _)| s)
         .ok_or("no 128 MiB of free TDX memory for the demo")?;
-    let pool = window + 32 * RANGE;
+    // Pages of free TDX memory the simulated host sets aside for PAMT page pairs.
+    let mut pool = PagePool::new(window + 32 * RANGE, 8).map_err(|e| e.to_string())?;
     let mut cache = PairCache::new(8);
-    for i in 0..8 {
-        let pair = PamtPagePair::new(pool + 2 * i * 4096, pool + (2 * i + 1) * 4096)
-            .map_err(|e| e.to_string())?;
-        let _ = cache.return_pair(pair);
-    }
+    cache.top_up(&mut pool);
     let pages: Vec<u64> = (0..8)
         .flat_map(|r| [0x0, 0x8000, 0x1f_f000].map(|o| window + r * RANGE + o))
         .collect();
@@ -255,8 +253,8 @@ fn main() -> ExitCode {
         limits = limits.with_dynamic_pamt(1).unwrap_or(limits);
     }
     let platform = Platform::new(input.cmrs().listed())
-        .and_then(|p| p.topology(args.cpus, args.packages))
-        .map(|p| p.limits(limits));
+        .and_then(|p| p.with_topology(args.cpus, args.packages))
+        .map(|p| p.with_limits(limits));
     let platform = match platform {
         Ok(p) => p,
         Err(e) => {
@@ -264,19 +262,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (first, last) = platform.private_keyids();
-    let keyids = PrivateKeyIds::new(first as u16, (last - first + 1) as u16);
+    let keyids = platform.private_keyids();
     let module = MockModule::new(platform);
     let mut faulty = FaultInjector::new(&module, args.seed);
     for f in &args.faults {
         faulty = faulty.with(*f);
     }
 
-    let mut bringup =
-        Bringup::new(&faulty, &module, &module, keyids).dynamic_pamt(args.dynamic_pamt);
+    let mut planner = Planner::new().with_strategy(args.strategy);
     if let Some(h) = args.holes {
-        bringup = bringup.holes(h);
+        planner = planner.with_holes(h);
     }
+    let bringup = Bringup::new(&faulty, &module, &module, keyids)
+        .with_planner(planner)
+        .with_dynamic_pamt(args.dynamic_pamt);
     let result = bringup.run(input.memory());
     let injected = faulty.injections();
 

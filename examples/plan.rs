@@ -24,8 +24,8 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use tdmr::layout::{HolePolicy, Planner, Strategy};
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::report::readiness::Readiness;
+use tdmr::memmap::parse_kernel_log;
+use tdmr::readiness::Readiness;
 use tdmr::report::{self, Context, svg};
 use tdmr::sysinfo::TdxLimits;
 
@@ -172,57 +172,61 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut planner = Planner::new(parsed.memory(), parsed.cmrs())
-        .strategy(opts.strategy)
-        .limits(opts.limits)
-        .allow_exclusions(opts.allow_exclusions);
+    let mut planner = Planner::new()
+        .with_strategy(opts.strategy)
+        .with_limits(opts.limits)
+        .with_exclusions(opts.allow_exclusions);
     if let Some(h) = opts.holes {
-        planner = planner.holes(h);
+        planner = planner.with_holes(h);
     }
     let ctx = Context {
         memory: parsed.memory(),
         cmrs: parsed.cmrs(),
     };
     // Linux mainline on the same machine and limits (its own hole basis).
-    let linux_planner = Planner::new(parsed.memory(), parsed.cmrs())
-        .strategy(Strategy::Linux)
-        .limits(opts.limits);
+    let linux_planner = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .with_limits(opts.limits);
     let strategy = opts.strategy.name();
     let out: String;
     let ok = match opts.format {
         Format::Json => {
-            let result = planner.plan();
+            let result = planner.plan(parsed.memory(), parsed.cmrs());
             let mut doc = match &result {
                 Ok(plan) => report::json::plan(plan, &ctx),
                 Err(e) => report::json::infeasible(strategy, e),
             };
             if opts.compare {
-                doc = report::json::with_comparison(doc, "linux", &linux_planner.plan());
+                doc = report::json::with_comparison(
+                    doc,
+                    "linux",
+                    &linux_planner.plan(parsed.memory(), parsed.cmrs()),
+                );
             }
             out = doc + "\n";
             result.is_ok()
         }
         Format::Svg => {
-            let result = planner.plan();
+            let result = planner.plan(parsed.memory(), parsed.cmrs());
             let chosen = svg::Section {
                 name: strategy,
-                holes: planner.hole_policy(),
+                holes: planner.holes(),
                 result: &result,
             };
             if opts.compare {
                 // Linux mainline above ours; when Linux was chosen, the optimal strategy below.
                 let (other_planner, other_name) = if opts.strategy == Strategy::Linux {
-                    let p = Planner::new(parsed.memory(), parsed.cmrs())
-                        .limits(opts.limits)
-                        .allow_exclusions(opts.allow_exclusions);
+                    let p = Planner::new()
+                        .with_limits(opts.limits)
+                        .with_exclusions(opts.allow_exclusions);
                     (p, Strategy::Optimal.name())
                 } else {
-                    (linux_planner.clone(), "linux")
+                    (linux_planner, "linux")
                 };
-                let other_result = other_planner.plan();
+                let other_result = other_planner.plan(parsed.memory(), parsed.cmrs());
                 let other = svg::Section {
                     name: other_name,
-                    holes: other_planner.hole_policy(),
+                    holes: other_planner.holes(),
                     result: &other_result,
                 };
                 let sections = if opts.strategy == Strategy::Linux {
@@ -238,7 +242,7 @@ fn main() -> ExitCode {
         }
         Format::Text => {
             // Linux's verdict is always part of the readiness report; --compare adds nothing.
-            let r = Readiness::assess(&planner);
+            let r = Readiness::assess(&planner, parsed.memory(), parsed.cmrs());
             let mut text = format!("{name}\n{}", report::text::readiness(&r, &ctx));
             if let Ok(plan) = &r.chosen().result {
                 text.push('\n');

@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 use tdmr::addr::PhysRange;
-use tdmr::layout::validate::{self, ConfigEnv};
 use tdmr::memmap::Cmr;
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::seamcall::abi::{TdmrInfo, TdmrReservedEntry};
+use tdmr::memmap::parse_kernel_log;
+use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::abi::{TdmrInfo, TdmrReservedEntry};
+use tdmr::tdx::validate::{self, ConfigEnv};
 
 mod common;
 
@@ -58,11 +59,13 @@ fn infos_from_json(doc: &Value) -> (Vec<TdmrInfo>, Vec<Cmr>) {
 fn assert_json_plan_valid(doc: &Value, log: &str) {
     assert_eq!(doc["status"], "ok");
     let (infos, cmrs) = infos_from_json(doc);
-    let mut env = ConfigEnv::new(&cmrs);
-    env.max_tdmrs = u(&doc["limits"]["max_tdmrs"]) as usize;
+    let mut limits = TdxLimits::default()
+        .with_max_tdmrs(u(&doc["limits"]["max_tdmrs"]) as u16)
+        .unwrap();
     if !doc["limits"]["dynamic_pamt_bits"].is_null() {
-        env.dynamic_pamt = true;
+        limits = limits.with_dynamic_pamt(1).unwrap();
     }
+    let env = ConfigEnv::from_limits(&limits, &cmrs);
     validate::sys_config(&infos, &env).unwrap_or_else(|s| panic!("module refuses: {s}"));
     let parsed = parse_kernel_log(log).unwrap();
     let excluded: Vec<PhysRange> = doc["excluded"]
@@ -186,8 +189,12 @@ fn dynamic_pamt_plan_with_the_default_strategy_passes_validate_in_dpamt_mode() {
     assert_json_plan_valid(&doc, &std::fs::read_to_string(&path).unwrap());
     // Without R8 bit 16 the module wants full PAMT_4K tables: the bitmap of TDMR 0 is too small.
     let (infos, cmrs) = infos_from_json(&doc);
-    let status = validate::sys_config(&infos, &ConfigEnv::new(&cmrs)).unwrap_err();
-    assert_eq!(status.raw(), tdmr::seamcall::status::TDX_INVALID_PAMT);
+    let status = validate::sys_config(
+        &infos,
+        &ConfigEnv::from_limits(&TdxLimits::default(), &cmrs),
+    )
+    .unwrap_err();
+    assert_eq!(status.raw(), tdmr::tdx::status::TDX_INVALID_PAMT);
 }
 
 #[test]

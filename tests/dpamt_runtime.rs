@@ -3,13 +3,13 @@
 //! TD-leaf stand-in taking each page into use) leave every page pair returned and the module
 //! holding none.
 
-use tdmr::init::{Bringup, Initialized, PrivateKeyIds};
-use tdmr::layout::{HolePolicy, Strategy};
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::pamt::dynamic::{DynamicPamt, Get, PairCache, PairSource, PamtPagePair, Put};
-use tdmr::seamcall::leaf;
-use tdmr::seamcall::mock::{MockModule, Platform, SysState};
+use tdmr::dpamt::{DynamicPamt, Get, PairCache, PairSource, PamtPagePair, Put, ReturnedPair};
+use tdmr::init::{Bringup, Initialized};
+use tdmr::layout::{HolePolicy, Planner, Strategy};
+use tdmr::memmap::parse_kernel_log;
+use tdmr::mock::{MockModule, Platform, SysState};
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -37,20 +37,20 @@ fn bring_up(name: &str, strategy: Strategy) -> (MockModule, Initialized) {
     let input = parse_kernel_log(&fixture(name)).unwrap();
     let platform = Platform::new(input.cmrs().listed())
         .unwrap()
-        .topology(4, 2)
+        .with_topology(4, 2)
         .unwrap()
-        .limits(dpamt_limits());
-    let (first, last) = platform.private_keyids();
-    let keyids = PrivateKeyIds::new(first as u16, (last - first + 1) as u16);
+        .with_limits(dpamt_limits());
+    let keyids = platform.private_keyids();
     let module = MockModule::new(platform);
-    let mut b = Bringup::new(&module, &module, &module, keyids)
-        .strategy(strategy)
-        .dynamic_pamt(true);
+    let mut planner = Planner::new().with_strategy(strategy);
     if strategy == Strategy::Linux && name.starts_with("emr") {
         // Linux mainline's memory-based holes exhaust the reserved areas there (with or
         // without Dynamic PAMT); distribution kernels use CMR-based holes.
-        b = b.holes(HolePolicy::Cmr);
+        planner = planner.with_holes(HolePolicy::Cmr);
     }
+    let b = Bringup::new(&module, &module, &module, keyids)
+        .with_planner(planner)
+        .with_dynamic_pamt(true);
     let done = b
         .run(input.memory())
         .unwrap_or_else(|e| panic!("{name} ({strategy:?}): {e}"));
@@ -60,12 +60,14 @@ fn bring_up(name: &str, strategy: Strategy) -> (MockModule, Initialized) {
 /// Bounded pairs from a fixed list: stands in for the kernel's page allocator.
 struct Pool(Vec<PamtPagePair>);
 
-impl PairSource for Pool {
+// SAFETY: the pages are the mock's simulated memory, free TDX memory of the plan that nothing
+// else in the test uses.
+unsafe impl PairSource for Pool {
     fn take_pair(&mut self) -> Option<PamtPagePair> {
         self.0.pop()
     }
-    fn return_pair(&mut self, p: PamtPagePair) -> Result<(), PamtPagePair> {
-        self.0.push(p);
+    fn return_pair(&mut self, p: ReturnedPair) -> Result<(), ReturnedPair> {
+        self.0.push(p.pair());
         Ok(())
     }
 }
@@ -158,7 +160,7 @@ fn the_module_enforces_what_the_manager_orders() {
     let mut pool = Pool(pairs_at(free_window(&done, MIB, 64 * MIB), 1));
     assert_eq!(
         module.mark_in_use(pa).unwrap_err().raw(),
-        tdmr::seamcall::status::TDX_MISSING_PAMT_PAGE_PAIR
+        tdmr::tdx::status::TDX_MISSING_PAMT_PAGE_PAIR
     );
     assert_eq!(dpamt.get(pa >> 12, &mut pool).unwrap(), Get::Added);
     module.mark_in_use(pa).unwrap();
@@ -187,12 +189,13 @@ fn many_mappings_come_and_go_and_every_pair_is_returned() {
 
     /// The shared allocator, behind a mutex like the kernel's page allocator lock.
     struct Shared<'a>(&'a Mutex<Vec<PamtPagePair>>);
-    impl PairSource for Shared<'_> {
+    // SAFETY: as for `Pool`: simulated memory nothing else uses.
+    unsafe impl PairSource for Shared<'_> {
         fn take_pair(&mut self) -> Option<PamtPagePair> {
             self.0.lock().unwrap().pop()
         }
-        fn return_pair(&mut self, p: PamtPagePair) -> Result<(), PamtPagePair> {
-            self.0.lock().unwrap().push(p);
+        fn return_pair(&mut self, p: ReturnedPair) -> Result<(), ReturnedPair> {
+            self.0.lock().unwrap().push(p.pair());
             Ok(())
         }
     }
@@ -243,7 +246,7 @@ fn many_mappings_come_and_go_and_every_pair_is_returned() {
                                 Put::Removed { unreturned } => {
                                     removed += 1;
                                     if let Some(p) = unreturned {
-                                        allocator.lock().unwrap().push(p);
+                                        allocator.lock().unwrap().push(p.pair());
                                     }
                                 }
                             }

@@ -83,9 +83,13 @@ fn without(memory: &MemoryMap, holes: &[PhysRange]) -> MemoryMap {
 }
 
 fn plan(memory: &MemoryMap, cmrs: &Cmrs) -> Option<Plan> {
-    Planner::new(memory, cmrs)
-        .plan()
-        .or_else(|_| Planner::new(memory, cmrs).holes(HolePolicy::Cmr).plan())
+    Planner::new()
+        .plan(memory, cmrs)
+        .or_else(|_| {
+            Planner::new()
+                .with_holes(HolePolicy::Cmr)
+                .plan(memory, cmrs)
+        })
         .ok()
 }
 

@@ -411,9 +411,9 @@ fn a_range_spanning_abutting_regions_and_tdmrs_is_admitted() {
     ])
     .unwrap();
     let cmrs = Cmrs::covering(&memory);
-    let plan = Planner::new(&memory, &cmrs)
-        .strategy(Strategy::Linux)
-        .plan()
+    let plan = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .plan(&memory, &cmrs)
         .unwrap();
     assert_eq!(plan.tdmrs().len(), 2);
     let gate = gate_online(&cmrs, 1, 1);

@@ -2,17 +2,18 @@
 //! retrying while the budget lasts (one extra call per injected fault), and reported with its
 //! raw status, leaf and CPU once it runs out. Non-transient failures are reported at once.
 
-use tdmr::init::{
-    Bringup, InitError, InitErrorKind, Initialized, PrivateKeyIds, RetryPolicy, Stage,
-};
-use tdmr::memmap::parse::ParsedLog;
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::seamcall::mock::{FaultInjector, FaultKind, FaultSpec, MockModule, Platform, SysState};
-use tdmr::seamcall::status::{
+use tdmr::init::{Bringup, InitError, InitErrorKind, Initialized, RetryPolicy, Stage};
+use tdmr::memmap::ParsedLog;
+use tdmr::memmap::parse_kernel_log;
+use tdmr::mock::{MockModule, Platform, SysState};
+use tdmr::seamcall::SeamcallCounts;
+use tdmr::seamcall::{FaultInjector, FaultKind, FaultSpec};
+use tdmr::sysinfo::PrivateKeyIds;
+use tdmr::tdx::leaf::{self, Leaf};
+use tdmr::tdx::status::{
     TDX_KEY_GENERATION_FAILED, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_RND_NO_ENTROPY,
     TDX_SYS_BUSY, operand,
 };
-use tdmr::seamcall::{Leaf, SeamcallCounts, leaf};
 
 /// 2 GiB + 8 GiB of TDMRs: 2560 TDH.SYS.TDMR.INIT calls.
 const LOG: &str =
@@ -27,12 +28,12 @@ fn input() -> ParsedLog {
 fn module() -> MockModule {
     let p = Platform::new(input().cmrs().listed())
         .unwrap()
-        .topology(LPS, PACKAGES)
+        .with_topology(LPS, PACKAGES)
         .unwrap();
     MockModule::new(p)
 }
 
-const KEYIDS: PrivateKeyIds = PrivateKeyIds::new(32, 32);
+const KEYIDS: PrivateKeyIds = PrivateKeyIds::DEFAULT;
 
 fn run(faults: &[FaultSpec]) -> (MockModule, Result<Initialized, InitError>, usize) {
     let m = module();
@@ -224,7 +225,7 @@ fn retry_budget_is_the_policy() {
         ..RetryPolicy::default()
     };
     let e = Bringup::new(&f, &m, &m, KEYIDS)
-        .retry(policy)
+        .with_retry(policy)
         .run(input().memory())
         .unwrap_err();
     assert_eq!(seamcall_error(&e).attempts, 3);
@@ -234,7 +235,7 @@ fn retry_budget_is_the_policy() {
 fn non_transient_failure_is_reported_at_once() {
     // KeyIDs the BIOS did not give TDX: TDH.SYS.CONFIG refuses R8.
     let m = module();
-    let e = Bringup::new(&m, &m, &m, PrivateKeyIds::new(5, 8))
+    let e = Bringup::new(&m, &m, &m, PrivateKeyIds::new(5, 8).unwrap())
         .run(input().memory())
         .unwrap_err();
     assert_eq!(e.stage, Stage::Config);
@@ -247,7 +248,7 @@ fn non_transient_failure_is_reported_at_once() {
     assert!(!e.teardown.unwrap().reset_required);
     // Too few KeyIDs never reach the module.
     let m = module();
-    let e = Bringup::new(&m, &m, &m, PrivateKeyIds::new(32, 1))
+    let e = Bringup::new(&m, &m, &m, PrivateKeyIds::new(32, 1).unwrap())
         .run(input().memory())
         .unwrap_err();
     assert_eq!(

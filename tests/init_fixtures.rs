@@ -2,11 +2,12 @@
 //! what Linux printed on those machines (PAMT totals) and from the TDX module's rules (4 MiB of
 //! TDMR per TDH.SYS.TDMR.INIT call, one TDH.SYS.KEY.CONFIG per package, ...).
 
-use tdmr::init::{Bringup, InitErrorKind, Initialized, PrivateKeyIds, Stage};
-use tdmr::layout::{HolePolicy, PlanError, Strategy};
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::seamcall::leaf;
-use tdmr::seamcall::mock::{CallLogMode, LogEntry, MockModule, Platform, SysState};
+use tdmr::init::{Bringup, InitErrorKind, Initialized, Stage};
+use tdmr::layout::{HolePolicy, PlanError, Planner, Strategy};
+use tdmr::memmap::parse_kernel_log;
+use tdmr::mock::{CallLogMode, LogEntry, MockModule, Platform, SysState};
+use tdmr::sysinfo::PrivateKeyIds;
+use tdmr::tdx::leaf;
 
 const GIB: u64 = 1 << 30;
 
@@ -16,8 +17,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn keyids(p: &Platform) -> PrivateKeyIds {
-    let (first, last) = p.private_keyids();
-    PrivateKeyIds::new(first as u16, (last - first + 1) as u16)
+    p.private_keyids()
 }
 
 /// Brings up a fresh mock (`lps` LPs in `packages` packages) for a fixture.
@@ -40,17 +40,19 @@ fn bring_up_logged(
     let input = parse_kernel_log(&fixture(name)).unwrap();
     let platform = Platform::new(input.cmrs().listed())
         .unwrap()
-        .topology(lps, packages)
+        .with_topology(lps, packages)
         .unwrap();
     let k = keyids(&platform);
     let module = MockModule::with_log(platform, log);
     // These bring-ups reproduce what Linux did on the machines, so they plan as Linux does;
     // `optimal_strategy_brings_up_every_fixture` covers the default strategy.
-    let mut b = Bringup::new(&module, &module, &module, k).strategy(Strategy::Linux);
+    let mut planner = Planner::new().with_strategy(Strategy::Linux);
     if let Some(h) = holes {
-        b = b.holes(h);
+        planner = planner.with_holes(h);
     }
-    let r = b.run(input.memory());
+    let r = Bringup::new(&module, &module, &module, k)
+        .with_planner(planner)
+        .run(input.memory());
     (module, r)
 }
 
@@ -222,12 +224,12 @@ fn optimal_strategy_brings_up_every_fixture() {
         let input = parse_kernel_log(&fixture(name)).unwrap();
         let platform = Platform::new(input.cmrs().listed())
             .unwrap()
-            .topology(4, 2)
+            .with_topology(4, 2)
             .unwrap();
         let k = keyids(&platform);
         let module = MockModule::new(platform);
         let done = Bringup::new(&module, &module, &module, k)
-            .strategy(Strategy::Optimal)
+            .with_planner(Planner::new().with_strategy(Strategy::Optimal))
             .run(input.memory())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(done.plan.strategy(), Strategy::Optimal);

@@ -10,11 +10,10 @@
 
 use proptest::prelude::*;
 use tdmr::addr::PhysRange;
-use tdmr::layout::validate::{ConfigEnv, covers_memory, sys_config};
 use tdmr::layout::{HolePolicy, PlanError, Planner, Strategy as PlanStrategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
-use tdmr::seamcall::abi::tdmr_infos;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::validate::{ConfigEnv, covers_memory, sys_config};
 
 const K4: u64 = 1 << 12;
 const M2: u64 = 1 << 21;
@@ -197,12 +196,16 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     if c.dpamt {
         limits = limits.with_dynamic_pamt(1).unwrap();
     }
-    let planner = Planner::new(&memory, &cmrs)
-        .strategy(PlanStrategy::Linux)
-        .holes(c.holes)
-        .limits(limits);
-    let result = planner.plan();
-    prop_assert_eq!(&result, &planner.plan(), "planning is not deterministic");
+    let planner = Planner::new()
+        .with_strategy(PlanStrategy::Linux)
+        .with_holes(c.holes)
+        .with_limits(limits);
+    let result = planner.plan(&memory, &cmrs);
+    prop_assert_eq!(
+        &result,
+        &planner.plan(&memory, &cmrs),
+        "planning is not deterministic"
+    );
     let expected_tdmrs = linux_tdmrs(&memory);
 
     match result {
@@ -213,15 +216,15 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             let ranges: Vec<PhysRange> = plan.tdmrs().iter().map(|t| t.range()).collect();
             prop_assert_eq!(&ranges, &expected_tdmrs);
 
-            let infos = tdmr_infos(&plan).expect("at most 16 reserved areas fit TDMR_INFO");
+            let infos = plan
+                .tdmr_infos()
+                .expect("at most 16 reserved areas fit TDMR_INFO");
             let mut slots = cmrs.listed().to_vec();
             if let Some(at) = c.null_slot {
                 slots.insert(at.min(slots.len()), Cmr::new(0, 0));
             }
             slots.resize(slots.len().max(32), Cmr::new(0, 0));
-            let mut env = ConfigEnv::new(&slots);
-            env.max_tdmrs = c.max_tdmrs as usize;
-            env.dynamic_pamt = c.dpamt;
+            let env = ConfigEnv::from_limits(plan.limits(), &slots);
             if let Err(status) = sys_config(&infos, &env) {
                 return Err(TestCaseError::fail(format!(
                     "the module would refuse the plan: {status}\n{plan:#?}"
@@ -242,9 +245,8 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             // With room for any number of reserved areas the same plan succeeds; the named
             // TDMR is the first that needs more than `limit`.
             let roomy = planner
-                .clone()
-                .limits(limits.with_max_reserved_per_tdmr(u16::MAX))
-                .plan()
+                .with_limits(limits.with_max_reserved_per_tdmr(u16::MAX))
+                .plan(&memory, &cmrs)
                 .expect("only the reserved-area limit failed");
             let first = roomy
                 .tdmrs()
@@ -314,11 +316,11 @@ fn every_outcome_is_reachable() {
             .with_max_tdmrs(c.max_tdmrs)
             .unwrap()
             .with_max_reserved_per_tdmr(c.max_reserved);
-        Planner::new(&memory, &cmrs)
-            .strategy(PlanStrategy::Linux)
-            .holes(c.holes)
-            .limits(limits)
-            .plan()
+        Planner::new()
+            .with_strategy(PlanStrategy::Linux)
+            .with_holes(c.holes)
+            .with_limits(limits)
+            .plan(&memory, &cmrs)
             .map(|p| p.tdmrs().len())
     };
     assert_eq!(outcome(&base), Ok(2));

@@ -24,9 +24,12 @@ use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;
 
 use tdmr::addr::PhysRange;
-use tdmr::pamt::dynamic::{DynamicPamt, Get, PairCache, PairSource, PamtPagePair, Put};
-use tdmr::seamcall::{Leaf, Output, Regs, Seamcall, Status, leaf};
+use tdmr::dpamt::{DynamicPamt, Get, PairCache, PairSource, PamtPagePair, Put, ReturnedPair};
+use tdmr::seamcall::Seamcall;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf::{self, Leaf};
+use tdmr::tdx::status::Status;
+use tdmr::tdx::{Output, Regs};
 
 const RANGE: u64 = 0x4000_0000;
 const OTHER: u64 = RANGE + 0x20_0000;
@@ -108,12 +111,25 @@ fn setup() -> (Arc<Module>, Arc<Manager>) {
     (module, Arc::new(m))
 }
 
+/// Hands out one pair.
+struct Once(Option<PamtPagePair>);
+
+// SAFETY: the modelled module writes nothing; the addresses are labels.
+unsafe impl PairSource for Once {
+    fn take_pair(&mut self) -> Option<PamtPagePair> {
+        self.0.take()
+    }
+    fn return_pair(&mut self, p: ReturnedPair) -> Result<(), ReturnedPair> {
+        Err(p)
+    }
+}
+
 /// A cache holding pair number `i` (distinct pages per pair), with room for one more.
 fn cache(i: u64) -> PairCache {
     let mut c = PairCache::new(3);
     let base = 0x1_0000_0000 + i * 0x2000;
-    c.return_pair(PamtPagePair::new(base, base + 0x1000).unwrap())
-        .unwrap();
+    let pair = PamtPagePair::new(base, base + 0x1000).unwrap();
+    c.top_up(&mut Once(Some(pair)));
     c
 }
 

@@ -43,7 +43,7 @@ fn machine() -> Machine {
     .unwrap();
     let plan = |regions: Vec<MemoryRegion>| {
         let memory = MemoryMap::new(regions).unwrap();
-        let plan = Planner::new(&memory, &cmrs).plan().unwrap();
+        let plan = Planner::new().plan(&memory, &cmrs).unwrap();
         (memory, plan)
     };
     let without_hot = plan(vec![

@@ -7,9 +7,9 @@ mod mock_config;
 
 use proptest::prelude::*;
 
-use tdmr::layout::{HolePolicy, Planner, Strategy, validate};
+use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
-use tdmr::seamcall::abi;
+use tdmr::tdx::validate;
 
 /// Strategies whose plans the module must accept. (Add new strategies here.)
 const STRATEGIES: &[Strategy] = &[Strategy::Linux, Strategy::Optimal];
@@ -40,11 +40,11 @@ proptest! {
         let cmrs = Cmrs::covering(&map);
         let holes = if cmr_holes { HolePolicy::Cmr } else { HolePolicy::Memory };
         for &s in STRATEGIES {
-            let Ok(plan) = Planner::new(&map, &cmrs).strategy(s).holes(holes).plan() else {
+            let Ok(plan) = Planner::new().with_strategy(s).with_holes(holes).plan(&map, &cmrs) else {
                 continue;
             };
-            let infos = abi::tdmr_infos(&plan).unwrap();
-            let env = validate::ConfigEnv::new(cmrs.listed());
+            let infos = plan.tdmr_infos().unwrap();
+            let env = validate::ConfigEnv::from_limits(plan.limits(), cmrs.listed());
             prop_assert_eq!(validate::sys_config(&infos, &env), Ok(()));
             let status = mock_config::config_on_mock(cmrs.listed(), &infos);
             prop_assert!(status.is_success(), "{:?} plan refused by the mock: {}", s, status);

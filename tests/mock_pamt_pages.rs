@@ -5,12 +5,14 @@
 use tdmr::addr::PageSize;
 use tdmr::init::{Cpus, HostMemory};
 use tdmr::layout::{Plan, Planner, Strategy};
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::seamcall::abi::{self, TdmrInfoPaArray};
-use tdmr::seamcall::mock::{MockModule, Platform, SysState};
-use tdmr::seamcall::status::*;
-use tdmr::seamcall::{Leaf, Output, Regs, Seamcall, leaf};
+use tdmr::memmap::parse_kernel_log;
+use tdmr::mock::{MockModule, Platform, SysState};
+use tdmr::seamcall::Seamcall;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::abi::TdmrInfoPaArray;
+use tdmr::tdx::leaf::{self, Leaf};
+use tdmr::tdx::status::*;
+use tdmr::tdx::{Output, Regs};
 
 /// CMRs [1 MiB, 0x7f000000) and [4 GiB, 8 GiB): TDMR 0 = [0, 2 GiB) with holes [0, 1 MiB) and
 /// [0x7f000000, 2 GiB); TDMR 1 = [4 GiB, 8 GiB) holding every PAMT near its top.
@@ -35,10 +37,10 @@ fn plan(dpamt: bool) -> Plan {
     } else {
         TdxLimits::default()
     };
-    Planner::new(input.memory(), input.cmrs())
-        .limits(limits)
-        .strategy(Strategy::Linux)
-        .plan()
+    Planner::new()
+        .with_limits(limits)
+        .with_strategy(Strategy::Linux)
+        .plan(input.memory(), input.cmrs())
         .unwrap()
 }
 
@@ -93,9 +95,9 @@ fn ready_uninitialized(dpamt: bool) -> MockModule {
     let input = parse_kernel_log(LOG).unwrap();
     let p = Platform::new(input.cmrs().listed())
         .unwrap()
-        .topology(2, 2)
+        .with_topology(2, 2)
         .unwrap()
-        .limits(dpamt_limits());
+        .with_limits(dpamt_limits());
     let m = MockModule::new(p);
     assert_eq!(raw(&m, leaf::TDH_SYS_INIT, Regs::ZERO), TDX_SUCCESS);
     for lp in 0..2 {
@@ -104,7 +106,7 @@ fn ready_uninitialized(dpamt: bool) -> MockModule {
             TDX_SUCCESS
         );
     }
-    let infos = abi::tdmr_infos(&plan(dpamt)).unwrap();
+    let infos = plan(dpamt).tdmr_infos().unwrap();
     let pas: Vec<u64> = infos
         .iter()
         .map(|t| m.place(&t.to_bytes(), 512).unwrap())
@@ -225,7 +227,7 @@ fn pamt_leaves_before_ready_or_with_a_version_are_refused() {
     let input = parse_kernel_log(LOG).unwrap();
     let p = Platform::new(input.cmrs().listed())
         .unwrap()
-        .limits(dpamt_limits());
+        .with_limits(dpamt_limits());
     let m = MockModule::new(p);
     assert_eq!(
         add(&m, FOUR_GIB | PS_2M, pool(0), pool(1)),
@@ -489,7 +491,7 @@ fn pamt_state_is_sparse() {
 
 /// CONFIG inputs for the Dynamic PAMT plan, placed in `m`'s memory.
 fn config_regs(m: &MockModule, r8: u64) -> Regs {
-    let infos = abi::tdmr_infos(&plan(true)).unwrap();
+    let infos = plan(true).tdmr_infos().unwrap();
     let pas: Vec<u64> = infos
         .iter()
         .map(|t| m.place(&t.to_bytes(), 512).unwrap())
@@ -513,11 +515,11 @@ fn lp_initialized(keyid_bits: u32, dpamt: bool) -> MockModule {
     };
     let p = Platform::new(input.cmrs().listed())
         .unwrap()
-        .limits(limits)
-        .keyids(3, 4, keyid_bits)
+        .with_limits(limits)
+        .with_keyids(3, 4, keyid_bits)
         .unwrap();
     assert_eq!(p.supports_dynamic_pamt(), dpamt);
-    assert_eq!(p.module_features0() >> 36 & 1, u64::from(dpamt));
+    assert_eq!(p.features0() >> 36 & 1, u64::from(dpamt));
     let m = MockModule::new(p);
     assert_eq!(raw(&m, leaf::TDH_SYS_INIT, Regs::ZERO), TDX_SUCCESS);
     assert_eq!(raw(&m, leaf::TDH_SYS_LP_INIT, Regs::ZERO), TDX_SUCCESS);

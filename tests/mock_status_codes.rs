@@ -2,15 +2,18 @@
 //! exact 64-bit value from the module's rules (tdx-module-rules.md §2, §3, §5, §6, §7).
 
 use tdmr::init::{Cpus, HostMemory};
-use tdmr::layout::{Planner, Strategy, validate};
+use tdmr::layout::{Planner, Strategy};
 use tdmr::memmap::Cmr;
-use tdmr::memmap::parse::parse_kernel_log;
-use tdmr::seamcall::abi::{self, TdmrInfo, TdmrInfoPaArray};
-use tdmr::seamcall::metadata::{self as md, FIELD_ID_NA};
-use tdmr::seamcall::mock::{MockModule, Platform, SysState};
-use tdmr::seamcall::status::*;
-use tdmr::seamcall::{Leaf, Output, Regs, Seamcall, leaf};
+use tdmr::memmap::parse_kernel_log;
+use tdmr::mock::{MockModule, Platform, SysState};
+use tdmr::seamcall::Seamcall;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::abi::{TdmrInfo, TdmrInfoPaArray};
+use tdmr::tdx::leaf::{self, Leaf};
+use tdmr::tdx::metadata::{self as md, FIELD_ID_NA};
+use tdmr::tdx::status::*;
+use tdmr::tdx::validate;
+use tdmr::tdx::{Output, Regs};
 
 const LOG: &str =
     "virt/tdx: CMR: [0x100000, 0x7f000000)\nvirt/tdx: CMR: [0x100000000, 0x200000000)\n";
@@ -20,7 +23,7 @@ fn platform() -> Platform {
     let input = parse_kernel_log(LOG).unwrap();
     Platform::new(input.cmrs().listed())
         .unwrap()
-        .topology(2, 2)
+        .with_topology(2, 2)
         .unwrap()
 }
 
@@ -52,11 +55,11 @@ fn rdx(v: u64) -> Regs {
 /// The Linux plan for `LOG` as `TDMR_INFO`s.
 fn infos() -> Vec<TdmrInfo> {
     let input = parse_kernel_log(LOG).unwrap();
-    let plan = Planner::new(input.memory(), input.cmrs())
-        .strategy(Strategy::Linux)
-        .plan()
+    let plan = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .plan(input.memory(), input.cmrs())
         .unwrap();
-    abi::tdmr_infos(&plan).unwrap()
+    plan.tdmr_infos().unwrap()
 }
 
 /// Writes `infos` and their PA array into the mock's memory; the CONFIG inputs.
@@ -582,7 +585,7 @@ fn config_matches_the_validator() {
     let mut bad = infos();
     bad[0].reserved[3].size = 0x800;
     let input = parse_kernel_log(LOG).unwrap();
-    let env = validate::ConfigEnv::new(input.cmrs().listed());
+    let env = validate::ConfigEnv::from_limits(&TdxLimits::default(), input.cmrs().listed());
     let expected = validate::sys_config(&bad, &env).unwrap_err();
     let regs = place(&m, &bad, 32);
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_CONFIG, regs), expected.raw());
@@ -595,8 +598,8 @@ fn dynamic_pamt_config_needs_keyid_bits_below_bit_48() {
     // 3 KeyID bits: the HKID starts at bit 49.
     let p = Platform::new(input.cmrs().listed())
         .unwrap()
-        .limits(dpamt)
-        .keyids(3, 4, 3)
+        .with_limits(dpamt)
+        .with_keyids(3, 4, 3)
         .unwrap();
     let m = MockModule::new(p);
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_INIT, Regs::ZERO), TDX_SUCCESS);
@@ -711,11 +714,11 @@ fn tdmr_progress_costs_nothing_per_page() {
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_INIT, Regs::ZERO), TDX_SUCCESS);
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_LP_INIT, Regs::ZERO), TDX_SUCCESS);
     let input = parse_kernel_log("virt/tdx: CMR: [0x0, 0x100000000000)\n").unwrap();
-    let plan = Planner::new(input.memory(), input.cmrs())
-        .strategy(Strategy::Linux)
-        .plan()
+    let plan = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .plan(input.memory(), input.cmrs())
         .unwrap();
-    let regs = place(&m, &abi::tdmr_infos(&plan).unwrap(), 32);
+    let regs = place(&m, &plan.tdmr_infos().unwrap(), 32);
     assert_eq!(raw(&m, 0, leaf::TDH_SYS_CONFIG, regs), TDX_SUCCESS);
     assert_eq!(
         raw(&m, 0, leaf::TDH_SYS_KEY_CONFIG, Regs::ZERO),

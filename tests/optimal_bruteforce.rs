@@ -11,10 +11,10 @@
 
 use proptest::prelude::*;
 use tdmr::addr::{PhysRange, SZ_1G};
-use tdmr::layout::{HolePolicy, Plan, PlanError, Planner, Strategy as PlanStrategy, validate};
+use tdmr::layout::{HolePolicy, Plan, PlanError, Planner, Strategy as PlanStrategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
-use tdmr::seamcall::abi;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::validate;
 
 const MIB: u64 = 1 << 20;
 const WINDOWS: u64 = 10;
@@ -287,9 +287,8 @@ fn cost_of(plan: &Plan) -> [usize; 4] {
 }
 
 fn assert_valid(c: &Case, plan: &Plan) {
-    let infos = abi::tdmr_infos(plan).unwrap();
-    let mut env = validate::ConfigEnv::new(&c.cmrs);
-    env.max_tdmrs = c.max_tdmrs as usize;
+    let infos = plan.tdmr_infos().unwrap();
+    let env = validate::ConfigEnv::from_limits(plan.limits(), &c.cmrs);
     validate::sys_config(&infos, &env).unwrap_or_else(|s| panic!("module refuses: {s}\n{plan:#?}"));
     validate::covers_memory(&infos, c.regions.iter().map(|r| r.range()), &[]).unwrap();
     assert!(
@@ -303,11 +302,11 @@ fn run(c: &Case) -> (Result<Plan, PlanError>, Best, bool) {
     let map = MemoryMap::new(c.regions.clone()).unwrap();
     let cmrs = Cmrs::new(c.cmrs.clone()).unwrap();
     let limits = TdxLimits::new(c.max_tdmrs, c.max_reserved, [16; 3]).unwrap();
-    let result = Planner::new(&map, &cmrs)
-        .strategy(PlanStrategy::Optimal)
-        .limits(limits)
-        .holes(c.policy)
-        .plan();
+    let result = Planner::new()
+        .with_strategy(PlanStrategy::Optimal)
+        .with_limits(limits)
+        .with_holes(c.policy)
+        .plan(&map, &cmrs);
     let oracle = Oracle { c };
     (result, enumerate(&oracle), oracle.every_node_can_dock())
 }
@@ -379,11 +378,11 @@ fn fixture_bridging_matches_the_issue() {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let parsed = tdmr::memmap::parse::parse_kernel_log(&log).unwrap();
+    let parsed = tdmr::memmap::parse_kernel_log(&log).unwrap();
     for (tdmrs, gib) in [(4u16, 896u64), (3, 898), (2, 962), (1, 1026)] {
-        let plan = Planner::new(parsed.memory(), parsed.cmrs())
-            .limits(TdxLimits::default().with_max_tdmrs(tdmrs).unwrap())
-            .plan()
+        let plan = Planner::new()
+            .with_limits(TdxLimits::default().with_max_tdmrs(tdmrs).unwrap())
+            .plan(parsed.memory(), parsed.cmrs())
             .unwrap();
         assert_eq!(plan.covered_bytes(), gib * SZ_1G, "{tdmrs} TDMRs");
         assert_eq!(plan.tdmrs().len(), tdmrs as usize);

@@ -3,12 +3,12 @@
 //! when the block is unusable or breaks a TDMR's reserved-area limit.
 
 use tdmr::addr::{PhysRange, SZ_1G};
-use tdmr::layout::{BadPamtReason, PlanError, Planner, validate};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::layout::{BadPamtReason, PlanError, Planner};
+use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion, NodeId};
 use tdmr::pamt::{PamtAllocator, TopDownAllocator};
-use tdmr::seamcall::abi;
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::validate;
 
 /// Hands out what it is told to, and records what it was asked.
 struct Scripted {
@@ -16,10 +16,22 @@ struct Scripted {
     asked: Vec<(u64, NodeId)>,
 }
 
-impl PamtAllocator for Scripted {
+// SAFETY: test allocator; the plans it helps make are only validated, never handed to a
+// module, so no memory is written.
+unsafe impl PamtAllocator for Scripted {
     fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
         self.asked.push((size, node));
         self.answers.get(self.asked.len() - 1).copied().flatten()
+    }
+}
+
+/// The top-down placement model as a caller's allocator.
+struct Offline(TopDownAllocator);
+
+// SAFETY: as for `Scripted`: planning only.
+unsafe impl PamtAllocator for Offline {
+    fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
+        self.0.allocate(size, node)
     }
 }
 
@@ -47,8 +59,12 @@ fn two_nodes() -> (MemoryMap, Cmrs) {
 }
 
 fn assert_valid(plan: &tdmr::layout::Plan, memory: &MemoryMap, cmrs: &Cmrs) {
-    let infos = abi::tdmr_infos(plan).unwrap();
-    validate::sys_config(&infos, &validate::ConfigEnv::new(cmrs.listed())).unwrap();
+    let infos = plan.tdmr_infos().unwrap();
+    validate::sys_config(
+        &infos,
+        &validate::ConfigEnv::from_limits(plan.limits(), cmrs.listed()),
+    )
+    .unwrap();
     validate::covers_memory(&infos, memory.regions().iter().map(|r| r.range()), &[]).unwrap();
 }
 
@@ -65,7 +81,7 @@ fn one_block_per_node_and_areas_fitted_around_it() {
         Some(r(3 * SZ_1G, 3 * SZ_1G + size)),
         Some(r(10 * SZ_1G, 10 * SZ_1G + size)),
     ];
-    let plan = Planner::new(&m, &c).plan_with(&mut alloc).unwrap();
+    let plan = Planner::new().plan_with(&m, &c, &mut alloc).unwrap();
     assert_eq!(alloc.asked, vec![(size, 0), (size, 1)]);
     assert_eq!(plan.tdmrs().len(), 2);
     for t in plan.tdmrs() {
@@ -102,7 +118,7 @@ fn unusable_blocks_are_refused_by_name() {
             answers: vec![answer],
             asked: Vec::new(),
         };
-        let err = Planner::new(&m, &c).plan_with(&mut alloc).unwrap_err();
+        let err = Planner::new().plan_with(&m, &c, &mut alloc).unwrap_err();
         match (err, reason) {
             (
                 PlanError::PamtAllocationFailed {
@@ -131,7 +147,7 @@ fn unusable_blocks_are_refused_by_name() {
         asked: Vec::new(),
     };
     assert!(matches!(
-        Planner::new(&m, &c).plan_with(&mut alloc),
+        Planner::new().plan_with(&m, &c, &mut alloc),
         Err(PlanError::BadPamtBlock {
             reason: BadPamtReason::OverlapsPamt,
             ..
@@ -152,9 +168,9 @@ fn a_block_that_breaks_a_limit_names_the_tdmr() {
         ],
         asked: Vec::new(),
     };
-    let err = Planner::new(&m, &c)
-        .limits(limits)
-        .plan_with(&mut alloc)
+    let err = Planner::new()
+        .with_limits(limits)
+        .plan_with(&m, &c, &mut alloc)
         .unwrap_err();
     assert_eq!(
         err,
@@ -171,9 +187,9 @@ fn a_block_that_breaks_a_limit_names_the_tdmr() {
         ],
         asked: Vec::new(),
     };
-    let plan = Planner::new(&m, &c)
-        .limits(limits)
-        .plan_with(&mut alloc)
+    let plan = Planner::new()
+        .with_limits(limits)
+        .plan_with(&m, &c, &mut alloc)
         .unwrap();
     assert!(plan.tdmrs().iter().all(|t| t.reserved().len() == 1));
     assert_valid(&plan, &m, &c);
@@ -194,12 +210,12 @@ fn the_kernel_style_allocator_plans_every_fixture() {
         ))
         .unwrap();
         let input = parse_kernel_log(&log).unwrap();
-        let mut alloc = TopDownAllocator::new(input.memory());
-        let plan = Planner::new(input.memory(), input.cmrs())
-            .plan_with(&mut alloc)
+        let mut alloc = Offline(TopDownAllocator::new(input.memory()));
+        let plan = Planner::new()
+            .plan_with(input.memory(), input.cmrs(), &mut alloc)
             .unwrap();
         assert_valid(&plan, input.memory(), input.cmrs());
-        let docked = Planner::new(input.memory(), input.cmrs()).plan().unwrap();
+        let docked = Planner::new().plan(input.memory(), input.cmrs()).unwrap();
         // Same TDMRs; docking never needs more reserved areas than the allocator's placement.
         assert_eq!(
             plan.tdmrs().iter().map(|t| t.range()).collect::<Vec<_>>(),

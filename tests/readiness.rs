@@ -6,7 +6,7 @@ mod common;
 use common::{fixture, run, stdout};
 use tdmr::layout::{Planner, Strategy};
 use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
-use tdmr::report::readiness::{Readiness, Warning};
+use tdmr::readiness::{Readiness, Warning};
 
 const GIB: u64 = 1 << 30;
 
@@ -161,7 +161,11 @@ fn a_pamt_on_the_minor_node_is_reported() {
     ])
     .unwrap();
     let cmrs = Cmrs::covering(&memory);
-    let r = Readiness::assess(&Planner::new(&memory, &cmrs).strategy(Strategy::Linux));
+    let r = Readiness::assess(
+        &Planner::new().with_strategy(Strategy::Linux),
+        &memory,
+        &cmrs,
+    );
     assert!(r.linux.is_ok());
     assert_eq!(r.linux.off_node_pamts, 1);
     assert!(r.warnings.iter().any(|w| matches!(

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Element, fixture, parse_xml, run, stdout};
 use tdmr::layout::{HolePolicy, Planner, Strategy};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
 use tdmr::report::{Context, svg};
 
@@ -125,7 +125,7 @@ fn emr_compare_shows_linux_failing_tdmr_above_our_layout() {
 
     // Ours: one bracket per TDMR of the plan, titled with its index and range.
     let parsed = parse_kernel_log(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let plan = Planner::new(parsed.memory(), parsed.cmrs()).plan().unwrap();
+    let plan = Planner::new().plan(parsed.memory(), parsed.cmrs()).unwrap();
     let ours = section(&root, "optimal");
     let brackets: Vec<&Element> = ours
         .descendants()
@@ -223,8 +223,10 @@ fn synthetic_16t(holes_per_node: u64) -> (MemoryMap, Cmrs) {
 }
 
 fn render_both(memory: &MemoryMap, cmrs: &Cmrs) -> String {
-    let linux = Planner::new(memory, cmrs).strategy(Strategy::Linux).plan();
-    let ours = Planner::new(memory, cmrs).plan();
+    let linux = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .plan(memory, cmrs);
+    let ours = Planner::new().plan(memory, cmrs);
     assert!(ours.is_ok(), "{:?}", ours.as_ref().err());
     let ctx = Context { memory, cmrs };
     svg::render(

@@ -12,9 +12,10 @@
 //! 32, a SEAM range at `[3.5G, 3.5G + 32M)`, `TDMR_INFO`s at `0x200000 + i * 0x1000`.
 
 use tdmr::addr::{MAX_PA, PageSize, PhysRange};
-use tdmr::layout::validate::{ConfigEnv, covers_memory, sys_config, sys_config_with, tdmr_info_pa};
 use tdmr::memmap::Cmr;
-use tdmr::seamcall::abi::{TdmrInfo, TdmrReservedEntry};
+use tdmr::sysinfo::{PrivateKeyIds, TdxLimits};
+use tdmr::tdx::abi::{TdmrInfo, TdmrReservedEntry};
+use tdmr::tdx::validate::{ConfigEnv, covers_memory, sys_config, sys_config_with, tdmr_info_pa};
 
 const K4: u64 = 1 << 12;
 const M: u64 = 1 << 20;
@@ -96,14 +97,17 @@ fn base() -> Setup {
 
 impl Setup {
     fn env(&self) -> ConfigEnv<'_> {
-        let mut env = ConfigEnv::new(&self.cmrs);
-        env.max_tdmrs = self.max_tdmrs;
-        env.pamt_entry_size = self.pamt_entry_size;
-        env.dynamic_pamt = self.dynamic_pamt;
-        env.keyid_bits = self.keyid_bits;
-        env.seamrr = self.seamrr;
-        env.private_keyid_min = self.private_keyid_min;
-        env
+        let sizes = self.pamt_entry_size.map(|s| s as u16);
+        let mut limits = TdxLimits::new(self.max_tdmrs as u16, 16, sizes).unwrap();
+        if self.dynamic_pamt {
+            limits = limits.with_dynamic_pamt(1).unwrap();
+        }
+        let keyids = PrivateKeyIds::new(self.private_keyid_min as u32, 1).unwrap();
+        let env = ConfigEnv::from_limits(&limits, &self.cmrs).with_keyids(self.keyid_bits, keyids);
+        match self.seamrr {
+            Some(r) => env.with_seamrr(r),
+            None => env,
+        }
     }
 
     /// TDH.SYS.CONFIG with RDX = number of TDMRs, each `TDMR_INFO` fetched through its PA.

@@ -15,7 +15,8 @@ use alloc::boxed::Box;
 
 use super::HotplugGate;
 use super::error::{CpuOfflineError, CpuOnlineError, KeyIdError};
-use super::state::{MAX_GUEST_KEYIDS, MAX_IN_FLIGHT, ModuleState};
+use super::module_state::ModuleState;
+use super::state::{MAX_GUEST_KEYIDS, MAX_IN_FLIGHT};
 use super::sync::{AtomicU32, Ordering};
 
 /// Slot value of an offline CPU; an online CPU holds `package + 1`.

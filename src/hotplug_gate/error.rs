@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::state::ModuleState;
+use super::module_state::ModuleState;
 use crate::addr::PhysRange;
 
 /// Why a memory addition was not admitted.

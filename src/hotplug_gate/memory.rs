@@ -3,8 +3,9 @@
 
 use super::HotplugGate;
 use super::error::AdmitError;
+use super::module_state::ModuleState;
 use super::snapshot::first_uncovered;
-use super::state::{MAX_IN_FLIGHT, ModuleState};
+use super::state::MAX_IN_FLIGHT;
 use crate::addr::{PhysRange, SZ_4K, is_aligned};
 
 /// What memory the gate admits before the TDX module is initialized.

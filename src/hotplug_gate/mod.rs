@@ -15,7 +15,8 @@
 //! | initializing | `Busy` | `Busy` | `Busy` |
 //! | initialized | TDX memory of the plan (wait-free) | allowed, must run TDH.SYS.LP.INIT | refused while guest KeyIDs are in use |
 //!
-//! Files: `state.rs` (the word and the initialization transitions), `memory.rs` (memory
+//! Files: `module_state.rs` (the states), `state.rs` (the word and the initialization
+//! transitions), `memory.rs` (memory
 //! admission), `snapshot.rs` (the frozen TDX memory), `cpu.rs` (CPU rules, guest KeyIDs),
 //! `error.rs`, `sync.rs` (atomics, swapped for loom's under `cfg(loom)`).
 //!
@@ -23,7 +24,7 @@
 //! use tdmr::addr::PhysRange;
 //! use tdmr::hotplug_gate::{AdmitError, GateConfig, HotplugGate, ModuleState};
 //! use tdmr::layout::Planner;
-//! use tdmr::memmap::parse::parse_kernel_log;
+//! use tdmr::memmap::parse_kernel_log;
 //!
 //! let log = "CMR: [0x100000, 0x77800000)\nCMR: [0x100000000, 0x407a000000)\n";
 //! let (memory, cmrs) = parse_kernel_log(log)?.into_parts();
@@ -41,7 +42,7 @@
 //! // Initialization: plan, configure the module, publish.
 //! let init = gate.begin_init()?;
 //! assert_eq!(gate.admit_memory(block).unwrap_err(), AdmitError::Busy);
-//! let plan = Planner::new(&memory, &cmrs).plan()?;
+//! let plan = Planner::new().plan(&memory, &cmrs)?;
 //! init.publish(&plan, &memory)?;
 //! assert_eq!(gate.state(), ModuleState::Initialized);
 //!
@@ -55,6 +56,7 @@
 mod cpu;
 mod error;
 mod memory;
+mod module_state;
 mod sections;
 mod snapshot;
 mod state;
@@ -66,8 +68,9 @@ pub use error::{
     PublishError,
 };
 pub use memory::{AdmissionRule, MemoryAdmission, PreInitPolicy};
+pub use module_state::ModuleState;
 pub use snapshot::frozen_tdx_memory;
-pub use state::{InitTicket, MAX_GUEST_KEYIDS, MAX_IN_FLIGHT, ModuleState};
+pub use state::{InitTicket, MAX_GUEST_KEYIDS, MAX_IN_FLIGHT};
 
 use alloc::boxed::Box;
 use core::fmt;

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use super::error::PublishError;
 use super::sections::SectionBitmap;
 use super::sync::{AtomicU64, AtomicUsize, Ordering};
-use crate::addr::{PageSize, PhysRange, push_merging, union};
+use crate::addr::{PhysRange, RangeSet};
 use crate::layout::Plan;
 use crate::memmap::MemoryMap;
 
@@ -27,10 +27,10 @@ use crate::memmap::MemoryMap;
 /// ```
 /// use tdmr::hotplug_gate::frozen_tdx_memory;
 /// use tdmr::layout::{HolePolicy, Planner};
-/// use tdmr::memmap::parse::parse_kernel_log;
+/// use tdmr::memmap::parse_kernel_log;
 /// let log = "CMR: [0x100000, 0x77800000)\nCMR: [0x100000000, 0x407a000000)\n";
 /// let input = parse_kernel_log(log).unwrap();
-/// let plan = Planner::new(input.memory(), input.cmrs()).plan().unwrap();
+/// let plan = Planner::new().plan(input.memory(), input.cmrs()).unwrap();
 /// let frozen = frozen_tdx_memory(&plan, input.memory());
 /// // All TDX memory except the PAMT blocks, which the planner took from its top.
 /// let pamt: u64 = plan.pamt_bytes();
@@ -38,58 +38,12 @@ use crate::memmap::MemoryMap;
 /// assert_eq!(total, input.memory().total_bytes() - pamt);
 /// ```
 pub fn frozen_tdx_memory(plan: &Plan, memory: &MemoryMap) -> Vec<PhysRange> {
-    let available: Vec<PhysRange> = plan.tdmrs().iter().flat_map(|t| t.available()).collect();
-    let available = union(available);
-    let pamts: Vec<PhysRange> = plan
-        .tdmrs()
-        .iter()
-        .flat_map(|t| PageSize::ALL.map(|l| t.pamt(l)))
-        .filter(|r| !r.is_empty())
-        .collect();
-    let pamts = union(pamts);
-    let memory: Vec<PhysRange> = memory.regions().iter().map(|r| r.range()).collect();
-
-    // available ∩ memory: both sorted and disjoint, one sweep.
-    let mut both: Vec<PhysRange> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < available.len() && j < memory.len() {
-        let (a, m) = (available[i], memory[j]);
-        if let Some(x) = a.intersect(m) {
-            push_merging(&mut both, x);
-        }
-        if a.end() <= m.end() {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-
-    // minus PAMT blocks, one sweep.
-    let mut out: Vec<PhysRange> = Vec::with_capacity(both.len());
-    let mut p = 0;
-    for r in both {
-        let mut cursor = r.start();
-        while p < pamts.len() && pamts[p].end() <= cursor {
-            p += 1;
-        }
-        let mut q = p;
-        while cursor < r.end() {
-            match pamts.get(q) {
-                Some(b) if b.start() < r.end() => {
-                    if b.start() > cursor {
-                        push_merging(&mut out, PhysRange::new_unchecked(cursor, b.start()));
-                    }
-                    cursor = cursor.max(b.end());
-                    q += 1;
-                }
-                _ => {
-                    push_merging(&mut out, PhysRange::new_unchecked(cursor, r.end()));
-                    cursor = r.end();
-                }
-            }
-        }
-    }
-    out
+    let available = RangeSet::from_ranges(plan.tdmrs().iter().flat_map(|t| t.available()));
+    let memory = RangeSet::from_ranges(memory.regions().iter().map(|r| r.range()));
+    available
+        .intersect(&memory)
+        .subtract(&plan.pamt_ranges())
+        .into_vec()
 }
 
 /// Window size below which [`first_uncovered`] scans instead of halving.
@@ -335,16 +289,5 @@ mod tests {
             s.iter().collect::<Vec<_>>(),
             vec![r(0, 0x1000), r(0x2000, 0x3000)]
         );
-    }
-
-    #[test]
-    fn union_merges_touching_and_overlapping() {
-        let v = vec![
-            r(0x3000, 0x4000),
-            r(0x0, 0x1000),
-            r(0x1000, 0x2000),
-            r(0x3800, 0x5000),
-        ];
-        assert_eq!(union(v), vec![r(0x0, 0x2000), r(0x3000, 0x5000)]);
     }
 }

@@ -21,65 +21,14 @@
 //! * `publish` writes the snapshot, then moves the state to initialized (Release); readers load
 //!   the word (Acquire) before they read the snapshot.
 
-use core::fmt;
-
 use super::HotplugGate;
 use super::error::{BeginInitError, PublishError};
+use super::module_state::{ModuleState, STATE_MASK};
 use super::snapshot::frozen_tdx_memory;
 use super::sync::{AtomicU64, Ordering};
 use crate::layout::Plan;
 use crate::memmap::MemoryMap;
 
-/// The TDX module's state as the gate tracks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ModuleState {
-    /// Not initialized yet: memory is admitted by the pre-initialization rule (CMRs).
-    Uninitialized,
-    /// Initialization in progress: memory additions and CPU onlines are refused with `Busy`.
-    Initializing,
-    /// Initialized: TDX memory is frozen, only memory of the published plan is admitted.
-    Initialized,
-    /// The last initialization failed: as uninitialized, and `begin_init` may try again.
-    Failed,
-}
-
-impl ModuleState {
-    /// Short lower-case name for reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModuleState::Uninitialized => "uninitialized",
-            ModuleState::Initializing => "initializing",
-            ModuleState::Initialized => "initialized",
-            ModuleState::Failed => "failed",
-        }
-    }
-
-    const fn code(self) -> u64 {
-        match self {
-            ModuleState::Uninitialized => 0,
-            ModuleState::Initializing => 1,
-            ModuleState::Initialized => 2,
-            ModuleState::Failed => 3,
-        }
-    }
-
-    const fn from_code(code: u64) -> Self {
-        match code & STATE_MASK {
-            0 => ModuleState::Uninitialized,
-            1 => ModuleState::Initializing,
-            2 => ModuleState::Initialized,
-            _ => ModuleState::Failed,
-        }
-    }
-}
-
-impl fmt::Display for ModuleState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-const STATE_MASK: u64 = 0b11;
 const IN_FLIGHT_SHIFT: u32 = 2;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
 /// Most hotplug operations the state word tracks in flight at once (30 bits).

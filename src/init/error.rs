@@ -6,11 +6,11 @@ use core::fmt;
 
 use super::{CpuUnavailable, HostMemoryError, SeamcallError};
 use crate::addr::PhysRange;
-use crate::layout::PlanError;
+use crate::layout::{PamtOrigin, PlanError};
 use crate::memmap::{CmrError, MemoryMapError};
 use crate::seamcall::SeamcallCounts;
-use crate::seamcall::abi::AbiError;
 use crate::sysinfo::LimitsError;
+use crate::tdx::abi::AbiError;
 
 /// The step bring-up had reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,6 +25,8 @@ pub enum Stage {
     Metadata,
     /// Planning TDMRs and PAMTs.
     Plan,
+    /// Claiming the PAMT memory the planner carved from TDX memory.
+    PamtClaim,
     /// TDH.SYS.CONFIG (and preparing its buffers).
     Config,
     /// TDH.SYS.KEY.CONFIG on every package.
@@ -41,6 +43,7 @@ impl fmt::Display for Stage {
             Stage::LpInit => "TDH.SYS.LP.INIT",
             Stage::Metadata => "metadata read",
             Stage::Plan => "TDMR planning",
+            Stage::PamtClaim => "PAMT memory claim",
             Stage::Config => "TDH.SYS.CONFIG",
             Stage::KeyConfig => "TDH.SYS.KEY.CONFIG",
             Stage::TdmrInit => "TDH.SYS.TDMR.INIT",
@@ -137,7 +140,7 @@ pub enum InitErrorKind {
     Plan(PlanError),
     /// The layout does not fit `TDMR_INFO`.
     Abi(AbiError),
-    /// No buffer for `TDMR_INFO`s or their PA array.
+    /// No buffer for `TDMR_INFO`s or their PA array, or PAMT memory the host could not give.
     HostMemory(HostMemoryError),
     /// TDH.SYS.TDMR.INIT reported a next-to-initialize address outside the TDMR or going back.
     TdmrInitBadProgress {
@@ -194,9 +197,12 @@ impl fmt::Display for InitErrorKind {
 /// What the caller must undo after a failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Teardown {
-    /// The plan's PAMT memory, contiguous ranges merged, in address order: free it (it came
-    /// from the PAMT allocator the plan used).
+    /// The plan's PAMT memory, contiguous ranges merged, in address order: give it back — to
+    /// the page allocator with [`super::HostMemory::unclaim_pamt`] when the planner carved it
+    /// ([`PamtOrigin::Carved`]), to the caller's PAMT allocator otherwise.
     pub pamt: Vec<PhysRange>,
+    /// Where that memory came from.
+    pub origin: PamtOrigin,
     /// TDH.SYS.CONFIG succeeded, so the module may have written the PAMTs with the global
     /// private KeyID: write back and invalidate caches on every CPU and, on CPUs with the
     /// partial-write erratum, reset the PAMT memory (MOVDIR64B) before freeing it. The module

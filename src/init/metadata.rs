@@ -6,9 +6,10 @@ use alloc::vec::Vec;
 use super::error::{InitErrorKind, MetadataError};
 use super::retry::Caller;
 use crate::memmap::{Cmr, Cmrs};
-use crate::seamcall::metadata::{self as md, FieldId, ModuleVersion, features0};
-use crate::seamcall::{Regs, Seamcall, leaf};
+use crate::seamcall::Seamcall;
 use crate::sysinfo::TdxLimits;
+use crate::tdx::metadata::{self as md, FieldId, ModuleVersion, features0};
+use crate::tdx::{Regs, leaf};
 
 /// What bring-up learnt from the module.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +55,7 @@ fn read<S: Seamcall + ?Sized>(
             },
             status: out.status,
             outputs: out.regs,
-            attempts: 1,
+            attempts: c.last_attempts,
         })));
     }
     Ok(out.regs.r8)

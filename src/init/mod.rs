@@ -7,36 +7,42 @@
 //! 2. TDH.SYS.LP.INIT on every CPU;
 //! 3. global metadata (TDH.SYS.RD): version, TDX_FEATURES0 (NO_RBP_MOD required), NUM_PKGS,
 //!    the TDMR limits and PAMT entry sizes, the CMRs (null slots skipped);
-//! 4. a plan for the TDX memory inside those CMRs, with the strategy asked for;
-//! 5. the `TDMR_INFO`s and their PA array written to host memory, then TDH.SYS.CONFIG with the
+//! 4. a plan for the TDX memory inside those CMRs, made by the caller's [`Planner`] within the
+//!    module's limits;
+//! 5. PAMT memory the planner carved out of TDX memory claimed from the host
+//!    ([`HostMemory::claim_pamt`]; a PAMT from the caller's [`crate::pamt::PamtAllocator`] is
+//!    the allocator's already);
+//! 6. the `TDMR_INFO`s and their PA array written to host memory, then TDH.SYS.CONFIG with the
 //!    first private KeyID as global KeyID (buffers released afterwards);
-//! 6. [`Cpus::flush_caches`], then TDH.SYS.KEY.CONFIG once per package, one package at a time,
+//! 7. [`Cpus::flush_caches`], then TDH.SYS.KEY.CONFIG once per package, one package at a time,
 //!    each on a CPU of that package;
-//! 7. TDH.SYS.TDMR.INIT on each TDMR until it reports the TDMR's end (all TDMRs concurrently
-//!    with the `parallel` feature; same outcome and counts either way).
+//! 8. TDH.SYS.TDMR.INIT on each TDMR until it reports the TDMR's end, on the first CPU.
 //!
 //! Transient failures are retried per [`RetryPolicy`]; any other failure stops bring-up with
 //! an [`InitError`] that keeps the raw status, leaf, CPU and registers, and says what to tear
 //! down ([`Teardown`]). The result reports the plan, PAMT bytes and SEAMCALLs made per leaf.
 //!
 //! ```
-//! use tdmr::init::{Bringup, PrivateKeyIds};
-//! use tdmr::memmap::parse::parse_kernel_log;
-//! use tdmr::seamcall::leaf;
-//! use tdmr::seamcall::mock::{MockModule, Platform};
+//! # #[cfg(feature = "mock")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tdmr::init::Bringup;
+//! use tdmr::memmap::parse_kernel_log;
+//! use tdmr::mock::{MockModule, Platform};
+//! use tdmr::tdx::leaf;
 //!
 //! let log = "virt/tdx: CMR: [0x100000, 0x77800000)\nvirt/tdx: CMR: [0x100000000, 0x207a000000)\n";
 //! let input = parse_kernel_log(log)?;
-//! let platform = Platform::new(input.cmrs().listed())?.topology(4, 2)?;
-//! let (first, last) = platform.private_keyids();
+//! let platform = Platform::new(input.cmrs().listed())?.with_topology(4, 2)?;
+//! let keyids = platform.private_keyids();
 //! let module = MockModule::new(platform);
-//! let keyids = PrivateKeyIds::new(first as u16, (last - first + 1) as u16);
 //! let done = Bringup::new(&module, &module, &module, keyids).run(input.memory())?;
 //! assert_eq!(done.plan.tdmrs().len(), 2);
 //! // 2 GiB + 126 GiB of TDMRs, 4 MiB per call.
 //! assert_eq!(done.seamcalls.get(leaf::TDH_SYS_TDMR_INIT), 128 * 256);
 //! assert_eq!(done.seamcalls.get(leaf::TDH_SYS_KEY_CONFIG), 2);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok(()) }
+//! # #[cfg(not(feature = "mock"))]
+//! # fn main() {}
 //! ```
 
 mod cpus;
@@ -57,44 +63,16 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use self::retry::Caller;
-use crate::addr::{PageSize, PhysRange};
-use crate::layout::{HolePolicy, Plan, Planner, Strategy};
+use crate::addr::PhysRange;
+use crate::layout::{PamtOrigin, Plan, Planner};
 use crate::memmap::MemoryMap;
 use crate::pamt::PamtAllocator;
-use crate::seamcall::abi::{self, TDMR_INFO_ALIGNMENT, TdmrInfoPaArray};
-use crate::seamcall::status::{STATUS_MASK, TDX_KEY_CONFIGURED};
-use crate::seamcall::{Output, Regs, Seamcall, SeamcallCounts, leaf};
-
-/// `Sync` with the `parallel` feature (TDMRs are initialized from several threads), no bound
-/// without it. Implemented for every type that qualifies.
-#[cfg(feature = "parallel")]
-pub trait MaybeSync: Sync {}
-#[cfg(feature = "parallel")]
-impl<T: Sync + ?Sized> MaybeSync for T {}
-
-/// `Sync` with the `parallel` feature (TDMRs are initialized from several threads), no bound
-/// without it. Implemented for every type that qualifies.
-#[cfg(not(feature = "parallel"))]
-pub trait MaybeSync {}
-#[cfg(not(feature = "parallel"))]
-impl<T: ?Sized> MaybeSync for T {}
-
-/// The private (TDX) KeyIDs the BIOS partitioned (MSR `IA32_MKTME_KEYID_PARTITIONING`): the
-/// first becomes the global KeyID, the rest are for guests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PrivateKeyIds {
-    /// First private KeyID (number of MKTME KeyIDs + 1).
-    pub first: u16,
-    /// How many.
-    pub count: u16,
-}
-
-impl PrivateKeyIds {
-    /// `count` private KeyIDs starting at `first`.
-    pub const fn new(first: u16, count: u16) -> Self {
-        PrivateKeyIds { first, count }
-    }
-}
+use crate::seamcall::{Seamcall, SeamcallCounts};
+use crate::sysinfo::{PrivateKeyIds, TdxLimits};
+use crate::tdx::abi::{TDMR_INFO_ALIGNMENT, TdmrInfoPaArray};
+use crate::tdx::leaf::{self, Leaf};
+use crate::tdx::status::{STATUS_MASK, TDX_KEY_CONFIGURED};
+use crate::tdx::{Output, Regs};
 
 /// The module is initialized.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,11 +102,22 @@ pub struct Bringup<'a, S: ?Sized, C: ?Sized, M: ?Sized> {
     cpus: &'a C,
     memory: &'a M,
     keyids: PrivateKeyIds,
-    strategy: Strategy,
-    holes: Option<HolePolicy>,
+    planner: Planner,
     retry: RetryPolicy,
     dynamic_pamt: bool,
     pamt_allocator: Option<&'a mut dyn PamtAllocator>,
+}
+
+impl<S: ?Sized, C: ?Sized, M: ?Sized> core::fmt::Debug for Bringup<'_, S, C, M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Bringup")
+            .field("keyids", &self.keyids)
+            .field("planner", &self.planner)
+            .field("retry", &self.retry)
+            .field("dynamic_pamt", &self.dynamic_pamt)
+            .field("pamt_allocator", &self.pamt_allocator.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// State carried between steps.
@@ -148,80 +137,75 @@ impl Run {
     }
 }
 
-fn teardown_for(plan: &Plan) -> Teardown {
-    let mut ranges: Vec<PhysRange> = plan
-        .tdmrs()
-        .iter()
-        .flat_map(|t| PageSize::ALL.map(|l| t.pamt(l)))
-        .filter(|r| !r.is_empty())
-        .collect();
-    ranges.sort_unstable_by_key(|r| (r.start(), r.end()));
-    let mut merged: Vec<PhysRange> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match merged.last_mut() {
-            Some(last) if r.start() <= last.end() => {
-                *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
-            }
-            _ => merged.push(r),
-        }
-    }
-    Teardown {
-        pamt: merged,
-        reset_required: false,
-    }
+/// The limits to plan with: the module's, tightened by the planner's when the caller set them
+/// (fewer TDMRs or reserved areas than the module allows, to keep room for later); the PAMT
+/// geometry is always the module's.
+fn planning_limits(planner: &Planner, module: TdxLimits) -> TdxLimits {
+    let Some(asked) = planner.limits_if_set() else {
+        return module;
+    };
+    let tdmrs = asked.max_tdmrs().min(module.max_tdmrs()) as u16;
+    let reserved = asked
+        .max_reserved_per_tdmr()
+        .min(module.max_reserved_per_tdmr()) as u16;
+    // `tdmrs` is at least 1: both limits are.
+    module
+        .with_max_tdmrs(tdmrs)
+        .unwrap_or(module)
+        .with_max_reserved_per_tdmr(reserved)
 }
 
 impl<'a, S, C, M> Bringup<'a, S, C, M>
 where
-    S: Seamcall + MaybeSync + ?Sized,
-    C: Cpus + MaybeSync + ?Sized,
+    S: Seamcall + ?Sized,
+    C: Cpus + ?Sized,
     M: HostMemory + ?Sized,
 {
-    /// Bring-up through `seamcall` on `cpus`, with buffers in `memory` and these private
-    /// KeyIDs; the planner's default (optimal) strategy and hole policy, default retries, no
-    /// Dynamic PAMT, PAMTs placed by the planner itself.
+    /// Bring-up through `seamcall` on `cpus`, with buffers and PAMT memory from `memory` and
+    /// these private KeyIDs; the default [`Planner`] (optimal strategy), default retries, no
+    /// Dynamic PAMT, PAMTs carved by the planner and claimed from `memory`.
     pub fn new(seamcall: &'a S, cpus: &'a C, memory: &'a M, keyids: PrivateKeyIds) -> Self {
         Bringup {
             seamcall,
             cpus,
             memory,
             keyids,
-            strategy: Strategy::Optimal,
-            holes: None,
+            planner: Planner::new(),
             retry: RetryPolicy::default(),
             dynamic_pamt: false,
             pamt_allocator: None,
         }
     }
 
-    /// Plans with this strategy.
-    pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = strategy;
-        self
-    }
-
-    /// Plans with this hole policy instead of the strategy's default.
-    pub fn holes(mut self, holes: HolePolicy) -> Self {
-        self.holes = Some(holes);
+    /// Plans with this planner: its strategy, hole policy and exclusions, within the module's
+    /// limits (and within the planner's own, when it was given stricter ones).
+    pub fn with_planner(mut self, planner: Planner) -> Self {
+        self.planner = planner;
         self
     }
 
     /// Retries transient failures per `retry`.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
     /// Enables Dynamic PAMT (the module must support it).
-    pub fn dynamic_pamt(mut self, on: bool) -> Self {
+    pub fn with_dynamic_pamt(mut self, on: bool) -> Self {
         self.dynamic_pamt = on;
         self
     }
 
-    /// Places PAMTs with the caller's allocator (the kernel's contiguous allocator).
-    pub fn pamt_allocator(mut self, alloc: &'a mut dyn PamtAllocator) -> Self {
+    /// Places PAMTs with the caller's allocator (the kernel's contiguous allocator) instead of
+    /// carving them from TDX memory and claiming them.
+    pub fn with_pamt_allocator(mut self, alloc: &'a mut dyn PamtAllocator) -> Self {
         self.pamt_allocator = Some(alloc);
         self
+    }
+
+    /// The planner in effect.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
     }
 
     /// Issues `leaf` on `cpu` with retries; the output of a call that did not fail.
@@ -230,9 +214,9 @@ where
         run: &mut Run,
         stage: Stage,
         cpu: CpuId,
-        leaf: crate::seamcall::Leaf,
+        leaf: Leaf,
         inputs: Regs,
-    ) -> Result<Output, InitError> {
+    ) -> Result<(Output, u32), InitError> {
         let mut caller = Caller::new(self.seamcall, self.retry);
         let mut result = None;
         let ran = self.cpus.run_on(cpu, &mut || {
@@ -243,7 +227,7 @@ where
             return Err(run.fail(stage, InitErrorKind::Cpu(e)));
         }
         match result {
-            Some(Ok(out)) => Ok(out),
+            Some(Ok(out)) => Ok((out, caller.last_attempts)),
             Some(Err(e)) => Err(run.fail(stage, InitErrorKind::Seamcall(e))),
             // `run_on` returned without running the closure.
             None => Err(run.fail(stage, InitErrorKind::Cpu(CpuUnavailable { cpu }))),
@@ -256,11 +240,11 @@ where
         run: &mut Run,
         stage: Stage,
         cpu: CpuId,
-        leaf: crate::seamcall::Leaf,
+        leaf: Leaf,
         inputs: Regs,
         also_ok: &[u64],
     ) -> Result<Output, InitError> {
-        let out = self.call_on(run, stage, cpu, leaf, inputs)?;
+        let (out, attempts) = self.call_on(run, stage, cpu, leaf, inputs)?;
         if out.status.is_success() || also_ok.contains(&(out.status.raw() & STATUS_MASK)) {
             return Ok(out);
         }
@@ -272,7 +256,7 @@ where
                 inputs,
                 status: out.status,
                 outputs: out.regs,
-                attempts: 1,
+                attempts,
             })),
         ))
     }
@@ -287,8 +271,8 @@ where
         let Some(first) = cpus.first().map(|c| c.id) else {
             return Err(run.fail(Stage::Inputs, InitErrorKind::NoCpus));
         };
-        if self.keyids.count < 2 {
-            let count = self.keyids.count;
+        if self.keyids.count() < 2 {
+            let count = self.keyids.count();
             return Err(run.fail(Stage::Inputs, InitErrorKind::TooFewKeyIds { count }));
         }
 
@@ -349,21 +333,27 @@ where
         if let Err(e) = tdx_memory.check_within(&info.cmrs) {
             return Err(run.fail(Stage::Plan, InitErrorKind::Memory(e)));
         }
-        let mut planner = Planner::new(tdx_memory, &info.cmrs)
-            .limits(info.limits)
-            .strategy(self.strategy);
-        if let Some(h) = self.holes {
-            planner = planner.holes(h);
-        }
+        let planner = self
+            .planner
+            .with_limits(planning_limits(&self.planner, info.limits));
         let planned = match self.pamt_allocator.take() {
-            Some(alloc) => planner.plan_with(alloc),
-            None => planner.plan(),
+            Some(alloc) => planner.plan_with(tdx_memory, &info.cmrs, alloc),
+            None => planner.plan(tdx_memory, &info.cmrs),
         };
         let plan = match planned {
             Ok(p) => p,
             Err(e) => return Err(run.fail(Stage::Plan, InitErrorKind::Plan(e))),
         };
-        run.teardown = Some(teardown_for(&plan));
+
+        let pamt = plan.pamt_ranges().into_vec();
+        if plan.pamt_origin() == PamtOrigin::Carved {
+            self.claim_pamt(&mut run, &pamt)?;
+        }
+        run.teardown = Some(Teardown {
+            pamt,
+            origin: plan.pamt_origin(),
+            reset_required: false,
+        });
 
         self.configure(&mut run, first, &plan)?;
         if let Some(t) = run.teardown.as_mut() {
@@ -384,7 +374,8 @@ where
         }
 
         let tdmrs: Vec<(u64, u64)> = plan.tdmrs().iter().map(|t| (t.base(), t.size())).collect();
-        let (counts, result) = tdmr_init::init_all(self.seamcall, self.cpus, self.retry, &tdmrs);
+        let (counts, result) =
+            tdmr_init::init_all(self.seamcall, self.cpus, first, self.retry, &tdmrs);
         run.counts.merge(&counts);
         if let Err(kind) = result {
             return Err(run.fail(Stage::TdmrInit, kind));
@@ -393,16 +384,29 @@ where
         Ok(Initialized {
             info,
             plan,
-            global_keyid: self.keyids.first,
+            global_keyid: self.keyids.first(),
             dynamic_pamt: self.dynamic_pamt,
             seamcalls: run.counts,
         })
     }
 
+    /// Claims every PAMT range from the host, or gives back what it claimed and fails.
+    fn claim_pamt(&self, run: &mut Run, pamt: &[PhysRange]) -> Result<(), InitError> {
+        for (i, &range) in pamt.iter().enumerate() {
+            if let Err(e) = self.memory.claim_pamt(range) {
+                for &claimed in &pamt[..i] {
+                    self.memory.unclaim_pamt(claimed);
+                }
+                return Err(run.fail(Stage::PamtClaim, InitErrorKind::HostMemory(e)));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the `TDMR_INFO`s and their PA array to host memory and issues TDH.SYS.CONFIG;
     /// the buffers are released whatever the outcome.
     fn configure(&self, run: &mut Run, cpu: CpuId, plan: &Plan) -> Result<(), InitError> {
-        let infos = match abi::tdmr_infos(plan) {
+        let infos = match plan.tdmr_infos() {
             Ok(i) => i,
             Err(e) => return Err(run.fail(Stage::Config, InitErrorKind::Abi(e))),
         };
@@ -429,7 +433,7 @@ where
             Ok(Regs {
                 rcx: pa,
                 rdx: infos.len() as u64,
-                r8: u64::from(self.keyids.first) | if self.dynamic_pamt { 1 << 16 } else { 0 },
+                r8: u64::from(self.keyids.first()) | if self.dynamic_pamt { 1 << 16 } else { 0 },
                 ..Regs::ZERO
             })
         })();

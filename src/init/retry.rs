@@ -4,10 +4,12 @@ use alloc::boxed::Box;
 use core::fmt;
 
 use super::CpuId;
-use crate::seamcall::status::{
+use crate::seamcall::{Seamcall, SeamcallCounts};
+use crate::tdx::leaf::Leaf;
+use crate::tdx::status::{
     Status, TDX_KEY_GENERATION_FAILED, TDX_OPERAND_BUSY, TDX_RND_NO_ENTROPY, TDX_SYS_BUSY,
 };
-use crate::seamcall::{Leaf, Output, Regs, Seamcall, SeamcallCounts};
+use crate::tdx::{Output, Regs};
 
 /// How often transient failures are retried.
 ///
@@ -99,6 +101,8 @@ pub(crate) struct Caller<'a, S: ?Sized> {
     backend: &'a S,
     policy: RetryPolicy,
     pub(crate) counts: SeamcallCounts,
+    /// Attempts the last [`Caller::call`] made (retries included).
+    pub(crate) last_attempts: u32,
 }
 
 impl<'a, S: Seamcall + ?Sized> Caller<'a, S> {
@@ -107,11 +111,12 @@ impl<'a, S: Seamcall + ?Sized> Caller<'a, S> {
             backend,
             policy,
             counts: SeamcallCounts::new(),
+            last_attempts: 0,
         }
     }
 
     /// Issues `leaf` until it returns a status without the error bit, or a failure that is not
-    /// transient, or the policy's attempts run out.
+    /// transient, or the policy's attempts run out. `cpu` is where the call runs, for errors.
     pub(crate) fn call(
         &mut self,
         leaf: Leaf,
@@ -121,9 +126,12 @@ impl<'a, S: Seamcall + ?Sized> Caller<'a, S> {
         let mut entropy = 0u32;
         let mut busy = 0u32;
         let mut spins = 1u32;
+        let mut attempts = 0u32;
         loop {
             let out = self.backend.seamcall(leaf, &inputs);
             self.counts.add(leaf, 1);
+            attempts = attempts.saturating_add(1);
+            self.last_attempts = attempts;
             let status = out.status;
             if !status.is_error() {
                 return Ok(out);
@@ -153,7 +161,7 @@ impl<'a, S: Seamcall + ?Sized> Caller<'a, S> {
                     inputs,
                     status,
                     outputs: out.regs,
-                    attempts: entropy + busy + u32::from(!is_entropy(status) && !is_busy(status)),
+                    attempts,
                 }));
             }
         }

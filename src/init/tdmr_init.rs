@@ -1,21 +1,21 @@
-//! TDH.SYS.TDMR.INIT until every TDMR is initialized: one TDMR after another, or all at once
-//! with the `parallel` feature. Every TDMR is attempted either way and the error reported is
-//! the one of the lowest-numbered failing TDMR, so the outcome and the call counts do not
-//! depend on scheduling.
+//! TDH.SYS.TDMR.INIT until every TDMR is initialized, one TDMR after another on one CPU.
+//! Every TDMR is attempted and the error reported is the one of the lowest-numbered failing
+//! TDMR.
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 
 use super::error::InitErrorKind;
 use super::retry::{Caller, RetryPolicy, SeamcallError};
-use super::{Cpus, MaybeSync};
+use super::{CpuId, CpuUnavailable, Cpus};
 use crate::addr::SZ_4K;
-use crate::seamcall::status::{TDX_SUCCESS, TDX_TDMR_ALREADY_INITIALIZED};
-use crate::seamcall::{Regs, Seamcall, SeamcallCounts, leaf};
+use crate::seamcall::{Seamcall, SeamcallCounts};
+use crate::tdx::status::{STATUS_MASK, TDX_SUCCESS, TDX_TDMR_ALREADY_INITIALIZED};
+use crate::tdx::{Regs, leaf};
 
 fn init_one<S, C>(
     seamcall: &S,
     cpus: &C,
+    cpu: CpuId,
     retry: RetryPolicy,
     index: usize,
     (base, size): (u64, u64),
@@ -33,7 +33,7 @@ where
     let mut last = base;
     let mut successes: u64 = 0;
     let result = loop {
-        let out = match caller.call(leaf::TDH_SYS_TDMR_INIT, inputs, None) {
+        let out = match caller.call(leaf::TDH_SYS_TDMR_INIT, inputs, Some(cpu)) {
             Ok(out) => out,
             Err(e) => break Err(InitErrorKind::Seamcall(e)),
         };
@@ -60,17 +60,17 @@ where
                     });
                 }
             }
-            raw if raw & crate::seamcall::status::STATUS_MASK == TDX_TDMR_ALREADY_INITIALIZED => {
+            raw if raw & STATUS_MASK == TDX_TDMR_ALREADY_INITIALIZED => {
                 break Ok(());
             }
             _ => {
                 break Err(InitErrorKind::Seamcall(Box::new(SeamcallError {
                     leaf: leaf::TDH_SYS_TDMR_INIT,
-                    cpu: None,
+                    cpu: Some(cpu),
                     inputs,
                     status: out.status,
                     outputs: out.regs,
-                    attempts: 1,
+                    attempts: caller.last_attempts,
                 })));
             }
         }
@@ -79,38 +79,34 @@ where
     (caller.counts, result)
 }
 
-/// Initializes every TDMR `(base, size)`; returns the calls made and the first failure by TDMR
-/// index.
+/// Initializes every TDMR `(base, size)` on `cpu`; returns the calls made and the first failure
+/// by TDMR index.
 pub(crate) fn init_all<S, C>(
     seamcall: &S,
     cpus: &C,
+    cpu: CpuId,
     retry: RetryPolicy,
     tdmrs: &[(u64, u64)],
 ) -> (SeamcallCounts, Result<(), InitErrorKind>)
 where
-    S: Seamcall + MaybeSync + ?Sized,
-    C: Cpus + MaybeSync + ?Sized,
+    S: Seamcall + ?Sized,
+    C: Cpus + ?Sized,
 {
-    #[cfg(feature = "parallel")]
-    let results: Vec<_> = {
-        use rayon::prelude::*;
-        tdmrs
-            .par_iter()
-            .enumerate()
-            .map(|(i, &t)| init_one(seamcall, cpus, retry, i, t))
-            .collect()
-    };
-    #[cfg(not(feature = "parallel"))]
-    let results: Vec<_> = tdmrs
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| init_one(seamcall, cpus, retry, i, t))
-        .collect();
-
     let mut counts = SeamcallCounts::new();
     let mut first_error = Ok(());
-    for (c, r) in results {
-        counts.merge(&c);
+    for (i, &t) in tdmrs.iter().enumerate() {
+        let mut outcome = None;
+        let ran = cpus.run_on(cpu, &mut || {
+            outcome = Some(init_one(seamcall, cpus, cpu, retry, i, t));
+        });
+        let r = match (ran, outcome) {
+            (Ok(()), Some((c, r))) => {
+                counts.merge(&c);
+                r
+            }
+            (Err(e), _) => Err(InitErrorKind::Cpu(e)),
+            (Ok(()), None) => Err(InitErrorKind::Cpu(CpuUnavailable { cpu })),
+        };
         if first_error.is_ok() {
             first_error = r;
         }

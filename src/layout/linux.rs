@@ -12,12 +12,13 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::plan::{ReservedArea, ReservedAreas, ReservedKind, Tdmr};
-use super::reserved::{basis_in, gaps, relative};
-use super::{BadPamtReason, Plan, PlanError, Planner};
+use super::plan::{PamtOrigin, ReservedKind, Tdmr};
+use super::reserved::{gaps_in, relative};
+use super::reserved_areas::ReservedAreas;
+use super::{BadPamtReason, Job, Plan, PlanError};
 use crate::addr::{PageSize, PhysRange, SZ_1G, SZ_4K, align_down, align_up, is_aligned};
 use crate::memmap::{MemoryMap, NodeId};
-use crate::pamt::{self, PamtAllocator};
+use crate::pamt::{self, BlockSource};
 
 /// TDMR boundaries as Linux's `fill_out_tdmrs` draws them.
 pub(crate) fn tdmr_ranges(
@@ -60,7 +61,7 @@ pub(crate) fn mixes_nodes(memory: &MemoryMap, tdmr: PhysRange) -> bool {
 
 /// Asks `alloc` for a PAMT block and checks what comes back.
 pub(crate) fn allocate_checked(
-    alloc: &mut dyn PamtAllocator,
+    alloc: &mut dyn BlockSource,
     memory: &MemoryMap,
     others: &mut Allocated,
     tdmr: PhysRange,
@@ -122,7 +123,11 @@ pub(crate) fn split_block(block: PhysRange, sizes: pamt::PamtSizes) -> [PhysRang
     out
 }
 
-pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Plan, PlanError> {
+pub(super) fn plan(
+    p: &Job<'_>,
+    alloc: &mut dyn BlockSource,
+    pamt_origin: PamtOrigin,
+) -> Result<Plan, PlanError> {
     let limits = p.limits;
     let memory = p.memory;
     let ranges = tdmr_ranges(memory, limits.max_tdmrs())?;
@@ -157,7 +162,7 @@ pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Pla
             reserved.push(relative(tdmr, (r, kind)));
             Ok(())
         };
-        for hole in gaps(tdmr, basis_in(policy, memory, p.cmrs, tdmr)) {
+        for hole in gaps_in(policy, memory, p.cmrs, tdmr) {
             add(hole, ReservedKind::Hole)?;
         }
         let first = by_address.partition_point(|b| b.end() <= tdmr.start());
@@ -169,7 +174,7 @@ pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Pla
                 add(part, ReservedKind::Pamt)?;
             }
         }
-        reserved.sort_unstable_by_key(|a: &ReservedArea| a.offset);
+        reserved.sort_by_offset();
         tdmrs.push(Tdmr {
             range: tdmr,
             node: nodes[i],
@@ -184,13 +189,14 @@ pub(super) fn plan(p: &Planner<'_>, alloc: &mut dyn PamtAllocator) -> Result<Pla
         limits,
         tdmrs,
         excluded: Vec::new(),
+        pamt_origin,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{HolePolicy, Strategy};
+    use crate::layout::{HolePolicy, Planner, Strategy};
     use crate::memmap::{Cmrs, MemoryRegion};
     use alloc::vec;
 
@@ -236,9 +242,9 @@ mod tests {
     fn pamt_lands_top_down_and_is_reserved_where_it_overlaps() {
         let m = map(&[(G, 4 * G, 0)]);
         let cmrs = Cmrs::covering(&m);
-        let plan = Planner::new(&m, &cmrs)
-            .strategy(Strategy::Linux)
-            .plan()
+        let plan = Planner::new()
+            .with_strategy(Strategy::Linux)
+            .plan(&m, &cmrs)
             .unwrap();
         let t = &plan.tdmrs()[0];
         assert_eq!(t.range(), PhysRange::new(G, 5 * G).unwrap());
@@ -247,7 +253,7 @@ mod tests {
         assert_eq!(t.reserved().len(), 1);
         assert_eq!(t.reserved()[0].offset, 4 * G - total);
         assert_eq!(t.reserved()[0].kind, ReservedKind::Pamt);
-        assert_eq!(plan.hole_policy(), HolePolicy::Memory);
+        assert_eq!(plan.holes(), HolePolicy::Memory);
     }
 
     #[test]
@@ -258,10 +264,10 @@ mod tests {
         let m = map(&regions);
         let cmrs = Cmrs::covering(&m);
         let limits = crate::sysinfo::TdxLimits::default().with_max_reserved_per_tdmr(8);
-        let err = Planner::new(&m, &cmrs)
-            .strategy(Strategy::Linux)
-            .limits(limits)
-            .plan()
+        let err = Planner::new()
+            .with_strategy(Strategy::Linux)
+            .with_limits(limits)
+            .plan(&m, &cmrs)
             .unwrap_err();
         assert_eq!(
             err,

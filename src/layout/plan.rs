@@ -1,10 +1,10 @@
 //! A finished layout: TDMRs with their reserved areas and PAMTs.
 
 use alloc::vec::Vec;
-use smallvec::SmallVec;
 
+use super::reserved_areas::ReservedAreas;
 use super::{HolePolicy, Strategy};
-use crate::addr::{PageSize, PhysRange};
+use crate::addr::{PageSize, PhysRange, RangeSet};
 use crate::memmap::NodeId;
 use crate::sysinfo::TdxLimits;
 
@@ -58,9 +58,6 @@ pub struct ReservedArea {
     /// Why the area exists.
     pub kind: ReservedKind,
 }
-
-/// Reserved areas held inline (16 is the module's usual limit).
-pub type ReservedAreas = SmallVec<[ReservedArea; 16]>;
 
 /// One TDMR of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +180,19 @@ impl Tdmr {
     }
 }
 
+/// Where a plan's PAMT blocks came from, which says who must take them from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PamtOrigin {
+    /// The planner carved them out of TDX memory (docked against reserved areas, or placed by
+    /// a model of the kernel's allocator): the kernel must take them out of its page allocator
+    /// before TDH.SYS.CONFIG ([`crate::init::HostMemory::claim_pamt`]). Also the answer for
+    /// a plan read back from `TDMR_INFO`s, whose origin is unknown.
+    Carved,
+    /// The caller's [`crate::pamt::PamtAllocator`] supplied every block, and its contract says
+    /// they are already the configuration's.
+    Allocator,
+}
+
 /// A complete TDX memory layout: what every later stage (ABI, validate, SEAMCALL, hotplug gate,
 /// reports) consumes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +202,7 @@ pub struct Plan {
     pub(crate) limits: TdxLimits,
     pub(crate) tdmrs: Vec<Tdmr>,
     pub(crate) excluded: Vec<PhysRange>,
+    pub(crate) pamt_origin: PamtOrigin,
 }
 
 impl Plan {
@@ -209,7 +220,21 @@ impl Plan {
             limits,
             tdmrs,
             excluded,
+            pamt_origin: PamtOrigin::Carved,
         }
+    }
+
+    /// Where the PAMT blocks came from ([`PamtOrigin::Carved`] for a plan assembled from
+    /// parts).
+    #[inline]
+    pub fn pamt_origin(&self) -> PamtOrigin {
+        self.pamt_origin
+    }
+
+    /// Every PAMT block of the plan, contiguous blocks merged, in address order: the memory
+    /// the TDX module owns once it accepts the configuration.
+    pub fn pamt_ranges(&self) -> RangeSet {
+        RangeSet::from_ranges(self.tdmrs.iter().flat_map(|t| t.pamt))
     }
 
     /// The strategy that made the plan.
@@ -220,7 +245,7 @@ impl Plan {
 
     /// The hole basis used.
     #[inline]
-    pub fn hole_policy(&self) -> HolePolicy {
+    pub fn holes(&self) -> HolePolicy {
         self.holes
     }
 

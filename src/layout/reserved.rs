@@ -1,8 +1,9 @@
 //! Reserved-area construction: holes of a TDMR under a hole basis, PAMT blocks, merging.
 
 use super::HolePolicy;
-use super::plan::{ReservedArea, ReservedAreas, ReservedKind};
-use crate::addr::PhysRange;
+use super::plan::{ReservedArea, ReservedKind};
+use super::reserved_areas::ReservedAreas;
+use crate::addr::{PhysRange, gaps};
 use crate::memmap::{Cmrs, MemoryMap};
 
 /// The sorted ranges whose complement is a hole under `policy`, restricted to those that may
@@ -25,38 +26,14 @@ pub(crate) fn basis_in<'a>(
     mem.iter().map(|r| r.range()).chain(cmr.iter().copied())
 }
 
-/// The parts of `range` not covered by `covered` (sorted by start; may abut or extend beyond
-/// `range`), in order. Abutting covered ranges leave no hole between them.
-pub(crate) fn gaps(
+/// The holes of `range` under `policy`, in order: the parts outside its basis.
+pub(crate) fn gaps_in<'a>(
+    policy: HolePolicy,
+    memory: &'a MemoryMap,
+    cmrs: &'a Cmrs,
     range: PhysRange,
-    covered: impl Iterator<Item = PhysRange>,
-) -> impl Iterator<Item = PhysRange> {
-    let mut cursor = range.start();
-    let end = range.end();
-    let mut covered = covered.fuse();
-    let mut done = false;
-    core::iter::from_fn(move || {
-        while !done {
-            match covered.next() {
-                Some(c) if c.start() >= end => {}
-                Some(c) if c.end() <= cursor => continue,
-                Some(c) => {
-                    let gap = PhysRange::new_unchecked(cursor, c.start().max(cursor));
-                    cursor = c.end();
-                    if !gap.is_empty() {
-                        return Some(gap);
-                    }
-                    continue;
-                }
-                None => {}
-            }
-            done = true;
-            if cursor < end {
-                return Some(PhysRange::new_unchecked(cursor, end));
-            }
-        }
-        None
-    })
+) -> impl Iterator<Item = PhysRange> + 'a {
+    gaps(range, basis_in(policy, memory, cmrs, range))
 }
 
 /// The reserved areas of `tdmr` in the merged form: every must-reserve piece (the holes of the
@@ -69,7 +46,7 @@ pub(crate) fn build_merged(
     cmrs: &Cmrs,
     pamt_blocks: &[PhysRange],
 ) -> ReservedAreas {
-    let holes = gaps(tdmr, basis_in(policy, memory, cmrs, tdmr)).map(|r| (r, ReservedKind::Hole));
+    let holes = gaps_in(policy, memory, cmrs, tdmr).map(|r| (r, ReservedKind::Hole));
     let lo = pamt_blocks.partition_point(|b| b.end() <= tdmr.start());
     let pamts = pamt_blocks[lo..]
         .iter()
@@ -111,26 +88,5 @@ pub(crate) fn relative(tdmr: PhysRange, (r, kind): (PhysRange, ReservedKind)) ->
         offset: r.start() - tdmr.start(),
         size: r.size(),
         kind,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::vec;
-    use alloc::vec::Vec;
-
-    fn r(a: u64, b: u64) -> PhysRange {
-        PhysRange::new(a, b).unwrap()
-    }
-
-    #[test]
-    fn gaps_cover_leading_inner_and_trailing_space() {
-        let g: Vec<_> = gaps(r(0, 100), [r(10, 20), r(20, 30), r(40, 120)].into_iter()).collect();
-        assert_eq!(g, vec![r(0, 10), r(30, 40)]);
-        let g: Vec<_> = gaps(r(50, 100), [r(0, 60), r(70, 80)].into_iter()).collect();
-        assert_eq!(g, vec![r(60, 70), r(80, 100)]);
-        let g: Vec<_> = gaps(r(0, 10), core::iter::empty()).collect();
-        assert_eq!(g, vec![r(0, 10)]);
     }
 }

@@ -4,16 +4,17 @@
 //! page or per GiB of address space.
 
 mod cmr;
-pub mod parse;
+mod parse;
 mod windows;
 
 pub use cmr::{Cmr, CmrError, Cmrs, MAX_CMRS};
+pub use parse::{ParseError, ParseErrorKind, ParsedLog, parse_kernel_log};
 pub(crate) use windows::Windows;
 
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::addr::{MAX_PA, PhysRange, SZ_4K, is_aligned};
+use crate::addr::{MAX_PA, PhysRange, RangeSet, SZ_4K, gaps, is_aligned};
 
 /// A NUMA node id, as the kernel numbers nodes.
 pub type NodeId = u32;
@@ -305,6 +306,70 @@ impl MemoryMap {
             }
         }
         false
+    }
+
+    /// The same memory without the bytes of `removed`: each region keeps its node. Fails
+    /// with [`MemoryMapError::NoMemory`] when nothing is left. O(regions + removed).
+    ///
+    /// ```
+    /// use tdmr::addr::{PhysRange, RangeSet};
+    /// use tdmr::memmap::{MemoryMap, MemoryRegion};
+    /// let map = MemoryMap::new(vec![MemoryRegion::new(0x10_0000, 0x30_0000, 1)])?;
+    /// let hole = RangeSet::from_ranges([PhysRange::new(0x20_0000, 0x30_0000)?]);
+    /// let left = map.without(&hole)?;
+    /// assert_eq!(left.regions(), [MemoryRegion::new(0x10_0000, 0x10_0000, 1), MemoryRegion::new(0x30_0000, 0x10_0000, 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without(&self, removed: &RangeSet) -> Result<MemoryMap, MemoryMapError> {
+        let mut out = Vec::with_capacity(self.len() + removed.len());
+        let cut = removed.as_slice();
+        let mut k = 0;
+        for r in &self.regions {
+            while k < cut.len() && cut[k].end() <= r.base {
+                k += 1;
+            }
+            for g in gaps(r.range(), cut[k..].iter().copied()) {
+                out.push(MemoryRegion::new(g.start(), g.size(), r.node));
+            }
+        }
+        MemoryMap::new(out)
+    }
+
+    /// The same memory with `added` regions in it (the kernel's map after a hot-add): bytes
+    /// already in the map keep their node, new bytes take the node of the region that brings
+    /// them; abutting regions of one node merge. `added` may be in any order and overlap the
+    /// map or each other (on overlaps the earlier-listed region's node wins). Refused like [`MemoryMap::new`] when an added
+    /// region is empty, misaligned or beyond 2^52.
+    ///
+    /// ```
+    /// use tdmr::memmap::{MemoryMap, MemoryRegion};
+    /// let map = MemoryMap::new(vec![MemoryRegion::new(0x10_0000, 0x10_0000, 0)])?;
+    /// let grown = map.with_added(&[MemoryRegion::new(0x18_0000, 0x10_0000, 1)])?;
+    /// assert_eq!(grown.regions(), [MemoryRegion::new(0x10_0000, 0x10_0000, 0), MemoryRegion::new(0x20_0000, 0x8_0000, 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_added(&self, added: &[MemoryRegion]) -> Result<MemoryMap, MemoryMapError> {
+        let mut have = RangeSet::from_ranges(self.regions.iter().map(MemoryRegion::range));
+        let mut regions = self.regions.clone();
+        for (index, a) in added.iter().enumerate() {
+            let range = check_range(index, a.base, a.size, None)?;
+            let new = RangeSet::from_ranges([range]).subtract(&have);
+            regions.extend(
+                new.iter()
+                    .map(|g| MemoryRegion::new(g.start(), g.size(), a.node)),
+            );
+            have = have.union(&new);
+        }
+        regions.sort_unstable_by_key(|r| r.base);
+        // Abutting pieces of one node become one region, as the kernel's memblock merges them.
+        let mut merged: Vec<MemoryRegion> = Vec::with_capacity(regions.len());
+        for r in regions {
+            match merged.last_mut() {
+                Some(last) if last.end() == r.base && last.node == r.node => last.size += r.size,
+                _ => merged.push(r),
+            }
+        }
+        MemoryMap::new(merged)
     }
 
     /// Checks that every byte lies in some CMR; names the first byte range that does not.

@@ -17,7 +17,7 @@
 //! lines the memory is the CMRs; with no CMR lines the CMRs are the memory itself.
 //!
 //! ```
-//! use tdmr::memmap::parse::parse_kernel_log;
+//! use tdmr::memmap::parse_kernel_log;
 //! let log = "\
 //! [    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009efff] usable
 //! [    0.000000] BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable
@@ -35,7 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::{Cmr, CmrError, Cmrs, MemoryMap, MemoryMapError, MemoryRegion, NodeId};
-use crate::addr::{PhysRange, SZ_1M, SZ_4K, align_down, align_up, union};
+use crate::addr::{PhysRange, RangeSet, SZ_1M, SZ_4K, align_down, align_up};
 
 /// A parsed kernel log: TDX memory and CMRs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -445,7 +445,8 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
     } else {
         return Err(whole(ParseErrorKind::NoMemory));
     };
-    let ram: Vec<PhysRange> = union(ram)
+    let ram: Vec<PhysRange> = RangeSet::from_ranges(ram)
+        .into_vec()
         .into_iter()
         .filter_map(|r| {
             let s = r.start().max(SZ_1M);

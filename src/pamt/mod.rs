@@ -1,14 +1,16 @@
 //! PAMT (Physical Address Metadata Table) sizing and placement.
 //!
-//! [`sizes`] gives the bytes of each PAMT level for a TDMR; [`place`] decides where the
-//! blocks live in physical memory; [`dynamic`] manages the PAMT_4K pages Dynamic PAMT supplies
-//! at run time.
+//! [`sizes`] gives the bytes of each PAMT level for a TDMR; a [`PamtAllocator`] (the kernel's
+//! contiguous allocator, or [`TopDownAllocator`] offline) says where the blocks live; the
+//! planner's docking (`dock.rs`) carves node-local blocks against reserved areas. The Dynamic
+//! PAMT pages supplied at run time are [`crate::dpamt`]'s.
 
-pub mod dock;
-pub mod dynamic;
-pub mod place;
+pub(crate) mod dock;
+mod place;
 
 pub use place::{PamtAllocator, TopDownAllocator};
+
+pub(crate) use place::{BlockSource, FromAllocator};
 
 use crate::addr::{PageSize, SZ_4K, align_up};
 use crate::sysinfo::TdxLimits;

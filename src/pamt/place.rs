@@ -9,8 +9,39 @@ use crate::memmap::{MemoryMap, NodeId};
 /// (`alloc_contig_pages` in Linux), or [`TopDownAllocator`] for planning offline.
 ///
 /// The planner checks what comes back (size, 4 KiB alignment, inside TDX memory, no overlap with
-/// another PAMT) and fails with a typed error naming the block otherwise.
-pub trait PamtAllocator {
+/// another PAMT) and fails with a typed error naming the block otherwise. What it cannot check
+/// is who else uses the memory: the TDX module writes every byte of every PAMT block (with the
+/// global private KeyID) from TDH.SYS.TDMR.INIT on.
+///
+/// # Safety
+///
+/// Every block `allocate` returns must be physical memory that the implementer has taken out
+/// of every other use — out of the kernel's page allocator, not mapped for or reachable by
+/// anything else of the host's, not shared with devices — and that stays so until the caller
+/// is done with it: for the life of the TDX module once TDH.SYS.CONFIG accepted a
+/// configuration holding it, or until an [`crate::init::InitError`]'s
+/// [`crate::init::Teardown`] hands it back (after the cache flush and reset it asks for). Two
+/// returned blocks never overlap. Like [`core::alloc::GlobalAlloc`], the promise is about the
+/// memory, so a wrong answer is undefined behaviour, not an error.
+///
+/// ```
+/// use tdmr::addr::PhysRange;
+/// use tdmr::memmap::NodeId;
+/// use tdmr::pamt::PamtAllocator;
+///
+/// /// Hands out a region the kernel reserved at boot, bottom up.
+/// struct Carveout { next: u64, end: u64 }
+/// // SAFETY: [next, end) was reserved at boot for PAMTs and nothing else uses it; blocks are
+/// // handed out once each, so they never overlap.
+/// unsafe impl PamtAllocator for Carveout {
+///     fn allocate(&mut self, size: u64, _node: NodeId) -> Option<PhysRange> {
+///         let block = PhysRange::from_base_size(self.next, size).ok()?;
+///         (block.end() <= self.end).then(|| { self.next = block.end(); block })
+///     }
+/// }
+/// ```
+#[allow(unsafe_code)] // the declaration of the contract; implementations are unsafe
+pub unsafe trait PamtAllocator {
     /// `size` bytes (a multiple of 4 KiB), 4 KiB aligned, preferably on `node`; `None` when
     /// the memory is not available.
     fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange>;
@@ -20,9 +51,15 @@ pub trait PamtAllocator {
 /// highest region of the requested node that still has room, falling back to the highest region
 /// of any node. Allocations never overlap each other.
 ///
+/// It hands out TDX memory of the map it was built over without taking it from anyone, so it
+/// is a placement model, not a [`PamtAllocator`]: plans made with it say their PAMT is carved
+/// from TDX memory ([`crate::layout::PamtOrigin::Carved`]), and [`crate::init::Bringup`]
+/// claims those blocks from the host ([`crate::init::HostMemory::claim_pamt`]) before
+/// TDH.SYS.CONFIG.
+///
 /// ```
 /// use tdmr::memmap::{MemoryMap, MemoryRegion};
-/// use tdmr::pamt::{PamtAllocator, TopDownAllocator};
+/// use tdmr::pamt::TopDownAllocator;
 /// let map = MemoryMap::new(vec![
 ///     MemoryRegion::new(0x10_0000, 0x10_0000, 0),
 ///     MemoryRegion::new(0x100_0000, 0x10_0000, 1),
@@ -128,8 +165,31 @@ impl TopDownAllocator {
     }
 }
 
-impl PamtAllocator for TopDownAllocator {
+/// Where the planner gets PAMT blocks: the caller's [`PamtAllocator`] or a placement model
+/// ([`TopDownAllocator`]) whose blocks the host must still claim.
+pub(crate) trait BlockSource {
+    fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange>;
+}
+
+/// The caller's allocator as a [`BlockSource`].
+pub(crate) struct FromAllocator<'a>(pub(crate) &'a mut dyn PamtAllocator);
+
+impl BlockSource for FromAllocator<'_> {
     fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
+        self.0.allocate(size, node)
+    }
+}
+
+impl BlockSource for TopDownAllocator {
+    fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
+        TopDownAllocator::allocate(self, size, node)
+    }
+}
+
+impl TopDownAllocator {
+    /// `size` bytes (a multiple of 4 KiB) from the top of the highest region of `node` with
+    /// room, else of any node; `None` when no region has room.
+    pub fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
         if size == 0 || !is_aligned(size, SZ_4K) {
             return None;
         }

@@ -73,7 +73,7 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
     out.push_str("{\"status\":\"ok\",\"strategy\":");
     string(&mut out, plan.strategy().name());
     out.push_str(",\"holes\":");
-    string(&mut out, plan.hole_policy().name());
+    string(&mut out, plan.holes().name());
     out.push_str(",\"limits\":");
     limits(&mut out, plan.limits());
     out.push_str(",\"cmrs\":");

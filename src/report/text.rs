@@ -5,10 +5,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::readiness::{Readiness, Verdict, Warning};
-use super::{Bytes, Context};
+use super::Context;
+use crate::addr::Bytes;
 use crate::addr::PageSize;
 use crate::layout::{Plan, PlanError, Strategy};
+use crate::readiness::{Readiness, Verdict, Warning};
 
 /// Warnings of one kind listed before the rest are counted.
 const WARNINGS_PER_KIND: usize = 3;
@@ -34,7 +35,7 @@ pub fn layout(plan: &Plan, verbose: bool) -> String {
         out,
         "layout ({} strategy, holes from {}{}):",
         plan.strategy().name(),
-        plan.hole_policy().name(),
+        plan.holes().name(),
         if l.dynamic_pamt() {
             ", Dynamic PAMT"
         } else {

@@ -10,7 +10,7 @@
 //! module disabled, or the P-SEAMLDR busy) RAX still holds the leaf; the status becomes
 //! [`TDX_SEAMCALL_VMFAILINVALID`] instead. A `#GP` or `#UD` raised by the instruction is the
 //! kernel's to handle: a kernel that recovers from it with an exception-table fixup should report
-//! [`super::status::TDX_SEAMCALL_GP`] / [`super::status::TDX_SEAMCALL_UD`] as Linux does.
+//! [`crate::tdx::status::TDX_SEAMCALL_GP`] / [`crate::tdx::status::TDX_SEAMCALL_UD`] as Linux does.
 //!
 //! Registers outside the general-purpose set (vector, x87, segment) are preserved by the TDX
 //! module across SEAMCALL and are not declared.
@@ -18,8 +18,10 @@
 
 use core::arch::asm;
 
-use super::status::{Status, TDX_SEAMCALL_VMFAILINVALID};
-use super::{Leaf, Output, Regs, Seamcall};
+use super::Seamcall;
+use crate::tdx::leaf::Leaf;
+use crate::tdx::status::{Status, TDX_SEAMCALL_VMFAILINVALID};
+use crate::tdx::{Output, Regs};
 
 /// The SEAMCALL instruction as a [`Seamcall`] backend.
 ///

@@ -3,12 +3,13 @@
 use alloc::collections::BTreeMap;
 use core::fmt;
 
-use super::Leaf;
+use crate::tdx::leaf::Leaf;
 
 /// How many SEAMCALLs were issued, per leaf (every attempt counts, retries included).
 ///
 /// ```
-/// use tdmr::seamcall::{leaf, SeamcallCounts};
+/// use tdmr::seamcall::SeamcallCounts;
+/// use tdmr::tdx::leaf;
 /// let mut c = SeamcallCounts::new();
 /// c.add(leaf::TDH_SYS_TDMR_INIT, 256);
 /// c.add(leaf::TDH_SYS_INIT, 1);

@@ -1,98 +1,23 @@
-//! The SEAMCALL interface to the TDX module: status codes and the binary layouts it reads.
+//! Issuing SEAMCALLs: the one-method [`Seamcall`] trait every backend implements, the real
+//! instruction ([`SeamcallInstruction`], x86_64 only), [`FaultInjector`] (wraps any backend to
+//! inject the module's transient failures) and [`SeamcallCounts`].
 //!
-//! [`Seamcall`] is the one-method trait every backend implements: [`asm`] issues the real
-//! instruction (x86_64 only), [`mock`] is a software TDX module, and [`mock::FaultInjector`]
-//! wraps either to inject the module's transient failures.
+//! The software TDX module that implements the trait for tests is [`crate::mock`] (feature
+//! `mock`); the registers and status codes are the module's contract, in [`crate::tdx`].
 
-pub mod abi;
 #[cfg(target_arch = "x86_64")]
-pub mod asm;
-pub mod counts;
-pub mod leaf;
-pub mod metadata;
-pub mod mock;
-pub mod status;
+mod asm;
+mod counts;
+mod fault;
+pub(crate) mod lock;
 
+#[cfg(target_arch = "x86_64")]
+pub use asm::SeamcallInstruction;
 pub use counts::SeamcallCounts;
-pub use leaf::Leaf;
-pub use status::Status;
+pub use fault::{FaultInjector, FaultKind, FaultSpec, FaultSpecError, Injection};
 
-/// The general-purpose registers a SEAMCALL passes in and gets back, besides RAX.
-///
-/// Leaves read their inputs from RCX, RDX and R8–R11 (and R12–R15, RBX, RDI, RSI for the few
-/// that take more); the module returns outputs in the same registers and may leave error
-/// details in them when the status is not success. Unused registers are zero by convention.
-///
-/// ```
-/// use tdmr::seamcall::Regs;
-/// let r = Regs { rcx: 1 << 30, ..Regs::ZERO };
-/// assert_eq!(r.rdx, 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Regs {
-    /// RCX.
-    pub rcx: u64,
-    /// RDX.
-    pub rdx: u64,
-    /// R8.
-    pub r8: u64,
-    /// R9.
-    pub r9: u64,
-    /// R10.
-    pub r10: u64,
-    /// R11.
-    pub r11: u64,
-    /// R12.
-    pub r12: u64,
-    /// R13.
-    pub r13: u64,
-    /// R14.
-    pub r14: u64,
-    /// R15.
-    pub r15: u64,
-    /// RBX.
-    pub rbx: u64,
-    /// RDI.
-    pub rdi: u64,
-    /// RSI.
-    pub rsi: u64,
-}
-
-impl Regs {
-    /// All registers zero.
-    pub const ZERO: Regs = Regs {
-        rcx: 0,
-        rdx: 0,
-        r8: 0,
-        r9: 0,
-        r10: 0,
-        r11: 0,
-        r12: 0,
-        r13: 0,
-        r14: 0,
-        r15: 0,
-        rbx: 0,
-        rdi: 0,
-        rsi: 0,
-    };
-}
-
-/// What a SEAMCALL returns: the status from RAX and the output registers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Output {
-    /// RAX: the TDX status, or a host-side code (`TDX_SEAMCALL_VMFAILINVALID`, ...).
-    pub status: Status,
-    /// The other registers as the module left them.
-    pub regs: Regs,
-}
-
-impl Output {
-    /// An output with this status and these registers.
-    #[inline]
-    pub const fn new(status: Status, regs: Regs) -> Self {
-        Output { status, regs }
-    }
-}
+use crate::tdx::leaf::Leaf;
+use crate::tdx::{Output, Regs};
 
 /// A way to issue SEAMCALLs: the real instruction, a software TDX module, or a wrapper around
 /// either.
@@ -103,16 +28,16 @@ impl Output {
 /// executes a call is the caller's business (see [`crate::init::Cpus`]).
 ///
 /// ```
-/// use tdmr::seamcall::{leaf, Output, Regs, Seamcall, Status};
+/// use tdmr::seamcall::Seamcall;
+/// use tdmr::tdx::leaf::{self, Leaf};
+/// use tdmr::tdx::status::{Status, TDX_SEAMCALL_VMFAILINVALID};
+/// use tdmr::tdx::{Output, Regs};
 ///
 /// /// A backend with no TDX module behind it: the instruction fails with VMfailInvalid.
 /// struct NoModule;
 /// impl Seamcall for NoModule {
-///     fn seamcall(&self, _leaf: tdmr::seamcall::Leaf, _regs: &Regs) -> Output {
-///         Output::new(
-///             Status::new(tdmr::seamcall::status::TDX_SEAMCALL_VMFAILINVALID),
-///             Regs::ZERO,
-///         )
+///     fn seamcall(&self, _leaf: Leaf, _regs: &Regs) -> Output {
+///         Output::new(Status::new(TDX_SEAMCALL_VMFAILINVALID), Regs::ZERO)
 ///     }
 /// }
 /// let out = NoModule.seamcall(leaf::TDH_SYS_INIT, &Regs::ZERO);

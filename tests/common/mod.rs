@@ -21,7 +21,7 @@ pub fn plan_binary() -> PathBuf {
             if dir.ends_with("release") {
                 args.push("--release");
             }
-            let mut features = Vec::new();
+            let mut features = vec!["report"];
             if cfg!(feature = "std") {
                 features.push("std");
             }
@@ -29,9 +29,7 @@ pub fn plan_binary() -> PathBuf {
                 features.push("parallel");
             }
             let features = features.join(",");
-            if !features.is_empty() {
-                args.extend(["--features", &features]);
-            }
+            args.extend(["--features", &features]);
             let status = Command::new(env!("CARGO"))
                 .args(&args)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))

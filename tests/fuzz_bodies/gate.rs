@@ -17,7 +17,7 @@ use tdmr::hotplug_gate::{
     PublishError,
 };
 use tdmr::layout::{HolePolicy, Plan, Planner};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
 
 const FIXTURES: [&str; 5] = [
@@ -62,9 +62,13 @@ fn fixtures() -> &'static [Fixture] {
 }
 
 fn plan(memory: &MemoryMap, cmrs: &Cmrs) -> Option<Plan> {
-    Planner::new(memory, cmrs)
-        .plan()
-        .or_else(|_| Planner::new(memory, cmrs).holes(HolePolicy::Cmr).plan())
+    Planner::new()
+        .plan(memory, cmrs)
+        .or_else(|_| {
+            Planner::new()
+                .with_holes(HolePolicy::Cmr)
+                .plan(memory, cmrs)
+        })
         .ok()
 }
 

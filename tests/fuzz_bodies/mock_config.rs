@@ -11,14 +11,17 @@
 //! SYSCONFIG_DONE with exactly those TDMRs; on failure it stays SYSINIT_DONE.
 
 use arbitrary::{Result, Unstructured};
+use tdmr::sysinfo::{PrivateKeyIds, TdxLimits};
 
 use tdmr::init::HostMemory;
-use tdmr::layout::{HolePolicy, Planner, Strategy, validate};
+use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
-use tdmr::seamcall::abi::{self, TdmrInfo, TdmrInfoPaArray};
-use tdmr::seamcall::mock::{MockModule, Platform, SysState};
-use tdmr::seamcall::status::TDX_OPERAND_INVALID;
-use tdmr::seamcall::{Regs, Seamcall, leaf};
+use tdmr::mock::{MockModule, Platform, SysState};
+use tdmr::seamcall::Seamcall;
+use tdmr::tdx::abi::{TdmrInfo, TdmrInfoPaArray};
+use tdmr::tdx::status::TDX_OPERAND_INVALID;
+use tdmr::tdx::validate;
+use tdmr::tdx::{Regs, leaf};
 
 const GIB: u64 = 1 << 30;
 const PAGE: u64 = 4096;
@@ -137,7 +140,7 @@ pub fn run(data: &[u8]) {
 /// A fresh mock with these CMRs, through SYS.INIT and LP.INIT, given `infos` with the
 /// first private KeyID: the TDH.SYS.CONFIG status.
 #[allow(dead_code)]
-pub fn config_on_mock(cmrs: &[Cmr], infos: &[TdmrInfo]) -> tdmr::seamcall::Status {
+pub fn config_on_mock(cmrs: &[Cmr], infos: &[TdmrInfo]) -> tdmr::tdx::status::Status {
     let m = MockModule::new(Platform::new(cmrs).expect("at most 32 CMRs"));
     assert!(
         m.seamcall(leaf::TDH_SYS_INIT, &Regs::ZERO)
@@ -178,12 +181,12 @@ fn check(u: &mut Unstructured<'_>) -> Result<()> {
     } else {
         Strategy::Linux
     };
-    let planned = Planner::new(&map, &cmrs)
-        .strategy(strategy)
-        .holes(holes)
-        .plan()
+    let planned = Planner::new()
+        .with_strategy(strategy)
+        .with_holes(holes)
+        .plan(&map, &cmrs)
         .ok()
-        .and_then(|p| abi::tdmr_infos(&p).ok());
+        .and_then(|p| p.tdmr_infos().ok());
     let mut infos = match &planned {
         Some(i) => i.clone(),
         None => (0..u.int_in_range(1..=4)?)
@@ -243,9 +246,8 @@ fn check(u: &mut Unstructured<'_>) -> Result<()> {
         Some(raw) => Err(raw),
         None => {
             // What the module fetches: the TDMR_INFOs written, then PA 0 (zero memory there).
-            let mut env = validate::ConfigEnv::new(&cmr_list);
-            env.keyid_bits = 6;
-            env.private_keyid_min = 32;
+            let env = validate::ConfigEnv::from_limits(&TdxLimits::default(), &cmr_list)
+                .with_keyids(6, PrivateKeyIds::DEFAULT);
             let fetched: Vec<TdmrInfo> = (0..count as usize)
                 .map(|i| infos.get(i).copied().unwrap_or(TdmrInfo::ZERO))
                 .collect();

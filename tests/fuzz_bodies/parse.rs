@@ -4,7 +4,7 @@
 //! input as a whole) and formats; on success the memory map and CMRs satisfy their invariants.
 
 use tdmr::addr::{MAX_PA, PhysRange, SZ_1M, SZ_4K, is_aligned};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap};
 
 /// Runs one input.

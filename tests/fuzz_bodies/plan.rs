@@ -7,11 +7,11 @@
 //! and which survives the ABI round trip.
 
 use arbitrary::{Arbitrary, Unstructured};
-use tdmr::layout::validate::{ConfigEnv, covers_memory, sys_config};
 use tdmr::layout::{HolePolicy, Plan, PlanError, Planner, Strategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryMapError, MemoryRegion};
-use tdmr::seamcall::abi::{TdmrInfo, plan_from_tdmr_infos, tdmr_infos};
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::abi::TdmrInfo;
+use tdmr::tdx::validate::{ConfigEnv, covers_memory, sys_config};
 
 const K4: u64 = 1 << 12;
 const M2: u64 = 1 << 21;
@@ -141,12 +141,16 @@ pub fn run(data: &[u8]) {
     let cmrs = cmrs_of(&input.cmrs, &memory);
     let limits = limits_of(&input);
     let holes = holes_of(&input);
-    let planner = Planner::new(&memory, &cmrs)
-        .strategy(Strategy::Linux)
-        .holes(holes)
-        .limits(limits);
-    let result = planner.plan();
-    assert_eq!(result, planner.plan(), "planning is not deterministic");
+    let planner = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .with_holes(holes)
+        .with_limits(limits);
+    let result = planner.plan(&memory, &cmrs);
+    assert_eq!(
+        result,
+        planner.plan(&memory, &cmrs),
+        "planning is not deterministic"
+    );
 
     let plan = match result {
         Ok(plan) => plan,
@@ -202,11 +206,10 @@ pub fn holes_of(input: &Input) -> HolePolicy {
 pub fn check_plan(plan: &Plan, memory: &MemoryMap, cmrs: &Cmrs, limits: &TdxLimits) {
     assert!(plan.tdmrs().len() <= limits.max_tdmrs());
     assert!(plan.max_reserved_in_one_tdmr() <= limits.max_reserved_per_tdmr());
-    let infos = tdmr_infos(plan).expect("at most 16 reserved areas fit a TDMR_INFO");
-    let mut env = ConfigEnv::new(cmrs.listed());
-    env.max_tdmrs = limits.max_tdmrs();
-    env.pamt_entry_size = [limits.pamt_entry_size(tdmr::addr::PageSize::Size4K); 3];
-    env.dynamic_pamt = limits.dynamic_pamt();
+    let infos = plan
+        .tdmr_infos()
+        .expect("at most 16 reserved areas fit a TDMR_INFO");
+    let env = ConfigEnv::from_limits(limits, cmrs.listed());
     if let Err(status) = sys_config(&infos, &env) {
         panic!("TDH.SYS.CONFIG would refuse the plan: {status}\n{plan:#?}");
     }
@@ -218,7 +221,7 @@ pub fn check_plan(plan: &Plan, memory: &MemoryMap, cmrs: &Cmrs, limits: &TdxLimi
     for info in &infos {
         assert_eq!(&TdmrInfo::from_bytes(&info.to_bytes()), info);
     }
-    let back = plan_from_tdmr_infos(&infos, plan.strategy(), plan.hole_policy(), *limits)
+    let back = Plan::from_tdmr_infos(&infos, plan.strategy(), plan.holes(), *limits)
         .expect("a plan's own TDMR_INFOs read back");
-    assert_eq!(tdmr_infos(&back).as_ref(), Ok(&infos));
+    assert_eq!(back.tdmr_infos().as_ref(), Ok(&infos));
 }

@@ -21,16 +21,20 @@ pub fn run(data: &[u8]) {
     let memory = memory_of(&input);
     let cmrs = cmrs_of(&input.cmrs, &memory);
     let limits = limits_of(&input);
-    let optimal = Planner::new(&memory, &cmrs)
-        .strategy(Strategy::Optimal)
-        .holes(holes_of(&input))
-        .limits(limits);
-    let result = optimal.plan();
-    assert_eq!(result, optimal.plan(), "planning is not deterministic");
-    let linux = Planner::new(&memory, &cmrs)
-        .strategy(Strategy::Linux)
-        .limits(limits)
-        .plan();
+    let optimal = Planner::new()
+        .with_strategy(Strategy::Optimal)
+        .with_holes(holes_of(&input))
+        .with_limits(limits);
+    let result = optimal.plan(&memory, &cmrs);
+    assert_eq!(
+        result,
+        optimal.plan(&memory, &cmrs),
+        "planning is not deterministic"
+    );
+    let linux = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .with_limits(limits)
+        .plan(&memory, &cmrs);
 
     match &result {
         Ok(plan) => {
@@ -58,7 +62,7 @@ pub fn run(data: &[u8]) {
                 other => panic!("undocumented failure: {other:?}"),
             }
             // With exclusions allowed: a plan that leaves memory out, listed, or an obstacle.
-            if let Ok(plan) = optimal.allow_exclusions(true).plan() {
+            if let Ok(plan) = optimal.with_exclusions(true).plan(&memory, &cmrs) {
                 check_plan(&plan, &memory, &cmrs, &limits);
                 for x in plan.excluded() {
                     assert!(memory.contains_range(*x), "excluded {x} is not TDX memory");

@@ -5,7 +5,7 @@
 
 use tdmr::addr::{PageSize, PhysRange};
 use tdmr::layout::{HolePolicy, Plan, Planner};
-use tdmr::memmap::parse::parse_kernel_log;
+use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MemoryMap};
 
 /// Every fixture, by name.
@@ -22,9 +22,13 @@ pub const FIXTURES: [(&str, &str); 5] = [
 /// `emr-4s-256g`).
 pub fn planned(log: &str) -> (MemoryMap, Cmrs, Plan) {
     let (memory, cmrs) = parse_kernel_log(log).expect("fixture parses").into_parts();
-    let plan = Planner::new(&memory, &cmrs)
-        .plan()
-        .or_else(|_| Planner::new(&memory, &cmrs).holes(HolePolicy::Cmr).plan())
+    let plan = Planner::new()
+        .plan(&memory, &cmrs)
+        .or_else(|_| {
+            Planner::new()
+                .with_holes(HolePolicy::Cmr)
+                .plan(&memory, &cmrs)
+        })
         .expect("fixture plans");
     (memory, cmrs, plan)
 }

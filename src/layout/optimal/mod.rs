@@ -22,23 +22,21 @@ use alloc::vec::Vec;
 use super::linux::{
     Allocated, allocate_checked, lowest_node, mixes_nodes, split_block, tdmr_ranges,
 };
-use super::plan::{ReservedAreas, Tdmr};
+use super::plan::{PamtOrigin, Tdmr};
 use super::reserved::build_merged;
-use super::{Obstacle, Plan, PlanError, Planner};
-use crate::addr::{PhysRange, SZ_1G, union};
-use crate::memmap::{MemoryMap, MemoryRegion, NodeId};
+use super::reserved_areas::ReservedAreas;
+use super::{Job, Obstacle, Plan, PlanError};
+use crate::addr::{PhysRange, RangeSet, SZ_1G};
+use crate::memmap::{MemoryMap, NodeId};
 use crate::pamt::dock::{self, Block, Site};
-use crate::pamt::{self as pamt_sizes, PamtAllocator, TopDownAllocator};
+use crate::pamt::{self as pamt_sizes, BlockSource, TopDownAllocator};
 use dp::{Infeasible, Problem};
 use model::Model;
 
 /// Most extra exclusion rounds when the TDMR limit, not one window, is the obstacle.
 const MAX_EXCLUSION_ROUNDS: usize = 4096;
 
-pub(super) fn plan(
-    p: &Planner<'_>,
-    alloc: Option<&mut dyn PamtAllocator>,
-) -> Result<Plan, PlanError> {
+pub(super) fn plan(p: &Job<'_>, alloc: Option<&mut dyn BlockSource>) -> Result<Plan, PlanError> {
     match plan_map(p, p.memory, alloc.is_some()) {
         Ok(layout) => finish(p, p.memory, layout, Vec::new(), alloc),
         Err(e) if p.allow_exclusions && matches!(e, PlanError::Infeasible(_)) => {
@@ -58,7 +56,7 @@ struct Layout {
     pamt: Vec<PhysRange>,
 }
 
-fn obstacle(p: &Planner<'_>, model: &Model, e: Infeasible, slack: &[NodeId]) -> PlanError {
+fn obstacle(p: &Job<'_>, model: &Model, e: Infeasible, slack: &[NodeId]) -> PlanError {
     let limit = p.limits.max_reserved_per_tdmr();
     PlanError::Infeasible(match e {
         Infeasible::Window { window, areas } => Obstacle::WindowHoles {
@@ -181,7 +179,7 @@ fn slack_windows(memory: &MemoryMap, model: &Model, nodes: &[NodeId]) -> Vec<boo
     out
 }
 
-fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<Layout, PlanError> {
+fn plan_map(p: &Job<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<Layout, PlanError> {
     let limits = p.limits;
     let model = Model::new(memory, p.cmrs, p.hole_policy());
     let mut slack: Vec<NodeId> = Vec::new();
@@ -279,7 +277,7 @@ fn plan_map(p: &Planner<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<L
 /// A layout with one PAMT block per TDMR from [`TopDownAllocator`], if every TDMR's merged
 /// reserved areas then fit the limit.
 fn top_down(
-    p: &Planner<'_>,
+    p: &Job<'_>,
     memory: &MemoryMap,
     tdmrs: Vec<PhysRange>,
     nodes: Vec<NodeId>,
@@ -308,13 +306,18 @@ fn top_down(
 /// Builds the plan from a layout: PAMT blocks (docked, or from the caller's allocator, one
 /// contiguous chunk per node), then reserved areas around them.
 fn finish(
-    p: &Planner<'_>,
+    p: &Job<'_>,
     memory: &MemoryMap,
     layout: Layout,
     excluded: Vec<PhysRange>,
-    alloc: Option<&mut dyn PamtAllocator>,
+    alloc: Option<&mut dyn BlockSource>,
 ) -> Result<Plan, PlanError> {
     let limits = p.limits;
+    let pamt_origin = if alloc.is_some() {
+        PamtOrigin::Allocator
+    } else {
+        PamtOrigin::Carved
+    };
     let sizes: Vec<_> = layout
         .tdmrs
         .iter()
@@ -371,36 +374,8 @@ fn finish(
         limits,
         tdmrs,
         excluded,
+        pamt_origin,
     })
-}
-
-/// Memory minus `excluded` (sorted, disjoint, inside memory).
-fn without(memory: &MemoryMap, excluded: &[PhysRange]) -> Result<MemoryMap, PlanError> {
-    let mut out = Vec::with_capacity(memory.len() + excluded.len());
-    let mut e = 0usize;
-    for r in memory.regions() {
-        let mut cursor = r.base;
-        while e < excluded.len() && excluded[e].end() <= cursor {
-            e += 1;
-        }
-        let mut k = e;
-        while cursor < r.end() {
-            match excluded.get(k) {
-                Some(x) if x.start() < r.end() => {
-                    if x.start() > cursor {
-                        out.push(MemoryRegion::new(cursor, x.start() - cursor, r.node));
-                    }
-                    cursor = cursor.max(x.end());
-                    k += 1;
-                }
-                _ => {
-                    out.push(MemoryRegion::new(cursor, r.end() - cursor, r.node));
-                    cursor = r.end();
-                }
-            }
-        }
-    }
-    MemoryMap::new(out).map_err(PlanError::Memory)
 }
 
 /// Memory of `memory` inside `range`, as ranges.
@@ -437,8 +412,8 @@ fn separators(memory: &MemoryMap, model: &Model, window: PhysRange) -> Vec<(u64,
 }
 
 fn plan_with_exclusions(
-    p: &Planner<'_>,
-    alloc: Option<&mut dyn PamtAllocator>,
+    p: &Job<'_>,
+    alloc: Option<&mut dyn BlockSource>,
     first_error: PlanError,
 ) -> Result<Plan, PlanError> {
     let limit = p.limits.max_reserved_per_tdmr();
@@ -456,11 +431,11 @@ fn plan_with_exclusions(
             excluded.extend(memory_in(p.memory, between));
         }
     }
-    let mut excluded = union(excluded);
+    let mut excluded = RangeSet::from_ranges(excluded);
     for _ in 0..MAX_EXCLUSION_ROUNDS {
-        let memory = without(p.memory, &excluded)?;
+        let memory = p.memory.without(&excluded)?;
         match plan_map(p, &memory, alloc.is_some()) {
-            Ok(layout) => return finish(p, &memory, layout, excluded, alloc),
+            Ok(layout) => return finish(p, &memory, layout, excluded.into_vec(), alloc),
             Err(PlanError::Infeasible(
                 Obstacle::WindowHoles { .. } | Obstacle::TdmrLimit { .. },
             )) => {
@@ -474,8 +449,7 @@ fn plan_with_exclusions(
                 let Some((_, between)) = cheapest else {
                     return Err(first_error);
                 };
-                excluded.extend(memory_in(&memory, between));
-                excluded = union(excluded);
+                excluded = excluded.union(&memory_in(&memory, between).collect());
             }
             Err(e) => return Err(e),
         }

@@ -15,11 +15,11 @@
 //!
 //! ```
 //! use tdmr::layout::{HolePolicy, Planner, Strategy};
-//! use tdmr::memmap::parse::parse_kernel_log;
+//! use tdmr::memmap::parse_kernel_log;
 //! use tdmr::report::{Context, svg};
 //! let log = "virt/tdx: CMR: [0x100000, 0x77800000)\nvirt/tdx: CMR: [0x100000000, 0x407a000000)\n";
 //! let input = parse_kernel_log(log)?;
-//! let plan = Planner::new(input.memory(), input.cmrs()).plan();
+//! let plan = Planner::new().plan(input.memory(), input.cmrs());
 //! let ctx = Context { memory: input.memory(), cmrs: input.cmrs() };
 //! let doc = svg::render(&ctx, "example", &[svg::Section {
 //!     name: "optimal",
@@ -27,7 +27,7 @@
 //!     result: &plan,
 //! }]);
 //! assert!(doc.starts_with("<?xml") && doc.trim_end().ends_with("</svg>"));
-//! # Ok::<(), tdmr::memmap::parse::ParseError>(())
+//! # Ok::<(), tdmr::memmap::ParseError>(())
 //! ```
 
 mod scale;
@@ -38,9 +38,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::{Bytes, Context};
+use super::Context;
+use crate::addr::{Bytes, gaps};
 use crate::addr::{PageSize, PhysRange};
-use crate::layout::reserved::{basis_in, gaps};
+use crate::layout::basis_in;
 use crate::layout::{HolePolicy, Obstacle, Plan, PlanError, ReservedKind};
 use crate::memmap::MemoryMap;
 use scale::{Scale, Stretch};
@@ -564,7 +565,7 @@ fn section(out: &mut String, scale: &Scale, ctx: &Context<'_>, s: &Section<'_>, 
                 l.max_reserved_per_tdmr(),
                 plan.pamt_bytes() / 1024,
                 Bytes(plan.pamt_bytes()),
-                plan.hole_policy().name()
+                plan.holes().name()
             );
             if plan.node_mixing_tdmrs() > 0 {
                 let _ = write!(head, ", {} node-mixing TDMRs", plan.node_mixing_tdmrs());

@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::xml;
+use crate::addr::Bytes;
 use crate::addr::PhysRange;
-use crate::report::Bytes;
 
 /// Runs narrower than this are drawn without a tooltip, as part of one path per class.
 const TITLED_MIN_PX: i64 = 3;

@@ -1,0 +1,393 @@
+//! Dynamic PAMT at run time: the PAMT_4K pages of a 2 MiB range are supplied when the first
+//! 4 KiB page of the range is handed to the TDX module and taken back after the last one is
+//! reclaimed — without a lock.
+//!
+//! With Dynamic PAMT on (TDX_FEATURES0 bit 36, TDH.SYS.CONFIG R8 bit 16), the module keeps only
+//! a bitmap at the 4K level; before it can track a 4 KiB page of some 2 MiB range, the host
+//! must give that range two 4 KiB pages with TDH.PHYMEM.PAMT.ADD, and may take them back with
+//! TDH.PHYMEM.PAMT.REMOVE once no page of the range is in the module's hands.
+//! [`DynamicPamt`] does this bookkeeping: call [`DynamicPamt::get`] before handing a page to the
+//! module and [`DynamicPamt::put`] after reclaiming it.
+//!
+//! # One word per 2 MiB range
+//!
+//! Each 2 MiB range of TDX memory has one `AtomicU32`: bits 29:0 count the holders (gets not yet
+//! put), bit 30 is ADDING, bit 31 is REMOVING. The transitions:
+//!
+//! | word | `get` | `put` |
+//! |---|---|---|
+//! | 0 | CAS 0 → ADDING, take a pair from the source, PAMT.ADD, store 1 (0 if either failed) | error: not held |
+//! | n ≥ 1 | CAS n → n + 1 | n = 1: CAS 1 → REMOVING, PAMT.REMOVE, store 0 (or 1 if it failed); n > 1: CAS n → n − 1 |
+//! | ADDING / REMOVING | wait | wait |
+//!
+//! So PAMT.ADD is issued exactly once per 0 → 1 transition, by the one caller whose CAS won;
+//! PAMT.REMOVE exactly once per 1 → 0, and never while a `get` holds or is pending: a `get`
+//! that finds the range in REMOVING waits for it to finish and then ADDs again. Ranges never
+//! share a word, so callers on different ranges never wait for each other (they may share a
+//! cache line: 16 ranges per 64 bytes). `tests/loom_dpamt.rs` checks these claims, and the
+//! memory ordering, over the interleavings of racing gets and puts (up to 6 preemptions).
+//!
+//! **Waiting**: a caller that finds its range in transition spins (`core::hint::spin_loop`)
+//! until the transition ends: one SEAMCALL of the CPU that owns it, plus, for an ADD, taking a
+//! pair from its [`PairSource`] (a pop from a [`PairCache`] on paths that must not wait for an
+//! allocator). Only callers on the same range ever wait. As with a spinlock, the owner of a
+//! transition should not be preempted or sleep: top up the cache before, not during, the call.
+//!
+//! # Memory
+//!
+//! 4 bytes per 2 MiB of TDX memory (2 MiB per TiB) plus one 24-byte entry per span of TDX
+//! memory, found by binary search: nothing for the address space between spans. Linux keeps
+//! one `atomic_t` per 2 MiB of physical address space up to the highest page, holes included.
+//!
+//! # Errors
+//!
+//! A failed ADD or REMOVE is rolled back (the word returns to 0 or 1, a pair taken for a failed
+//! ADD goes back to the source) and reported with the raw status, so the caller may retry.
+//!
+//! ```
+//! # #[cfg(feature = "mock")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tdmr::dpamt::{DynamicPamt, Get, PairCache, Put};
+//! use tdmr::init::Bringup;
+//! use tdmr::memmap::parse_kernel_log;
+//! use tdmr::mock::{MockModule, PagePool, Platform};
+//! use tdmr::sysinfo::TdxLimits;
+//!
+//! let input = parse_kernel_log("virt/tdx: CMR: [0x100000, 0x7f000000)\n")?;
+//! let limits = TdxLimits::default().with_dynamic_pamt(1)?;
+//! let platform = Platform::new(input.cmrs().listed())?.with_limits(limits);
+//! let keyids = platform.private_keyids();
+//! let module = MockModule::new(platform);
+//! let done = Bringup::new(&module, &module, &module, keyids)
+//!     .with_dynamic_pamt(true)
+//!     .run(input.memory())?;
+//!
+//! let dpamt = DynamicPamt::for_plan(&module, &done.plan)?;
+//! // A page pair the simulated host set aside for Dynamic PAMT.
+//! let mut pool = PagePool::new(0x4000_0000, 1)?;
+//! let mut cache = PairCache::new(2);
+//! cache.top_up(&mut pool);
+//!
+//! let pfn = 0x1234_5000 >> 12;
+//! assert_eq!(dpamt.get(pfn, &mut cache)?, Get::Added); // TDH.PHYMEM.PAMT.ADD
+//! assert_eq!(dpamt.get(pfn + 1, &mut cache)?, Get::AlreadyBacked);
+//! module.mark_in_use(0x1234_5000)?; // the module now tracks the page
+//! assert!(module.mark_free(0x1234_5000));
+//! assert_eq!(dpamt.put(pfn + 1, &mut cache)?, Put::StillBacked);
+//! assert_eq!(dpamt.put(pfn, &mut cache)?, Put::Removed { unreturned: None }); // REMOVE
+//! assert_eq!(cache.len(), 1); // the pair is back
+//! # Ok(()) }
+//! # #[cfg(not(feature = "mock"))]
+//! # fn main() {}
+//! ```
+
+mod error;
+mod index;
+mod pair;
+mod sync;
+
+pub use error::{DynamicPamtError, DynamicPamtSetupError};
+pub use pair::{PairCache, PairSource, PamtPagePair, PamtPagePairError, ReturnedPair};
+
+use alloc::boxed::Box;
+use core::fmt;
+
+use self::index::{BeyondMaxPa, RangeIndex};
+use self::sync::{AtomicU32, Ordering, spin_loop};
+use crate::addr::{PageSize, PhysRange, SZ_2M, SZ_4K};
+use crate::layout::Plan;
+use crate::seamcall::Seamcall;
+use crate::sysinfo::TdxLimits;
+use crate::tdx::{Regs, leaf};
+
+/// Bits 29:0: holders.
+const COUNT: u32 = (1 << 30) - 1;
+/// Bit 30: the holder of the 0 → 1 transition is issuing TDH.PHYMEM.PAMT.ADD.
+const ADDING: u32 = 1 << 30;
+/// Bit 31: the holder of the 1 → 0 transition is issuing TDH.PHYMEM.PAMT.REMOVE.
+const REMOVING: u32 = 1 << 31;
+/// RCX bits 2:0 of the PAMT leaves: the range is a 2 MiB one (`TDX_PS_2M`).
+const LEVEL_2M: u64 = 1;
+
+/// What a successful [`DynamicPamt::get`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Get {
+    /// The range had no holder: this call issued TDH.PHYMEM.PAMT.ADD.
+    Added,
+    /// The range was backed already: one more holder.
+    AlreadyBacked,
+}
+
+/// What a successful [`DynamicPamt::put`] did.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub enum Put {
+    /// Other holders remain.
+    StillBacked,
+    /// This was the last holder: TDH.PHYMEM.PAMT.REMOVE took the pages back.
+    Removed {
+        /// The pair, if the pair source refused it (a full cache): the caller owns it.
+        unreturned: Option<ReturnedPair>,
+    },
+}
+
+/// A 2 MiB range's state, as [`DynamicPamt::range_state`] saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RangeState {
+    /// No holder, no PAMT pages.
+    Free,
+    /// TDH.PHYMEM.PAMT.ADD in progress.
+    Adding,
+    /// Backed, with this many holders.
+    Held(u32),
+    /// TDH.PHYMEM.PAMT.REMOVE in progress.
+    Removing,
+}
+
+/// The lock-free Dynamic PAMT manager. See the [module documentation](self).
+pub struct DynamicPamt<S> {
+    seamcall: S,
+    index: RangeIndex,
+    words: Box<[AtomicU32]>,
+}
+
+impl<S> fmt::Debug for DynamicPamt<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamicPamt")
+            .field("ranges", &self.index.ranges())
+            .field("spans", &self.index.spans())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Seamcall> DynamicPamt<S> {
+    /// A manager issuing PAMT leaves through `seamcall`, for the module's `limits` (Dynamic
+    /// PAMT on, PAMT_4K entries filling two pages per 2 MiB) and the TDX `memory` whose pages
+    /// will be handed to the module (any order; ranges are rounded out to 2 MiB and merged).
+    /// Every range starts free. O(n log n) in the number of ranges; allocates 4 bytes per
+    /// 2 MiB.
+    pub fn new(
+        seamcall: S,
+        limits: &TdxLimits,
+        memory: impl IntoIterator<Item = PhysRange>,
+    ) -> Result<Self, DynamicPamtSetupError> {
+        if !limits.dynamic_pamt() {
+            return Err(DynamicPamtSetupError::NotEnabled);
+        }
+        let entry_size = limits.pamt_entry_size(PageSize::Size4K);
+        if entry_size * (SZ_2M / SZ_4K) != 2 * SZ_4K {
+            return Err(DynamicPamtSetupError::PairGeometry { entry_size });
+        }
+        let index = RangeIndex::new(memory)
+            .map_err(|BeyondMaxPa(range)| DynamicPamtSetupError::BeyondMaxPa { range })?;
+        let words = (0..index.ranges()).map(|_| AtomicU32::new(0)).collect();
+        Ok(DynamicPamt {
+            seamcall,
+            index,
+            words,
+        })
+    }
+
+    /// A manager for the memory a configuration lets the module use: the non-reserved parts
+    /// of `plan`'s TDMRs, with the limits it was planned against.
+    pub fn for_plan(seamcall: S, plan: &Plan) -> Result<Self, DynamicPamtSetupError> {
+        Self::new(
+            seamcall,
+            plan.limits(),
+            plan.tdmrs().iter().flat_map(|t| t.available()),
+        )
+    }
+
+    /// The backend the PAMT leaves go through.
+    pub fn seamcall(&self) -> &S {
+        &self.seamcall
+    }
+
+    /// 2 MiB ranges covered (one counter each).
+    pub fn ranges(&self) -> usize {
+        self.index.ranges()
+    }
+
+    /// Bytes of counters: 4 per 2 MiB range.
+    pub fn counter_bytes(&self) -> usize {
+        self.words.len() * core::mem::size_of::<AtomicU32>()
+    }
+
+    /// The state of the 2 MiB range holding page frame `pfn`, or `None` outside the memory
+    /// covered. A snapshot: other CPUs may change it at once.
+    pub fn range_state(&self, pfn: u64) -> Option<RangeState> {
+        let w = self.words[self.index.slot(pfn)?].load(Ordering::Acquire);
+        Some(decode(w))
+    }
+
+    /// Ranges not free now (held or in transition). O(ranges): for tests and diagnostics.
+    pub fn busy_ranges(&self) -> usize {
+        self.words
+            .iter()
+            .filter(|w| w.load(Ordering::Acquire) != 0)
+            .count()
+    }
+
+    /// The counter of page frame `pfn`'s 2 MiB range, and the range's base.
+    #[inline]
+    fn slot(&self, pfn: u64) -> Result<(&AtomicU32, u64), DynamicPamtError> {
+        let slot = self
+            .index
+            .slot(pfn)
+            .ok_or(DynamicPamtError::NotTdxMemory { pfn })?;
+        // Covered memory lies below 2^52, so the shift cannot overflow.
+        let range = (pfn << 12) & !(SZ_2M - 1);
+        Ok((&self.words[slot], range))
+    }
+
+    /// Makes sure the 2 MiB range holding page frame `pfn` has PAMT pages, and counts one more
+    /// holder. The call that finds the range without holders takes a pair from `pairs` and
+    /// issues TDH.PHYMEM.PAMT.ADD; concurrent callers on the same range wait for it.
+    ///
+    /// `pairs` is only asked for a pair by that call, while the range is in transition: pass a
+    /// [`PairCache`] filled beforehand where a slow source would keep other CPUs waiting.
+    pub fn get<P: PairSource + ?Sized>(
+        &self,
+        pfn: u64,
+        pairs: &mut P,
+    ) -> Result<Get, DynamicPamtError> {
+        let (word, range) = self.slot(pfn)?;
+        loop {
+            let w = word.load(Ordering::Acquire);
+            if w & (ADDING | REMOVING) != 0 {
+                spin_loop();
+                continue;
+            }
+            if w == 0 {
+                if word
+                    .compare_exchange(0, ADDING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return self.add(word, range, pairs);
+                }
+                continue;
+            }
+            if w == COUNT {
+                return Err(DynamicPamtError::CountOverflow { pfn });
+            }
+            if word
+                .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(Get::AlreadyBacked);
+            }
+        }
+    }
+
+    /// The 0 → 1 transition, with the word in ADDING (owned by this caller).
+    fn add<P: PairSource + ?Sized>(
+        &self,
+        word: &AtomicU32,
+        range: u64,
+        pairs: &mut P,
+    ) -> Result<Get, DynamicPamtError> {
+        let Some(pair) = pairs.take_pair() else {
+            word.store(0, Ordering::Release);
+            return Err(DynamicPamtError::NoPagePair { range });
+        };
+        let regs = Regs {
+            rcx: range | LEVEL_2M,
+            rdx: pair.page0(),
+            r8: pair.page1(),
+            ..Regs::ZERO
+        };
+        let out = self.seamcall.seamcall(leaf::TDH_PHYMEM_PAMT_ADD, &regs);
+        if out.status.is_success() {
+            word.store(1, Ordering::Release);
+            return Ok(Get::Added);
+        }
+        word.store(0, Ordering::Release);
+        Err(DynamicPamtError::Seamcall {
+            leaf: leaf::TDH_PHYMEM_PAMT_ADD,
+            range,
+            status: out.status,
+            unreturned: pairs.return_pair(ReturnedPair::new(pair)).err(),
+        })
+    }
+
+    /// Counts one holder less for the 2 MiB range holding page frame `pfn`; the last holder's
+    /// call issues TDH.PHYMEM.PAMT.REMOVE and returns the pair to `pairs`. Call it only after
+    /// the module has let go of the page.
+    pub fn put<P: PairSource + ?Sized>(
+        &self,
+        pfn: u64,
+        pairs: &mut P,
+    ) -> Result<Put, DynamicPamtError> {
+        let (word, range) = self.slot(pfn)?;
+        loop {
+            let w = word.load(Ordering::Acquire);
+            if w & (ADDING | REMOVING) != 0 {
+                spin_loop();
+                continue;
+            }
+            match w {
+                0 => return Err(DynamicPamtError::NotHeld { pfn }),
+                1 => {
+                    if word
+                        .compare_exchange(1, REMOVING, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return self.remove(word, range, pairs);
+                    }
+                }
+                _ => {
+                    if word
+                        .compare_exchange_weak(w, w - 1, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return Ok(Put::StillBacked);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 1 → 0 transition, with the word in REMOVING (owned by this caller).
+    fn remove<P: PairSource + ?Sized>(
+        &self,
+        word: &AtomicU32,
+        range: u64,
+        pairs: &mut P,
+    ) -> Result<Put, DynamicPamtError> {
+        let regs = Regs {
+            rcx: range | LEVEL_2M,
+            ..Regs::ZERO
+        };
+        let out = self.seamcall.seamcall(leaf::TDH_PHYMEM_PAMT_REMOVE, &regs);
+        if !out.status.is_success() {
+            word.store(1, Ordering::Release);
+            return Err(DynamicPamtError::Seamcall {
+                leaf: leaf::TDH_PHYMEM_PAMT_REMOVE,
+                range,
+                status: out.status,
+                unreturned: None,
+            });
+        }
+        word.store(0, Ordering::Release);
+        let (rdx, r8) = (out.regs.rdx, out.regs.r8);
+        let pair = PamtPagePair::new(rdx, r8).map_err(|_| DynamicPamtError::BadRemoveOutput {
+            range,
+            rdx,
+            r8,
+        })?;
+        Ok(Put::Removed {
+            unreturned: pairs.return_pair(ReturnedPair::new(pair)).err(),
+        })
+    }
+}
+
+fn decode(w: u32) -> RangeState {
+    if w & ADDING != 0 {
+        RangeState::Adding
+    } else if w & REMOVING != 0 {
+        RangeState::Removing
+    } else if w == 0 {
+        RangeState::Free
+    } else {
+        RangeState::Held(w & COUNT)
+    }
+}

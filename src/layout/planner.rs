@@ -1,0 +1,167 @@
+//! [`Planner`]: how to plan (strategy, hole policy, limits, exclusions), applied to a memory
+//! map and its CMRs.
+
+use super::plan::PamtOrigin;
+use super::plan::Plan;
+use super::{HolePolicy, PlanError, Strategy, linux, optimal};
+use crate::memmap::{Cmrs, MemoryMap};
+use crate::pamt::{FromAllocator, PamtAllocator, TopDownAllocator};
+use crate::sysinfo::TdxLimits;
+
+/// Plans TDMRs and PAMTs: a configuration (strategy, hole policy, the module's limits,
+/// whether memory may be left out) that [`Planner::plan`] applies to any memory map.
+///
+/// ```
+/// use tdmr::layout::{Planner, Strategy};
+/// use tdmr::memmap::parse_kernel_log;
+/// let log = "virt/tdx: CMR: [0x100000, 0x77800000)\nvirt/tdx: CMR: [0x100000000, 0x407a000000)\n";
+/// let input = parse_kernel_log(log)?;
+/// let plan = Planner::new().with_strategy(Strategy::Linux).plan(input.memory(), input.cmrs())?;
+/// assert_eq!(plan.tdmrs().len(), 2);
+/// assert_eq!(plan.pamt_bytes() / 1024, 4104 * 256 + 8);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Planner {
+    /// The limits given with [`Planner::with_limits`], if any.
+    limits: Option<TdxLimits>,
+    strategy: Strategy,
+    holes: Option<HolePolicy>,
+    exclusions: bool,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Planner::new()
+    }
+}
+
+/// One planning job: a planner's settings applied to one map (what the strategies read).
+pub(crate) struct Job<'a> {
+    pub(crate) memory: &'a MemoryMap,
+    pub(crate) cmrs: &'a Cmrs,
+    pub(crate) limits: TdxLimits,
+    pub(crate) strategy: Strategy,
+    pub(crate) holes: HolePolicy,
+    pub(crate) allow_exclusions: bool,
+}
+
+impl Job<'_> {
+    /// The hole basis in effect.
+    #[inline]
+    pub(crate) fn hole_policy(&self) -> HolePolicy {
+        self.holes
+    }
+}
+
+impl Planner {
+    /// The optimal strategy with its hole policy, TDX module 1.5 limits, no memory left out.
+    pub const fn new() -> Self {
+        Planner {
+            limits: None,
+            strategy: Strategy::Optimal,
+            holes: None,
+            exclusions: false,
+        }
+    }
+
+    /// Plans against these module limits.
+    pub const fn with_limits(mut self, limits: TdxLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Uses this strategy.
+    pub const fn with_strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Uses this hole basis instead of the strategy's default.
+    pub const fn with_holes(mut self, holes: HolePolicy) -> Self {
+        self.holes = Some(holes);
+        self
+    }
+
+    /// With the optimal strategy, when no layout covers all TDX memory, return the layout that
+    /// leaves the least memory out, listed in [`Plan::excluded`] (the kernel must then keep it
+    /// from its page allocator). Off by default: memory is never left out silently.
+    pub const fn with_exclusions(mut self, allow: bool) -> Self {
+        self.exclusions = allow;
+        self
+    }
+
+    /// The limits planned against ([`TdxLimits::DEFAULT`] unless given).
+    pub const fn limits(&self) -> TdxLimits {
+        match self.limits {
+            Some(l) => l,
+            None => TdxLimits::DEFAULT,
+        }
+    }
+
+    /// The limits given with [`Planner::with_limits`], if any.
+    pub(crate) const fn limits_if_set(&self) -> Option<TdxLimits> {
+        self.limits
+    }
+
+    /// The strategy.
+    pub const fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The hole basis in effect (the strategy's default unless one was given).
+    pub fn holes(&self) -> HolePolicy {
+        self.holes
+            .unwrap_or_else(|| self.strategy.default_hole_policy())
+    }
+
+    /// Whether memory may be left out ([`Planner::with_exclusions`]).
+    pub const fn exclusions(&self) -> bool {
+        self.exclusions
+    }
+
+    fn job<'a>(&self, memory: &'a MemoryMap, cmrs: &'a Cmrs) -> Job<'a> {
+        Job {
+            memory,
+            cmrs,
+            limits: self.limits(),
+            strategy: self.strategy,
+            holes: self.holes(),
+            allow_exclusions: self.exclusions,
+        }
+    }
+
+    /// Plans `memory` inside `cmrs`, placing PAMTs itself: the optimal strategy carves them
+    /// from TDX memory against reserved areas; the Linux strategy uses [`TopDownAllocator`]
+    /// (top of the chosen node's memory). Either way the PAMT blocks are TDX memory the kernel
+    /// must take out of its page allocator before TDH.SYS.CONFIG
+    /// ([`crate::init::HostMemory::claim_pamt`] is how bring-up asks for it).
+    pub fn plan(&self, memory: &MemoryMap, cmrs: &Cmrs) -> Result<Plan, PlanError> {
+        memory.check_within(cmrs)?;
+        let job = self.job(memory, cmrs);
+        match self.strategy {
+            Strategy::Linux => {
+                linux::plan(&job, &mut TopDownAllocator::new(memory), PamtOrigin::Carved)
+            }
+            Strategy::Optimal => optimal::plan(&job, None),
+        }
+    }
+
+    /// Plans with PAMTs from the caller's allocator (one contiguous block per TDMR for the Linux
+    /// strategy, one per NUMA node for the optimal one), fitting reserved areas around what it
+    /// returns, or failing with the TDMR whose limit it broke.
+    pub fn plan_with(
+        &self,
+        memory: &MemoryMap,
+        cmrs: &Cmrs,
+        alloc: &mut dyn PamtAllocator,
+    ) -> Result<Plan, PlanError> {
+        memory.check_within(cmrs)?;
+        let job = self.job(memory, cmrs);
+        let mut alloc = FromAllocator(alloc);
+        match self.strategy {
+            Strategy::Linux => linux::plan(&job, &mut alloc, PamtOrigin::Allocator),
+            Strategy::Optimal => optimal::plan(&job, Some(&mut alloc)),
+        }
+    }
+}

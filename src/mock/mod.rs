@@ -1,0 +1,432 @@
+//! A software TDX module for testing a host's bring-up without TDX hardware.
+//!
+//! [`MockModule`] models what the host can observe of TDX module 1.5 during initialization:
+//!
+//! - the global state machine SYSINIT_PENDING → SYSINIT_DONE → SYSCONFIG_DONE → SYS_READY
+//!   (and SYS_SHUTDOWN), per-LP initialization flags and per-package key configuration, with
+//!   the exact status each leaf returns out of order or repeated;
+//! - the dispatcher's gating: in SYS_SHUTDOWN every leaf but TDH.SYS.LP.SHUTDOWN returns
+//!   `TDX_SYS_SHUTDOWN`; before SYS_READY only the SYS leaves the module allows get through
+//!   (everything else, TDH.SYS.TDMR.INIT included, returns `TDX_SYS_NOT_READY`); unknown leaves
+//!   and SYS leaves with a non-zero version return `TDX_OPERAND_INVALID | RAX`;
+//! - TDH.SYS.RD, TDH.SYS.RDALL and TDH.SYS.INFO over the fields Linux reads;
+//! - TDH.SYS.CONFIG reading `TDMR_INFO`s from simulated [`PhysMem`] and checking them with
+//!   [`crate::tdx::validate`];
+//! - TDH.SYS.KEY.CONFIG once per package and TDH.SYS.TDMR.INIT in 4 MiB steps (16 MiB with
+//!   Dynamic PAMT), tracked per TDMR;
+//! - with Dynamic PAMT, TDH.PHYMEM.PAMT.ADD and TDH.PHYMEM.PAMT.REMOVE with the module's checks
+//!   and statuses, and [`MockModule::mark_in_use`] / [`MockModule::mark_free`] standing in for
+//!   the TD leaves that take 4 KiB pages into use (see `pamt_pages.rs` for the table).
+//!
+//! It also plays the host's side for [`crate::init`]: it implements [`crate::init::Cpus`]
+//! (its logical processors and packages; `run_on` makes calls execute on that LP) and
+//! [`crate::init::HostMemory`] (buffers placed in simulated memory; PAMT claims recorded, and
+//! refused where [`Platform::with_pinned`] pinned host memory). [`PagePool`] hands out
+//! Dynamic PAMT page pairs from simulated memory. [`crate::seamcall::FaultInjector`] wraps it
+//! (or any backend) to inject the module's transient failures.
+//!
+//! Leaves the mock does not model (TDH.SYS.UPDATE, TD leaves) return
+//! `TDX_OPERAND_INVALID | RAX` once they pass the dispatcher's gating; so do
+//! TDH.PHYMEM.PAMT.ADD/REMOVE unless TDH.SYS.CONFIG enabled Dynamic PAMT.
+//!
+//! ```
+//! use tdmr::memmap::Cmr;
+//! use tdmr::mock::{MockModule, Platform, SysState};
+//! use tdmr::seamcall::Seamcall;
+//! use tdmr::tdx::status::TDX_SYS_INIT_NOT_PENDING;
+//! use tdmr::tdx::{leaf, Regs};
+//!
+//! let module = MockModule::new(Platform::new(&[Cmr::new(0x10_0000, 0x7ff0_0000)]).unwrap());
+//! assert!(module.seamcall(leaf::TDH_SYS_INIT, &Regs::ZERO).status.is_success());
+//! assert_eq!(module.state(), SysState::SysinitDone);
+//! let again = module.seamcall(leaf::TDH_SYS_INIT, &Regs::ZERO);
+//! assert_eq!(again.status.raw(), TDX_SYS_INIT_NOT_PENDING);
+//! ```
+
+mod config;
+mod key_config;
+mod log;
+mod lp;
+mod metadata;
+mod page_pairs;
+mod page_pool;
+mod pamt_pages;
+mod phys_mem;
+mod platform;
+mod state;
+mod sys_init;
+mod tdmr_init;
+
+pub use log::{CallLog, CallLogMode, CallRecord, LogEntry};
+pub use page_pool::PagePool;
+pub use phys_mem::{PhysMem, PhysMemError};
+pub use platform::{FEATURES0_TDX_1_5, Platform, PlatformError};
+pub use state::{SysState, TdmrProgress};
+
+use alloc::vec::Vec;
+
+use self::lp::LpContext;
+use self::metadata::Metadata;
+use self::state::State;
+use self::tdmr_init::Begin;
+use crate::addr::{PhysRange, RangeSet, align_up};
+use crate::init::{Cpu, CpuId, CpuUnavailable, Cpus, HostMemory, HostMemoryError};
+use crate::seamcall::Seamcall;
+use crate::seamcall::lock::Lock;
+use crate::tdx::leaf::{self, Leaf};
+use crate::tdx::status::{
+    Status, TDX_OPERAND_INVALID, TDX_SUCCESS, TDX_SYS_NOT_READY, TDX_SYS_SHUTDOWN, operand,
+};
+use crate::tdx::{Output, Regs};
+
+/// The software TDX module. See the [module documentation](self).
+#[derive(Debug)]
+pub struct MockModule {
+    platform: Platform,
+    metadata: Metadata,
+    state: Lock<State>,
+    lp: LpContext,
+}
+
+/// Leaves the dispatcher lets through before SYS_READY.
+fn allowed_before_ready(leaf: Leaf) -> bool {
+    matches!(leaf.number(), 31 | 32 | 33 | 34 | 35 | 37 | 44 | 45 | 53)
+}
+
+impl MockModule {
+    /// A module on `platform`, before TDH.SYS.INIT, keeping per-leaf counts but no call log.
+    pub fn new(platform: Platform) -> Self {
+        Self::with_log(platform, CallLogMode::Counts)
+    }
+
+    /// The same, keeping the call log as `mode` says.
+    pub fn with_log(platform: Platform, mode: CallLogMode) -> Self {
+        MockModule {
+            metadata: Metadata::new(&platform),
+            state: Lock::new(State::new(&platform, mode)),
+            platform,
+            lp: LpContext::new(),
+        }
+    }
+
+    /// The simulated machine.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The global state.
+    pub fn state(&self) -> SysState {
+        self.state.with(|s| s.sys)
+    }
+
+    /// Whether TDH.SYS.LP.INIT succeeded on `lp`.
+    pub fn lp_initialized(&self, lp: u32) -> bool {
+        self.state.with(|s| s.lp_is_init(lp))
+    }
+
+    /// Packages whose key TDH.SYS.KEY.CONFIG programmed, since the last TDH.SYS.CONFIG.
+    pub fn packages_configured(&self) -> Vec<u32> {
+        self.state.with(|s| {
+            s.pkg_configured
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c)
+                .map(|(i, _)| i as u32)
+                .collect()
+        })
+    }
+
+    /// The global KeyID TDH.SYS.CONFIG recorded.
+    pub fn global_keyid(&self) -> Option<u16> {
+        self.state.with(|s| s.global_keyid)
+    }
+
+    /// Whether the accepted configuration enabled Dynamic PAMT.
+    pub fn dynamic_pamt(&self) -> bool {
+        self.state.with(|s| s.dynamic_pamt)
+    }
+
+    /// The configured TDMRs and their initialization progress.
+    pub fn tdmrs(&self) -> Vec<TdmrProgress> {
+        self.state
+            .with(|s| s.tdmrs.iter().map(|t| t.progress).collect())
+    }
+
+    /// 2 MiB ranges holding a Dynamic PAMT page pair (TDH.PHYMEM.PAMT.ADD done, not removed).
+    pub fn pamt_pair_count(&self) -> usize {
+        self.state.with(|s| s.pamt.pairs.len())
+    }
+
+    /// The page pair `(page 0, page 1)` backing the 2 MiB range at `range_base`, if any.
+    pub fn pamt_pair(&self, range_base: u64) -> Option<(u64, u64)> {
+        self.state
+            .with(|s| s.pamt.pairs.get(&range_base).map(|p| (p.page0, p.page1)))
+    }
+
+    /// Takes the 4 KiB page at `pa` into use, standing in for the TD leaves the mock does not
+    /// model (TDH.MNG.ADDCX, TDH.MEM.PAGE.ADD/AUG, ...), with the checks they share:
+    ///
+    /// - `TDX_SYS_NOT_READY` before SYS_READY;
+    /// - `TDX_OPERAND_INVALID | RCX` if `pa` is not 4 KiB aligned, beyond 2^52 or has KeyID bits
+    ///   (the page taken as the leaf's RCX operand);
+    /// - `TDX_OPERAND_ADDR_RANGE_ERROR | RCX` outside the initialized blocks of the TDMRs;
+    /// - `TDX_PAGE_NOT_FREE | RCX` for a page of a reserved area, a PAMT page, or a page in use;
+    /// - with Dynamic PAMT, `TDX_MISSING_PAMT_PAGE_PAIR` if its 2 MiB range has no page pair.
+    ///
+    /// While any page of a range is in use, TDH.PHYMEM.PAMT.REMOVE on that range returns
+    /// `TDX_PAMT_PAGE_NOT_EMPTY`.
+    ///
+    /// ```
+    /// # use tdmr::mock::{MockModule, Platform};
+    /// # use tdmr::memmap::Cmr;
+    /// # let m = MockModule::new(Platform::new(&[Cmr::new(0, 1 << 30)]).unwrap());
+    /// use tdmr::tdx::status::TDX_SYS_NOT_READY;
+    /// assert_eq!(m.mark_in_use(0x20_0000).unwrap_err().raw(), TDX_SYS_NOT_READY);
+    /// ```
+    pub fn mark_in_use(&self, pa: u64) -> Result<(), Status> {
+        self.state
+            .with(|s| pamt_pages::mark_in_use(&self.platform, s, pa))
+    }
+
+    /// Releases a page [`MockModule::mark_in_use`] took into use (as the TD leaves' reclaim
+    /// would); whether it was in use.
+    pub fn mark_free(&self, pa: u64) -> bool {
+        self.state.with(|s| pamt_pages::mark_free(s, pa))
+    }
+
+    /// 4 KiB pages [`MockModule::mark_in_use`] holds in use.
+    pub fn pages_in_use(&self) -> u64 {
+        self.state.with(|s| s.pamt.pages_in_use())
+    }
+
+    /// The call log (a snapshot).
+    pub fn log(&self) -> CallLog {
+        self.state.with(|s| s.log.clone())
+    }
+
+    /// Writes `bytes` to simulated physical memory at `pa` (what the host does to hand the
+    /// module a buffer).
+    pub fn write_phys(&self, pa: u64, bytes: &[u8]) -> Result<(), PhysMemError> {
+        self.state.with(|s| s.mem.write(pa, bytes))
+    }
+
+    /// Reads simulated physical memory at `pa` (what the host does to read a module output).
+    pub fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), PhysMemError> {
+        self.state.with(|s| s.mem.read(pa, buf))
+    }
+
+    /// 4 KiB pages of simulated memory holding data.
+    pub fn phys_pages(&self) -> usize {
+        self.state.with(|s| s.mem.pages())
+    }
+
+    /// The LP calls from this thread execute on now (LP 0 outside [`Cpus::run_on`]).
+    pub fn current_lp(&self) -> u32 {
+        self.lp.current().unwrap_or(0)
+    }
+
+    /// Holds TDMR `base`'s mutex as if LP `lp` were inside TDH.SYS.TDMR.INIT on it, until the
+    /// returned guard drops: other calls on that TDMR get `TDX_OPERAND_BUSY | RCX`. Fails with
+    /// the status a TDH.SYS.TDMR.INIT call would get when `base` cannot be entered now.
+    pub fn tdmr_init_in_flight(&self, lp: u32, base: u64) -> Result<InFlight<'_>, Status> {
+        self.state.with(|s| {
+            if s.sys != SysState::SysReady {
+                return Err(Status::new(TDX_SYS_NOT_READY));
+            }
+            let regs = Regs {
+                rcx: base,
+                ..Regs::ZERO
+            };
+            match tdmr_init::begin(&self.platform, s, lp, &regs) {
+                Begin::Done(out) => Err(out.status),
+                Begin::Started(index) => Ok(InFlight {
+                    module: self,
+                    index,
+                }),
+            }
+        })
+    }
+
+    fn log_call(s: &mut State, lp: u32, leaf: Leaf, inputs: &Regs, output: Output) -> Output {
+        s.log.call(CallRecord {
+            lp,
+            leaf,
+            inputs: *inputs,
+            output,
+        });
+        output
+    }
+
+    /// The dispatcher, for every leaf but the second step of TDH.SYS.TDMR.INIT.
+    fn dispatch(&self, s: &mut State, lp: u32, leaf: Leaf, regs: &Regs) -> Result<Output, usize> {
+        let p = &self.platform;
+        let status = |raw: u64| Ok(Output::new(Status::new(raw), *regs));
+        if s.sys == SysState::Shutdown && leaf != leaf::TDH_SYS_LP_SHUTDOWN {
+            return status(TDX_SYS_SHUTDOWN);
+        }
+        if s.sys != SysState::SysReady && !allowed_before_ready(leaf) {
+            return status(TDX_SYS_NOT_READY);
+        }
+        let rax_invalid = TDX_OPERAND_INVALID | operand::RAX as u64;
+        if leaf.version() != 0 {
+            // No leaf the mock models accepts a version other than 0.
+            return status(rax_invalid);
+        }
+        Ok(match leaf {
+            leaf::TDH_SYS_INIT => sys_init::sys_init(p, s, regs),
+            leaf::TDH_SYS_LP_INIT => sys_init::lp_init(s, lp, regs),
+            leaf::TDH_SYS_RD => metadata::sys_rd(&self.metadata, s, lp, regs),
+            leaf::TDH_SYS_RDALL => metadata::sys_rdall(p, &self.metadata, s, lp, regs),
+            leaf::TDH_SYS_INFO => metadata::sys_info(p, &self.metadata, s, lp, regs),
+            leaf::TDH_SYS_CONFIG => config::sys_config(p, s, regs),
+            leaf::TDH_SYS_KEY_CONFIG => key_config::key_config(p, s, lp, regs),
+            leaf::TDH_SYS_LP_SHUTDOWN => Output::new(Status::new(TDX_SUCCESS), *regs),
+            leaf::TDH_SYS_SHUTDOWN => sys_init::shutdown(p, s, regs),
+            leaf::TDH_PHYMEM_PAMT_ADD => pamt_pages::add(p, s, regs),
+            leaf::TDH_PHYMEM_PAMT_REMOVE => pamt_pages::remove(p, s, regs),
+            leaf::TDH_SYS_TDMR_INIT => match tdmr_init::begin(p, s, lp, regs) {
+                Begin::Done(out) => out,
+                Begin::Started(index) => return Err(index),
+            },
+            _ => Output::new(Status::new(rax_invalid), *regs),
+        })
+    }
+}
+
+impl Seamcall for MockModule {
+    fn seamcall(&self, leaf: Leaf, regs: &Regs) -> Output {
+        let lp = self.current_lp();
+        let started = self.state.with(|s| match self.dispatch(s, lp, leaf, regs) {
+            Ok(out) => Ok(Self::log_call(s, lp, leaf, regs, out)),
+            Err(index) => Err(index),
+        });
+        match started {
+            Ok(out) => out,
+            // TDH.SYS.TDMR.INIT holds the TDMR's mutex across this gap.
+            Err(index) => self.state.with(|s| {
+                let out = tdmr_init::finish(s, index, regs);
+                Self::log_call(s, lp, leaf, regs, out)
+            }),
+        }
+    }
+}
+
+/// A TDH.SYS.TDMR.INIT call held in progress by [`MockModule::tdmr_init_in_flight`].
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    module: &'a MockModule,
+    index: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Release the mutex without advancing: the held call made no progress.
+        self.module.state.with(|s| {
+            if let Some(t) = s.tdmrs.get_mut(self.index) {
+                t.busy = None;
+            }
+        });
+    }
+}
+
+impl Cpus for MockModule {
+    fn cpus(&self) -> Vec<Cpu> {
+        (0..self.platform.lps)
+            .map(|id| Cpu {
+                id,
+                package: self.platform.package_of(id).unwrap_or(0),
+            })
+            .collect()
+    }
+
+    fn run_on(&self, cpu: CpuId, f: &mut dyn FnMut()) -> Result<(), CpuUnavailable> {
+        if cpu >= self.platform.lps {
+            return Err(CpuUnavailable { cpu });
+        }
+        let saved = self.lp.enter(cpu);
+        f();
+        self.lp.leave(saved);
+        Ok(())
+    }
+
+    fn flush_caches(&self) {
+        self.state.with(|s| s.log.cache_flush());
+    }
+}
+
+// SAFETY: the "host memory" is the mock's simulated physical memory. Buffers are placed
+// first-fit between live ones, so no two overlap until released; PAMT claims are recorded and
+// refused when they overlap a live claim, the buffer window or memory pinned by the platform,
+// so a claimed range is the configuration's alone until unclaimed.
+#[allow(unsafe_code)]
+unsafe impl HostMemory for MockModule {
+    fn place(&self, bytes: &[u8], align: u64) -> Result<u64, HostMemoryError> {
+        let window = self.platform.host_buffers;
+        let err = HostMemoryError::NoBuffer {
+            bytes: bytes.len(),
+            align,
+        };
+        if !align.is_power_of_two() {
+            return Err(err);
+        }
+        self.state.with(|s| {
+            // First fit in address order between live buffers.
+            let mut live = s.host_buffers.clone();
+            live.sort_unstable();
+            let mut cursor = window.start();
+            for &(pa, len) in live.iter().chain(core::iter::once(&(window.end(), 0))) {
+                let start = align_up(cursor, align).ok_or(err)?;
+                if start
+                    .checked_add(bytes.len() as u64)
+                    .is_some_and(|end| end <= pa)
+                {
+                    s.mem.write(start, bytes).map_err(|_| err)?;
+                    s.host_buffers.push((start, bytes.len() as u64));
+                    return Ok(start);
+                }
+                cursor = cursor.max(pa + len);
+            }
+            Err(err)
+        })
+    }
+
+    fn release(&self, pa: u64, len: usize) {
+        self.state.with(|s| {
+            if let Some(i) = s.host_buffers.iter().position(|&b| b == (pa, len as u64)) {
+                s.host_buffers.swap_remove(i);
+            }
+        });
+    }
+
+    fn claim_pamt(&self, range: PhysRange) -> Result<(), HostMemoryError> {
+        let refused = Err(HostMemoryError::PamtUnavailable { range });
+        let one = RangeSet::from_ranges([range]);
+        if range.is_empty()
+            || range.overlaps(self.platform.host_buffers)
+            || !one.intersect(&self.platform.pinned).is_empty()
+        {
+            return refused;
+        }
+        self.state.with(|s| {
+            if !s.claimed_pamt.intersect(&one).is_empty() {
+                return refused;
+            }
+            s.claimed_pamt = s.claimed_pamt.union(&one);
+            Ok(())
+        })
+    }
+
+    fn unclaim_pamt(&self, range: PhysRange) {
+        let one = RangeSet::from_ranges([range]);
+        self.state
+            .with(|s| s.claimed_pamt = s.claimed_pamt.subtract(&one));
+    }
+}
+
+impl MockModule {
+    /// PAMT memory the simulated host has claimed for the configuration
+    /// ([`HostMemory::claim_pamt`]) and not given back.
+    pub fn claimed_pamt(&self) -> RangeSet {
+        self.state.with(|s| s.claimed_pamt.clone())
+    }
+}

@@ -1,0 +1,143 @@
+//! The module's state: the global state machine, per-LP and per-package flags, the recorded
+//! TDMRs with their initialization progress, and simulated memory.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::log::{CallLog, CallLogMode};
+use super::page_pairs::PamtPages;
+use super::phys_mem::PhysMem;
+use super::platform::Platform;
+use crate::addr::{PhysRange, RangeSet, SZ_1G, align_down};
+
+/// The module's global state (`sys_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SysState {
+    /// Before TDH.SYS.INIT.
+    SysinitPending,
+    /// TDH.SYS.INIT done; LPs initialize, then TDH.SYS.CONFIG.
+    SysinitDone,
+    /// TDH.SYS.CONFIG done; TDH.SYS.KEY.CONFIG on every package.
+    SysconfigDone,
+    /// Every package configured: TDMR initialization and TD leaves run.
+    SysReady,
+    /// TDH.SYS.SHUTDOWN done.
+    Shutdown,
+}
+
+impl fmt::Display for SysState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SysState::SysinitPending => "SYSINIT_PENDING",
+            SysState::SysinitDone => "SYSINIT_DONE",
+            SysState::SysconfigDone => "SYSCONFIG_DONE",
+            SysState::SysReady => "SYS_READY",
+            SysState::Shutdown => "SYS_SHUTDOWN",
+        })
+    }
+}
+
+/// One configured TDMR and how far TDH.SYS.TDMR.INIT got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TdmrProgress {
+    /// TDMR base.
+    pub base: u64,
+    /// TDMR size.
+    pub size: u64,
+    /// Next address to initialize (`base + size` when done).
+    pub next: u64,
+}
+
+impl TdmrProgress {
+    /// Whether the whole TDMR is initialized.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.base + self.size
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct TdmrRecord {
+    pub(crate) progress: TdmrProgress,
+    /// The LP inside TDH.SYS.TDMR.INIT on this TDMR (the per-TDMR mutex), if any.
+    pub(crate) busy: Option<u32>,
+    /// The non-null reserved areas as absolute ranges, in the (ascending) order TDH.SYS.CONFIG
+    /// accepted them. TDH.SYS.TDMR.INIT marks their pages in the PAMT (PT_RSVD, or the
+    /// Dynamic PAMT bitmap); the mock keeps the list instead of a per-page structure.
+    pub(crate) reserved: Vec<PhysRange>,
+}
+
+impl TdmrRecord {
+    /// Whether `pa` lies in a 1 GiB block TDH.SYS.TDMR.INIT has finished: the module's PAMT
+    /// lookups refuse addresses at or above the next-to-initialize address rounded down to
+    /// 1 GiB.
+    pub(crate) fn initialized(&self, pa: u64) -> bool {
+        let p = &self.progress;
+        pa >= p.base && pa < align_down(p.next, SZ_1G)
+    }
+
+    /// Whether `pa` lies in one of the TDMR's reserved areas (binary search).
+    pub(crate) fn in_reserved(&self, pa: u64) -> bool {
+        let i = self.reserved.partition_point(|r| r.end() <= pa);
+        self.reserved.get(i).is_some_and(|r| r.contains(pa))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) sys: SysState,
+    pub(crate) lp_init: Vec<bool>,
+    pub(crate) lps_initialized: u32,
+    pub(crate) global_keyid: Option<u16>,
+    pub(crate) dynamic_pamt: bool,
+    pub(crate) tdmrs: Vec<TdmrRecord>,
+    pub(crate) pkg_configured: Vec<bool>,
+    pub(crate) pkgs_configured: u32,
+    pub(crate) mem: PhysMem,
+    pub(crate) log: CallLog,
+    /// Host buffers the mock's `HostMemory` handed out: `(pa, len)`.
+    pub(crate) host_buffers: Vec<(u64, u64)>,
+    /// Dynamic PAMT page pairs and 4 KiB pages in use (sparse, per 2 MiB range).
+    pub(crate) pamt: PamtPages,
+    /// PAMT memory the host side claimed (`HostMemory::claim_pamt`).
+    pub(crate) claimed_pamt: RangeSet,
+}
+
+impl State {
+    pub(crate) fn new(p: &Platform, log: CallLogMode) -> Self {
+        State {
+            sys: SysState::SysinitPending,
+            lp_init: vec![false; p.lps as usize],
+            lps_initialized: 0,
+            global_keyid: None,
+            dynamic_pamt: false,
+            tdmrs: Vec::new(),
+            pkg_configured: vec![false; p.packages as usize],
+            pkgs_configured: 0,
+            mem: PhysMem::new(),
+            log: CallLog::new(log),
+            host_buffers: Vec::new(),
+            pamt: PamtPages::default(),
+            claimed_pamt: RangeSet::new(),
+        }
+    }
+
+    pub(crate) fn lp_is_init(&self, lp: u32) -> bool {
+        self.lp_init.get(lp as usize).copied().unwrap_or(false)
+    }
+
+    /// Index of the TDMR whose base is `base`.
+    pub(crate) fn tdmr_at(&self, base: u64) -> Option<usize> {
+        self.tdmrs
+            .binary_search_by_key(&base, |t| t.progress.base)
+            .ok()
+    }
+
+    /// The TDMR containing `pa` (binary search; TDMRs are sorted and disjoint).
+    pub(crate) fn tdmr_containing(&self, pa: u64) -> Option<&TdmrRecord> {
+        let i = self
+            .tdmrs
+            .partition_point(|t| t.progress.base + t.progress.size <= pa);
+        self.tdmrs.get(i).filter(|t| t.progress.base <= pa)
+    }
+}

@@ -1,0 +1,188 @@
+//! Global metadata field identifiers (TDH.SYS.RD / TDH.SYS.RDALL) and the values they carry.
+//!
+//! A field id is 64 bits: 23:0 field code, 31:24 reserved, 33:32 element size (0: 1 byte,
+//! 1: 2, 2: 4, 3: 8), 37:34 last element in field, 46:38 last field in sequence, 49:47
+//! reserved, 50 inc_size, 51 write_mask_valid, 54:52 context (0 = SYS), 55 reserved, 61:56
+//! class, 62 reserved, 63 non-architectural. The module finds a field by class and field code.
+
+use core::fmt;
+
+/// TDX module version numbers (MAJOR_VERSION, MINOR_VERSION, UPDATE_VERSION).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleVersion {
+    /// MAJOR_VERSION.
+    pub major: u16,
+    /// MINOR_VERSION.
+    pub minor: u16,
+    /// UPDATE_VERSION.
+    pub update: u16,
+}
+
+impl fmt::Display for ModuleVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{:02}", self.major, self.minor, self.update)
+    }
+}
+
+/// A global metadata field id.
+///
+/// ```
+/// use tdmr::tdx::metadata::{FieldId, MAX_TDMRS, cmr_base};
+/// assert_eq!(MAX_TDMRS.class(), 0x11);
+/// assert_eq!(MAX_TDMRS.element_bytes(), 2);
+/// assert_eq!(cmr_base(3).unwrap().raw(), 0x9000000300000083);
+/// assert!(cmr_base(32).is_none());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldId(u64);
+
+/// `MD_FIELD_ID_NA`: no field (all ones); TDH.SYS.RD returns it as "no next field".
+pub const FIELD_ID_NA: u64 = u64::MAX;
+
+impl FieldId {
+    /// Wraps a raw id.
+    #[inline]
+    pub const fn new(raw: u64) -> Self {
+        FieldId(raw)
+    }
+
+    /// The raw 64-bit id.
+    #[inline]
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Bits 23:0.
+    #[inline]
+    pub const fn field_code(self) -> u32 {
+        (self.0 & 0xFF_FFFF) as u32
+    }
+
+    /// Bits 33:32 as a byte count (1, 2, 4, 8).
+    #[inline]
+    pub const fn element_bytes(self) -> u32 {
+        1 << ((self.0 >> 32) & 3)
+    }
+
+    /// Bits 61:56.
+    #[inline]
+    pub const fn class(self) -> u8 {
+        ((self.0 >> 56) & 0x3F) as u8
+    }
+
+    /// Bits 54:52.
+    #[inline]
+    pub const fn context(self) -> u8 {
+        ((self.0 >> 52) & 7) as u8
+    }
+
+    /// The id with the element-size bits replaced by those of `bytes` (1, 2, 4 or 8).
+    pub const fn with_element_bytes(self, bytes: u32) -> Self {
+        let code = match bytes {
+            1 => 0,
+            2 => 1,
+            4 => 2,
+            _ => 3,
+        };
+        FieldId(self.0 & !(3 << 32) | code << 32)
+    }
+}
+
+/// MINOR_VERSION (2 bytes).
+pub const MINOR_VERSION: FieldId = FieldId(0x0800_0001_0000_0003);
+/// MAJOR_VERSION (2 bytes).
+pub const MAJOR_VERSION: FieldId = FieldId(0x0800_0001_0000_0004);
+/// UPDATE_VERSION (2 bytes).
+pub const UPDATE_VERSION: FieldId = FieldId(0x0800_0001_0000_0005);
+/// NUM_PKGS (4 bytes): packages the module found at boot (MCHECK).
+pub const NUM_PKGS: FieldId = FieldId(0x0000_0002_0000_0000);
+/// SYS_ATTRIBUTES (4 bytes).
+pub const SYS_ATTRIBUTES: FieldId = FieldId(0x0A00_0002_0000_0000);
+/// NUM_TDX_FEATURES (1 byte).
+pub const NUM_TDX_FEATURES: FieldId = FieldId(0x0A00_0000_0000_0001);
+/// TDX_FEATURES0 (8 bytes): feature bitmap, see [`features0`].
+pub const TDX_FEATURES0: FieldId = FieldId(0x0A00_0003_0000_0008);
+/// NUM_CMRS (2 bytes): CMR slots (32 on TDX module 1.5, null slots included).
+pub const NUM_CMRS: FieldId = FieldId(0x9000_0001_0000_0000);
+/// MAX_TDMRS (2 bytes).
+pub const MAX_TDMRS: FieldId = FieldId(0x9100_0001_0000_0008);
+/// MAX_RESERVED_PER_TDMR (2 bytes).
+pub const MAX_RESERVED_PER_TDMR: FieldId = FieldId(0x9100_0001_0000_0009);
+/// PAMT_4K_ENTRY_SIZE (2 bytes).
+pub const PAMT_4K_ENTRY_SIZE: FieldId = FieldId(0x9100_0001_0000_0010);
+/// PAMT_2M_ENTRY_SIZE (2 bytes).
+pub const PAMT_2M_ENTRY_SIZE: FieldId = FieldId(0x9100_0001_0000_0011);
+/// PAMT_1G_ENTRY_SIZE (2 bytes).
+pub const PAMT_1G_ENTRY_SIZE: FieldId = FieldId(0x9100_0001_0000_0012);
+/// PAMT_PAGE_BITMAP_ENTRY_BITS (1 byte, Dynamic PAMT modules). Linux reads it as
+/// `0x9100000100000013`; the element-size bits are ignored on read, so both ids work.
+pub const PAMT_PAGE_BITMAP_ENTRY_BITS: FieldId = FieldId(0x9100_0000_0000_0013);
+/// MIN_DYNAMIC_PAMT_NUM_HKID_BITS (1 byte, Dynamic PAMT modules).
+pub const MIN_DYNAMIC_PAMT_NUM_HKID_BITS: FieldId = FieldId(0x9100_0000_0000_0014);
+/// TDR_BASE_SIZE (2 bytes).
+pub const TDR_BASE_SIZE: FieldId = FieldId(0x9800_0001_0000_0000);
+/// TDCS_BASE_SIZE (2 bytes).
+pub const TDCS_BASE_SIZE: FieldId = FieldId(0x9800_0001_0000_0100);
+/// TDVPS_BASE_SIZE (2 bytes).
+pub const TDVPS_BASE_SIZE: FieldId = FieldId(0x9800_0001_0000_0200);
+/// ATTRIBUTES_FIXED0 (8 bytes).
+pub const ATTRIBUTES_FIXED0: FieldId = FieldId(0x1900_0003_0000_0000);
+/// ATTRIBUTES_FIXED1 (8 bytes).
+pub const ATTRIBUTES_FIXED1: FieldId = FieldId(0x1900_0003_0000_0001);
+/// XFAM_FIXED0 (8 bytes).
+pub const XFAM_FIXED0: FieldId = FieldId(0x1900_0003_0000_0002);
+/// XFAM_FIXED1 (8 bytes).
+pub const XFAM_FIXED1: FieldId = FieldId(0x1900_0003_0000_0003);
+/// NUM_CPUID_CONFIG (2 bytes).
+pub const NUM_CPUID_CONFIG: FieldId = FieldId(0x9900_0001_0000_0004);
+/// MAX_VCPUS_PER_TD (2 bytes).
+pub const MAX_VCPUS_PER_TD: FieldId = FieldId(0x9900_0001_0000_0008);
+
+/// Most CMR slots (`MAX_CMR`).
+pub const MAX_CMR_SLOTS: u32 = 32;
+/// Most CPUID_CONFIG entries Linux reads.
+pub const MAX_CPUID_CONFIG: u32 = 128;
+
+/// CMR_BASE\[i\] (8 bytes), i < 32.
+pub const fn cmr_base(i: u32) -> Option<FieldId> {
+    if i < MAX_CMR_SLOTS {
+        Some(FieldId(0x9000_0003_0000_0080 + i as u64))
+    } else {
+        None
+    }
+}
+
+/// CMR_SIZE\[i\] (8 bytes), i < 32.
+pub const fn cmr_size(i: u32) -> Option<FieldId> {
+    if i < MAX_CMR_SLOTS {
+        Some(FieldId(0x9000_0003_0000_0100 + i as u64))
+    } else {
+        None
+    }
+}
+
+/// CPUID_CONFIG_LEAVES\[i\] (8 bytes), i < 128.
+pub const fn cpuid_config_leaf(i: u32) -> Option<FieldId> {
+    if i < MAX_CPUID_CONFIG {
+        Some(FieldId(0x9900_0003_0000_0400 + i as u64))
+    } else {
+        None
+    }
+}
+
+/// CPUID_CONFIG_VALUES\[i\]\[j\] (8 bytes), i < 128, j < 2.
+pub const fn cpuid_config_value(i: u32, j: u32) -> Option<FieldId> {
+    if i < MAX_CPUID_CONFIG && j < 2 {
+        Some(FieldId(0x9900_0003_0000_0500 + 2 * i as u64 + j as u64))
+    } else {
+        None
+    }
+}
+
+/// Bits of TDX_FEATURES0 the host cares about at bring-up.
+pub mod features0 {
+    /// Bit 18: the module never modifies RBP. Linux refuses modules without it.
+    pub const NO_RBP_MOD: u64 = 1 << 18;
+    /// Bit 36: Dynamic PAMT.
+    pub const DYNAMIC_PAMT: u64 = 1 << 36;
+}

@@ -99,7 +99,7 @@ fn admission(c: &mut Criterion) {
         (gate, frozen)
     };
     let (gate, frozen) = initialized(GateConfig::new(0, 0));
-    let (search_only, _) = initialized(GateConfig::new(0, 0).section_bitmap_words(0));
+    let (search_only, _) = initialized(GateConfig::new(0, 0).with_section_bitmap_words(0));
     let list = MutexList(Mutex::new(
         memory.regions().iter().map(|r| (r.base, r.end())).collect(),
     ));

@@ -222,8 +222,8 @@
 //!   mutex, so they are `Sync`).
 //! - `parallel`: rayon where the work is independent (the readiness assessment plans both
 //!   strategies at once); implies `std`.
-//! - `mock`: the software TDX module ([`mock`]), for tests and for hosts without TDX.
-//! - `report`: text, JSON and SVG renderers ([`report`]); the SVG code uses floating point,
+//! - `mock`: the software TDX module (`tdmr::mock`), for tests and for hosts without TDX.
+//! - `report`: text, JSON and SVG renderers (`tdmr::report`); the SVG code uses floating point,
 //!   which is why kernels leave it off.
 //!
 //! The kernel build is `cargo build --target x86_64-unknown-none --no-default-features`.

@@ -1,17 +1,17 @@
-//! Replays every checked-in fuzz seed, `fuzz/seeds/<target>/*`, through the same body the
+//! Replays every checked-in fuzz seed, `tests/seeds/<target>/*`, through the same body the
 //! cargo-fuzz target runs (`tests/fuzz_bodies/<target>.rs`), so `cargo test` catches
 //! regressions without cargo-fuzz or nightly.
 //!
 //! Adding a target `x`: write `tests/fuzz_bodies/x.rs` with `pub fn run(data: &[u8])`, a
 //! three-line `fuzz/fuzz_targets/x.rs` including it like the others, a `[[bin]]` block in
-//! `fuzz/Cargo.toml`, seeds in `fuzz/seeds/x/`, and a block at the end of this file.
+//! `fuzz/Cargo.toml`, seeds in `tests/seeds/x/`, and a block at the end of this file.
 
 use std::path::Path;
 
-/// Runs every file of `fuzz/seeds/<target>/` through `run`, naming the file that fails.
+/// Runs every file of `tests/seeds/<target>/` through `run`, naming the file that fails.
 fn replay(target: &str, run: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds")
+        .join("tests/seeds")
         .join(target);
     let mut seeds: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -320,7 +320,7 @@ fn random_hotplug_around_initialization_keeps_every_invariant() {
         // addition lost by initialization shows in the map it read.
         let unplugged = spread_blocks(&fixture_memory, UNPLUGGED);
         let base = without(&fixture_memory, &unplugged);
-        let config = GateConfig::new(CPUS, PACKAGES).snapshot_capacity(8192);
+        let config = GateConfig::new(CPUS, PACKAGES).with_snapshot_capacity(8192);
         let gate = HotplugGate::new(cmrs.clone(), config).unwrap();
         for cpu in 0..CPUS {
             gate.cpu_online(cpu, cpu % PACKAGES).unwrap().finish();

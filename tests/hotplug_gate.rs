@@ -74,11 +74,11 @@ fn before_init_memory_must_be_convertible_and_refusals_name_the_part_outside() {
 
 #[test]
 fn any_memory_policy_admits_what_the_cmrs_do_not_hold() {
-    let cfg = GateConfig::new(1, 1).pre_init(PreInitPolicy::AnyMemory);
+    let cfg = GateConfig::new(1, 1).with_pre_init(PreInitPolicy::AnyMemory);
     let gate = HotplugGate::new(two_cmrs(), cfg).unwrap();
     let tok = gate.admit_memory(r(100 * SZ_1G, 101 * SZ_1G)).unwrap();
     assert_eq!(tok.rule(), AdmissionRule::AnyMemory);
-    assert_eq!(gate.pre_init_policy(), PreInitPolicy::AnyMemory);
+    assert_eq!(gate.pre_init(), PreInitPolicy::AnyMemory);
 }
 
 #[test]
@@ -343,7 +343,7 @@ fn frozen_memory_matches_its_definition_on_every_fixture() {
 
         // Without the section bitmap, with a coarse one, with the default one.
         for words in [0, 1, 512] {
-            let config = GateConfig::new(0, 0).section_bitmap_words(words);
+            let config = GateConfig::new(0, 0).with_section_bitmap_words(words);
             let gate = HotplugGate::new(cmrs.clone(), config).unwrap();
             let n = gate.begin_init().unwrap().publish(&plan, &memory).unwrap();
             assert_eq!(n, frozen.len(), "{name}");
@@ -441,7 +441,7 @@ fn a_range_spanning_abutting_regions_and_tdmrs_is_admitted() {
 #[test]
 fn too_large_a_snapshot_fails_closed() {
     let (memory, cmrs, plan) = planned(FIXTURES[3].1);
-    let gate = HotplugGate::new(cmrs, GateConfig::new(0, 0).snapshot_capacity(1)).unwrap();
+    let gate = HotplugGate::new(cmrs, GateConfig::new(0, 0).with_snapshot_capacity(1)).unwrap();
     let err = gate
         .begin_init()
         .unwrap()

@@ -257,3 +257,89 @@ fn non_transient_failure_is_reported_at_once() {
     );
     assert_eq!(e.seamcalls.total(), 0);
 }
+
+/// The planner carves PAMT out of TDX memory; a host that cannot give up part of it stops the
+/// bring-up before TDH.SYS.CONFIG, with every claim given back and the range named.
+#[test]
+fn pamt_the_host_cannot_give_up_stops_before_config() {
+    // Two nodes, planned as Linux does, so the PAMTs land in two places (each TDMR's at the top
+    // of its node's memory).
+    let input = parse_kernel_log(
+        "BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable\n\
+         BIOS-e820: [mem 0x0000000100000000-0x00000003ffffffff] usable\n\
+         ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x1ffffffff]\n\
+         ACPI: SRAT: Node 1 PXM 1 [mem 0x200000000-0x3ffffffff]\n",
+    )
+    .unwrap();
+    let planner = tdmr::layout::Planner::new().with_strategy(tdmr::layout::Strategy::Linux);
+    let plan = planner.plan(input.memory(), input.cmrs()).unwrap();
+    let pamt = plan.pamt_ranges();
+    assert!(
+        pamt.len() >= 2,
+        "the fixture needs two PAMT ranges: {pamt:?}"
+    );
+    // Pin one page of the last range: the first ranges are claimed, then this one fails.
+    let last = pamt.as_slice()[pamt.len() - 1];
+    let pinned = tdmr::addr::PhysRange::from_base_size(last.start(), 0x1000).unwrap();
+    let p = Platform::new(input.cmrs().listed())
+        .unwrap()
+        .with_topology(LPS, PACKAGES)
+        .unwrap()
+        .with_pinned(pinned);
+    let m = MockModule::new(p);
+    let e = Bringup::new(&m, &m, &m, KEYIDS)
+        .with_planner(planner)
+        .run(input.memory())
+        .unwrap_err();
+    assert_eq!(e.stage, Stage::PamtClaim);
+    assert_eq!(
+        e.kind,
+        InitErrorKind::HostMemory(tdmr::init::HostMemoryError::PamtUnavailable { range: last })
+    );
+    assert!(e.to_string().contains(&last.to_string()), "{e}");
+    assert_eq!(e.teardown, None, "nothing is left to undo");
+    assert!(m.claimed_pamt().is_empty(), "claims were given back");
+    assert_eq!(m.state(), SysState::SysinitDone);
+    assert_eq!(e.seamcalls.get(leaf::TDH_SYS_CONFIG), 0);
+
+    // Without the pin the same plan is claimed in full, and released by no one: the module
+    // owns it now.
+    let p = Platform::new(input.cmrs().listed())
+        .unwrap()
+        .with_topology(LPS, PACKAGES)
+        .unwrap();
+    let m = MockModule::new(p);
+    let done = Bringup::new(&m, &m, &m, KEYIDS)
+        .with_planner(planner)
+        .run(input.memory())
+        .unwrap();
+    assert_eq!(done.plan.pamt_origin(), tdmr::layout::PamtOrigin::Carved);
+    assert_eq!(m.claimed_pamt(), pamt);
+}
+
+/// PAMT from the caller's allocator is the allocator's promise: nothing is claimed.
+#[test]
+fn pamt_from_the_callers_allocator_is_not_claimed() {
+    use tdmr::addr::PhysRange;
+    use tdmr::memmap::NodeId;
+    use tdmr::pamt::{PamtAllocator, TopDownAllocator};
+
+    struct Reserved(TopDownAllocator);
+    // SAFETY: the mock's simulated memory; the test stands in for a kernel that reserved these
+    // blocks at boot.
+    unsafe impl PamtAllocator for Reserved {
+        fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
+            self.0.allocate(size, node)
+        }
+    }
+    let input = input();
+    let m = module();
+    let mut alloc = Reserved(TopDownAllocator::new(input.memory()));
+    let done = Bringup::new(&m, &m, &m, KEYIDS)
+        .with_pamt_allocator(&mut alloc)
+        .run(input.memory())
+        .unwrap();
+    assert_eq!(done.plan.pamt_origin(), tdmr::layout::PamtOrigin::Allocator);
+    assert!(m.claimed_pamt().is_empty());
+    assert!(m.tdmrs().iter().all(|t| t.is_done()));
+}

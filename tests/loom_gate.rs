@@ -72,8 +72,8 @@ fn gate(m: &Machine, cpus: u32) -> Arc<HotplugGate> {
     let gate = HotplugGate::new(
         m.cmrs.clone(),
         GateConfig::new(cpus, 1)
-            .snapshot_capacity(4)
-            .section_bitmap_words(1),
+            .with_snapshot_capacity(4)
+            .with_section_bitmap_words(1),
     )
     .unwrap();
     for cpu in 0..cpus {
@@ -255,8 +255,8 @@ fn cpu_online_racing_begin_init() {
             let g = HotplugGate::new(
                 m.cmrs.clone(),
                 GateConfig::new(2, 1)
-                    .snapshot_capacity(4)
-                    .section_bitmap_words(1),
+                    .with_snapshot_capacity(4)
+                    .with_section_bitmap_words(1),
             )
             .unwrap();
             g.cpu_online(0, 0).unwrap().finish();

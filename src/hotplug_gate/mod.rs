@@ -117,19 +117,19 @@ impl GateConfig {
     }
 
     /// With this pre-initialization policy.
-    pub const fn pre_init(mut self, policy: PreInitPolicy) -> Self {
+    pub const fn with_pre_init(mut self, policy: PreInitPolicy) -> Self {
         self.pre_init = policy;
         self
     }
 
     /// With this many words of section bitmap (0: no fast path).
-    pub const fn section_bitmap_words(mut self, words: usize) -> Self {
+    pub const fn with_section_bitmap_words(mut self, words: usize) -> Self {
         self.section_bitmap_words = words;
         self
     }
 
     /// With room for this many frozen ranges.
-    pub const fn snapshot_capacity(mut self, ranges: usize) -> Self {
+    pub const fn with_snapshot_capacity(mut self, ranges: usize) -> Self {
         self.snapshot_capacity = ranges;
         self
     }
@@ -205,7 +205,7 @@ impl HotplugGate {
     }
 
     /// The pre-initialization policy.
-    pub fn pre_init_policy(&self) -> PreInitPolicy {
+    pub fn pre_init(&self) -> PreInitPolicy {
         self.policy
     }
 

@@ -12,7 +12,9 @@
 //! with Relaxed loads after the Acquire of the state word.
 
 use alloc::boxed::Box;
-use alloc::vec;
+
+use bitvec::order::Lsb0;
+use bitvec::vec::BitVec;
 
 use super::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::addr::PhysRange;
@@ -60,18 +62,15 @@ impl SectionBitmap {
         };
         let size = 1u64 << shift;
         let base = first.start() & !(size - 1);
-        let mut local = vec![0u64; self.words.len()];
+        // Built as a plain bitset, then published word by word into the atomics readers use.
+        let mut local: BitVec<u64, Lsb0> = BitVec::repeat(false, bits as usize);
         for r in ranges {
-            // Sections wholly inside r: [ceil(start), floor(end)).
-            let lo = (r.start() - base).div_ceil(size);
-            let hi = (r.end() - base) >> shift;
-            for s in lo..hi {
-                if let Some(w) = local.get_mut((s / 64) as usize) {
-                    *w |= 1 << (s % 64);
-                }
-            }
+            // Sections wholly inside r: [ceil(start), floor(end)), clipped to the bitmap.
+            let lo = ((r.start() - base).div_ceil(size) as usize).min(local.len());
+            let hi = (((r.end() - base) >> shift) as usize).clamp(lo, local.len());
+            local[lo..hi].fill(true);
         }
-        for (slot, w) in self.words.iter().zip(local) {
+        for (slot, &w) in self.words.iter().zip(local.as_raw_slice()) {
             slot.store(w, Ordering::Relaxed);
         }
         self.base.store(base, Ordering::Relaxed);

@@ -35,7 +35,7 @@ impl core::error::Error for CpuUnavailable {}
 /// The host's CPUs: list them, run a closure on one, flush caches everywhere.
 ///
 /// A kernel implements this with its CPU-online mask, `smp_call_function_single`-style
-/// cross-calls and a WBINVD broadcast; [`crate::seamcall::mock::MockModule`] implements it for
+/// cross-calls and a WBINVD broadcast; the mock module (feature `mock`) implements it for
 /// its simulated logical processors.
 pub trait Cpus {
     /// Every CPU the TDX module must see initialized (every LP MCHECK enumerated), with its

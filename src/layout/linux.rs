@@ -12,9 +12,9 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::plan::{PamtOrigin, ReservedKind, Tdmr};
+use super::plan::{PamtOrigin, Tdmr};
 use super::reserved::{gaps_in, relative};
-use super::reserved_areas::ReservedAreas;
+use super::reserved_areas::{ReservedAreas, ReservedKind};
 use super::{BadPamtReason, Job, Plan, PlanError};
 use crate::addr::{PageSize, PhysRange, SZ_1G, SZ_4K, align_down, align_up, is_aligned};
 use crate::memmap::{MemoryMap, NodeId};
@@ -196,8 +196,7 @@ pub(super) fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{HolePolicy, Planner, Strategy};
-    use crate::memmap::{Cmrs, MemoryRegion};
+    use crate::memmap::MemoryRegion;
     use alloc::vec;
 
     const G: u64 = SZ_1G;
@@ -235,46 +234,6 @@ mod tests {
         assert_eq!(
             tdmr_ranges(&m, 1),
             Err(PlanError::TdmrsExhausted { limit: 1 })
-        );
-    }
-
-    #[test]
-    fn pamt_lands_top_down_and_is_reserved_where_it_overlaps() {
-        let m = map(&[(G, 4 * G, 0)]);
-        let cmrs = Cmrs::covering(&m);
-        let plan = Planner::new()
-            .with_strategy(Strategy::Linux)
-            .plan(&m, &cmrs)
-            .unwrap();
-        let t = &plan.tdmrs()[0];
-        assert_eq!(t.range(), PhysRange::new(G, 5 * G).unwrap());
-        let total = t.pamt_bytes();
-        assert_eq!(t.pamt(PageSize::Size4K).start(), 5 * G - total);
-        assert_eq!(t.reserved().len(), 1);
-        assert_eq!(t.reserved()[0].offset, 4 * G - total);
-        assert_eq!(t.reserved()[0].kind, ReservedKind::Pamt);
-        assert_eq!(plan.holes(), HolePolicy::Memory);
-    }
-
-    #[test]
-    fn too_many_holes_fail_naming_the_tdmr() {
-        let regions: Vec<_> = (0..8u64)
-            .map(|i| (0x100_0000 + i * 0x200_0000, 0x100_0000, 0))
-            .collect();
-        let m = map(&regions);
-        let cmrs = Cmrs::covering(&m);
-        let limits = crate::sysinfo::TdxLimits::default().with_max_reserved_per_tdmr(8);
-        let err = Planner::new()
-            .with_strategy(Strategy::Linux)
-            .with_limits(limits)
-            .plan(&m, &cmrs)
-            .unwrap_err();
-        assert_eq!(
-            err,
-            PlanError::ReservedAreasExhausted {
-                tdmr: PhysRange::new(0, G).unwrap(),
-                limit: 8
-            }
         );
     }
 }

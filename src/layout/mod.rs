@@ -6,6 +6,7 @@
 //! from holes and PAMT blocks.
 
 mod error;
+mod job;
 mod linux;
 mod optimal;
 mod plan;
@@ -16,11 +17,11 @@ mod strategy;
 mod tdmr_info;
 
 pub use error::{BadPamtReason, Obstacle, PlanError};
-pub use plan::{PamtOrigin, Plan, ReservedArea, ReservedKind, Tdmr};
+pub use plan::{PamtOrigin, Plan, Tdmr};
 pub use planner::Planner;
-pub use reserved_areas::ReservedAreas;
+pub use reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 pub use strategy::{HolePolicy, Strategy, UnknownName};
 
-pub(crate) use planner::Job;
+pub(crate) use job::Job;
 #[cfg(feature = "report")]
 pub(crate) use reserved::basis_in;

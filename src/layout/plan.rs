@@ -2,62 +2,11 @@
 
 use alloc::vec::Vec;
 
-use super::reserved_areas::ReservedAreas;
+use super::reserved_areas::{ReservedArea, ReservedAreas};
 use super::{HolePolicy, Strategy};
 use crate::addr::{PageSize, PhysRange, RangeSet};
 use crate::memmap::NodeId;
 use crate::sysinfo::TdxLimits;
-
-/// Why a reserved area exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ReservedKind {
-    /// Space the hole policy leaves out: non-convertible space (CMR basis) or a gap in TDX
-    /// memory (memory basis).
-    Hole,
-    /// PAMT blocks (of this or another TDMR).
-    Pamt,
-    /// A hole and PAMT blocks merged into one area.
-    HoleAndPamt,
-    /// TDX memory deliberately left out of the configuration (see [`Plan::excluded`]).
-    Excluded,
-    /// Read back from a TDMR_INFO, cause unknown.
-    Unknown,
-}
-
-impl ReservedKind {
-    /// The kind of an area made by merging areas of kinds `self` and `other`.
-    pub fn merge(self, other: ReservedKind) -> ReservedKind {
-        use ReservedKind::*;
-        match (self, other) {
-            (a, b) if a == b => a,
-            (Hole | HoleAndPamt, Pamt | HoleAndPamt) | (Pamt, Hole) => HoleAndPamt,
-            _ => Unknown,
-        }
-    }
-
-    /// Short label for reports.
-    pub fn label(self) -> &'static str {
-        match self {
-            ReservedKind::Hole => "hole",
-            ReservedKind::Pamt => "pamt",
-            ReservedKind::HoleAndPamt => "hole+pamt",
-            ReservedKind::Excluded => "excluded",
-            ReservedKind::Unknown => "unknown",
-        }
-    }
-}
-
-/// One reserved area of a TDMR: `offset` from the TDMR base, `size` bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ReservedArea {
-    /// Offset from the TDMR base (4 KiB aligned).
-    pub offset: u64,
-    /// Bytes (4 KiB multiple, non-zero).
-    pub size: u64,
-    /// Why the area exists.
-    pub kind: ReservedKind,
-}
 
 /// One TDMR of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +19,7 @@ pub struct Tdmr {
 }
 
 impl Tdmr {
-    /// Assembles a TDMR (no checks: [`super::validate`] is the referee).
+    /// Assembles a TDMR (no checks: [`crate::tdx::validate`] is the referee).
     pub fn new(
         range: PhysRange,
         node: NodeId,
@@ -206,7 +155,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Assembles a plan from parts (no checks: run [`super::validate`] on its ABI form).
+    /// Assembles a plan from parts (no checks: run [`crate::tdx::validate`] on its ABI form).
     pub fn from_parts(
         strategy: Strategy,
         holes: HolePolicy,

@@ -1,6 +1,7 @@
 //! [`Planner`]: how to plan (strategy, hole policy, limits, exclusions), applied to a memory
 //! map and its CMRs.
 
+use super::job::Job;
 use super::plan::PamtOrigin;
 use super::plan::Plan;
 use super::{HolePolicy, PlanError, Strategy, linux, optimal};
@@ -33,24 +34,6 @@ pub struct Planner {
 impl Default for Planner {
     fn default() -> Self {
         Planner::new()
-    }
-}
-
-/// One planning job: a planner's settings applied to one map (what the strategies read).
-pub(crate) struct Job<'a> {
-    pub(crate) memory: &'a MemoryMap,
-    pub(crate) cmrs: &'a Cmrs,
-    pub(crate) limits: TdxLimits,
-    pub(crate) strategy: Strategy,
-    pub(crate) holes: HolePolicy,
-    pub(crate) allow_exclusions: bool,
-}
-
-impl Job<'_> {
-    /// The hole basis in effect.
-    #[inline]
-    pub(crate) fn hole_policy(&self) -> HolePolicy {
-        self.holes
     }
 }
 
@@ -163,5 +146,65 @@ impl Planner {
             Strategy::Linux => linux::plan(&job, &mut alloc, PamtOrigin::Allocator),
             Strategy::Optimal => optimal::plan(&job, Some(&mut alloc)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::{PageSize, PhysRange, SZ_1G};
+    use crate::layout::ReservedKind;
+    use crate::memmap::MemoryRegion;
+    use alloc::vec::Vec;
+
+    const G: u64 = SZ_1G;
+
+    fn map(v: &[(u64, u64, u32)]) -> MemoryMap {
+        MemoryMap::new(
+            v.iter()
+                .map(|&(b, s, n)| MemoryRegion::new(b, s, n))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pamt_lands_top_down_and_is_reserved_where_it_overlaps() {
+        let m = map(&[(G, 4 * G, 0)]);
+        let cmrs = Cmrs::covering(&m);
+        let plan = Planner::new()
+            .with_strategy(Strategy::Linux)
+            .plan(&m, &cmrs)
+            .unwrap();
+        let t = &plan.tdmrs()[0];
+        assert_eq!(t.range(), PhysRange::new(G, 5 * G).unwrap());
+        let total = t.pamt_bytes();
+        assert_eq!(t.pamt(PageSize::Size4K).start(), 5 * G - total);
+        assert_eq!(t.reserved().len(), 1);
+        assert_eq!(t.reserved()[0].offset, 4 * G - total);
+        assert_eq!(t.reserved()[0].kind, ReservedKind::Pamt);
+        assert_eq!(plan.holes(), HolePolicy::Memory);
+    }
+
+    #[test]
+    fn too_many_holes_fail_naming_the_tdmr() {
+        let regions: Vec<_> = (0..8u64)
+            .map(|i| (0x100_0000 + i * 0x200_0000, 0x100_0000, 0))
+            .collect();
+        let m = map(&regions);
+        let cmrs = Cmrs::covering(&m);
+        let limits = TdxLimits::default().with_max_reserved_per_tdmr(8);
+        let err = Planner::new()
+            .with_strategy(Strategy::Linux)
+            .with_limits(limits)
+            .plan(&m, &cmrs)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::ReservedAreasExhausted {
+                tdmr: PhysRange::new(0, G).unwrap(),
+                limit: 8
+            }
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! Reserved-area construction: holes of a TDMR under a hole basis, PAMT blocks, merging.
 
 use super::HolePolicy;
-use super::plan::{ReservedArea, ReservedKind};
-use super::reserved_areas::ReservedAreas;
+use super::reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 use crate::addr::{PhysRange, gaps};
 use crate::memmap::{Cmrs, MemoryMap};
 

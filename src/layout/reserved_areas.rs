@@ -1,10 +1,60 @@
-//! [`ReservedAreas`]: a TDMR's reserved areas, held inline up to the module's usual 16.
+//! Reserved areas: one [`ReservedArea`] of a TDMR, why it exists ([`ReservedKind`]), and a
+//! TDMR's [`ReservedAreas`], held inline up to the module's usual 16.
 
 use core::ops::Deref;
 
 use smallvec::SmallVec;
 
-use super::plan::ReservedArea;
+/// Why a reserved area exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReservedKind {
+    /// Space the hole policy leaves out: non-convertible space (CMR basis) or a gap in TDX
+    /// memory (memory basis).
+    Hole,
+    /// PAMT blocks (of this or another TDMR).
+    Pamt,
+    /// A hole and PAMT blocks merged into one area.
+    HoleAndPamt,
+    /// TDX memory deliberately left out of the configuration (see [`super::Plan::excluded`]).
+    Excluded,
+    /// Read back from a TDMR_INFO, cause unknown.
+    Unknown,
+}
+
+impl ReservedKind {
+    /// The kind of an area made by merging areas of kinds `self` and `other`.
+    pub(crate) fn merge(self, other: ReservedKind) -> ReservedKind {
+        use ReservedKind::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Hole | HoleAndPamt, Pamt | HoleAndPamt) | (Pamt, Hole) => HoleAndPamt,
+            _ => Unknown,
+        }
+    }
+
+    /// Short label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReservedKind::Hole => "hole",
+            ReservedKind::Pamt => "pamt",
+            ReservedKind::HoleAndPamt => "hole+pamt",
+            ReservedKind::Excluded => "excluded",
+            ReservedKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// One reserved area of a TDMR: `offset` from the TDMR base, `size` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReservedArea {
+    /// Offset from the TDMR base (4 KiB aligned).
+    pub offset: u64,
+    /// Bytes (4 KiB multiple, non-zero).
+    pub size: u64,
+    /// Why the area exists.
+    pub kind: ReservedKind,
+}
 
 /// The reserved areas of one TDMR, sorted by offset and non-overlapping once planned.
 /// Derefs to a slice; held inline up to 16 areas (the limit of every released module).

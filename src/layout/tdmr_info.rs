@@ -3,8 +3,8 @@
 
 use alloc::vec::Vec;
 
-use super::plan::{Plan, ReservedArea, ReservedKind, Tdmr};
-use super::reserved_areas::ReservedAreas;
+use super::plan::{Plan, Tdmr};
+use super::reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 use super::{HolePolicy, Strategy};
 use crate::addr::{PageSize, PhysRange};
 use crate::sysinfo::TdxLimits;

@@ -279,7 +279,7 @@ impl MemoryMap {
     }
 
     /// Index of the first region ending above `pa` (binary search).
-    pub fn first_ending_above(&self, pa: u64) -> usize {
+    pub(crate) fn first_ending_above(&self, pa: u64) -> usize {
         self.regions.partition_point(|r| r.end() <= pa)
     }
 

@@ -10,7 +10,7 @@
 //!   (everything else, TDH.SYS.TDMR.INIT included, returns `TDX_SYS_NOT_READY`); unknown leaves
 //!   and SYS leaves with a non-zero version return `TDX_OPERAND_INVALID | RAX`;
 //! - TDH.SYS.RD, TDH.SYS.RDALL and TDH.SYS.INFO over the fields Linux reads;
-//! - TDH.SYS.CONFIG reading `TDMR_INFO`s from simulated [`PhysMem`] and checking them with
+//! - TDH.SYS.CONFIG reading `TDMR_INFO`s from simulated physical memory and checking them with
 //!   [`crate::tdx::validate`];
 //! - TDH.SYS.KEY.CONFIG once per package and TDH.SYS.TDMR.INIT in 4 MiB steps (16 MiB with
 //!   Dynamic PAMT), tracked per TDMR;
@@ -59,7 +59,7 @@ mod tdmr_init;
 
 pub use log::{CallLog, CallLogMode, CallRecord, LogEntry};
 pub use page_pool::PagePool;
-pub use phys_mem::{PhysMem, PhysMemError};
+pub use phys_mem::PhysMemError;
 pub use platform::{FEATURES0_TDX_1_5, Platform, PlatformError};
 pub use state::{SysState, TdmrProgress};
 

@@ -33,17 +33,8 @@ impl core::error::Error for PhysMemError {}
 ///
 /// Storage grows with the pages written, never with the address space: the mock tracks PAMT
 /// initialization per TDMR and never materialises PAMT pages.
-///
-/// ```
-/// use tdmr::mock::PhysMem;
-/// let mut m = PhysMem::new();
-/// m.write(0x1ffc, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
-/// assert_eq!(m.read_u64(0x1ffc).unwrap(), 0x0807060504030201);
-/// assert_eq!(m.read_u64(0x9000).unwrap(), 0);
-/// assert_eq!(m.pages(), 2);
-/// ```
 #[derive(Clone, Debug, Default)]
-pub struct PhysMem {
+pub(crate) struct PhysMem {
     pages: BTreeMap<u64, Box<[u8; PAGE]>>,
 }
 
@@ -121,5 +112,19 @@ impl PhysMem {
     /// 4 KiB pages holding data.
     pub fn pages(&self) -> usize {
         self.pages.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_straddle_pages_and_unwritten_memory_reads_zero() {
+        let mut m = PhysMem::new();
+        m.write(0x1ffc, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+        assert_eq!(m.read_u64(0x1ffc).unwrap(), 0x0807060504030201);
+        assert_eq!(m.read_u64(0x9000).unwrap(), 0);
+        assert_eq!(m.pages(), 2);
     }
 }

@@ -157,7 +157,7 @@ impl Readiness {
 }
 
 /// The node holding most TDX memory inside `range` (the lowest such node on a tie), if any.
-pub fn majority_node(memory: &MemoryMap, range: PhysRange) -> Option<NodeId> {
+pub(crate) fn majority_node(memory: &MemoryMap, range: PhysRange) -> Option<NodeId> {
     let mut per_node: Vec<(NodeId, u64)> = Vec::new();
     for r in memory.regions_in(range) {
         let bytes = r.range().intersect(range).map_or(0, |x| x.size());

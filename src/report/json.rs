@@ -51,7 +51,7 @@ fn ranges(out: &mut String, rs: impl Iterator<Item = PhysRange>) {
 }
 
 /// Writes `s` as a JSON string literal.
-pub fn string(out: &mut String, s: &str) {
+pub(crate) fn string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -140,7 +140,7 @@ pub fn infeasible(strategy: &str, error: &PlanError) -> String {
 /// A compact summary of a result, for comparisons:
 /// `{"status":"ok","tdmrs":T,"reserved_areas":R,"pamt_bytes":P,"node_mixing_tdmrs":M,"excluded_bytes":E}`
 /// or `{"status":"infeasible","error":"..."}`.
-pub fn summary(result: &Result<Plan, PlanError>) -> String {
+pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
     let mut out = String::new();
     match result {
         Ok(p) => {

@@ -2,7 +2,7 @@
 //! instruction ([`SeamcallInstruction`], x86_64 only), [`FaultInjector`] (wraps any backend to
 //! inject the module's transient failures) and [`SeamcallCounts`].
 //!
-//! The software TDX module that implements the trait for tests is [`crate::mock`] (feature
+//! The software TDX module that implements the trait for tests is `tdmr::mock` (feature
 //! `mock`); the registers and status codes are the module's contract, in [`crate::tdx`].
 
 #[cfg(target_arch = "x86_64")]

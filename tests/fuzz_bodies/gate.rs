@@ -1,5 +1,5 @@
 //! Body of the `gate` fuzz target, shared with `cargo test` (tests/fuzz_seeds.rs), which
-//! replays `fuzz/seeds/gate/*` and a batch of pseudo-random inputs.
+//! replays `tests/seeds/gate/*` and a batch of pseudo-random inputs.
 //!
 //! A random sequence of gate operations, one at a time, holding admission tokens, CPU-online
 //! tokens and the initialization ticket across operations (so any interleaving of starts and
@@ -220,9 +220,9 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let capacity = *u.choose(&[0usize, 1, 3, 64, 2048])?;
     let words = *u.choose(&[0usize, 1, 512])?;
     let config = GateConfig::new(cpus, packages)
-        .pre_init(policy)
-        .snapshot_capacity(capacity)
-        .section_bitmap_words(words);
+        .with_pre_init(policy)
+        .with_snapshot_capacity(capacity)
+        .with_section_bitmap_words(words);
     let gate = HotplugGate::new(fx.cmrs.clone(), config).expect("valid topology");
     let mut m = Model {
         state: ModuleState::Uninitialized,

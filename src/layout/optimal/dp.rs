@@ -16,6 +16,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use bitvec::slice::BitSlice;
+
 use super::model::{Model, WindowNodes};
 
 /// The lexicographic cost: span (GiB), node-mixing TDMRs, TDMRs, reserved areas.
@@ -53,7 +55,7 @@ pub(crate) struct Problem<'a> {
     pub max_tdmrs: usize,
     /// Per window: it holds memory of a node whose PAMT needs a spare reserved area in every
     /// TDMR holding that node's memory. Empty when no node does.
-    pub needs_slack: &'a [bool],
+    pub needs_slack: &'a BitSlice,
 }
 
 /// A partition: groups of window indices `(first, last)`, and its cost.
@@ -121,7 +123,7 @@ fn bounds(p: &Problem<'_>) -> Bounds {
                 }
             }
         };
-        slack_upto[j] = if p.needs_slack.get(j).copied().unwrap_or(false) {
+        slack_upto[j] = if p.needs_slack.get(j).is_some_and(|b| *b) {
             j + 1
         } else if j > 0 {
             slack_upto[j - 1]

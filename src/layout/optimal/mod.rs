@@ -26,6 +26,8 @@ use super::plan::{PamtOrigin, Tdmr};
 use super::reserved::build_merged;
 use super::reserved_areas::ReservedAreas;
 use super::{Job, Obstacle, Plan, PlanError};
+use bitvec::vec::BitVec;
+
 use crate::addr::{PhysRange, RangeSet, SZ_1G};
 use crate::memmap::{MemoryMap, NodeId};
 use crate::pamt::dock::{self, Block, Site};
@@ -156,11 +158,11 @@ fn sites(memory: &MemoryMap, model: &Model, tdmrs: &[PhysRange], docks_only: boo
 }
 
 /// Windows holding memory of the given nodes.
-fn slack_windows(memory: &MemoryMap, model: &Model, nodes: &[NodeId]) -> Vec<bool> {
+fn slack_windows(memory: &MemoryMap, model: &Model, nodes: &[NodeId]) -> BitVec {
     if nodes.is_empty() {
-        return Vec::new();
+        return BitVec::new();
     }
-    let mut out = alloc::vec![false; model.windows.len()];
+    let mut out = BitVec::repeat(false, model.windows.len());
     let mut w = 0usize;
     for r in memory.regions() {
         let first = r.base / SZ_1G;
@@ -171,7 +173,7 @@ fn slack_windows(memory: &MemoryMap, model: &Model, nodes: &[NodeId]) -> Vec<boo
         if nodes.contains(&r.node) {
             let mut k = w;
             while k < model.windows.len() && model.windows[k].index <= last {
-                out[k] = true;
+                out.set(k, true);
                 k += 1;
             }
         }

@@ -84,3 +84,11 @@ fn gate_pseudo_random_inputs() {
         gate::run(&data);
     }
 }
+
+#[path = "fuzz_bodies/srat.rs"]
+mod srat;
+
+#[test]
+fn srat_seeds() {
+    replay("srat", srat::run);
+}

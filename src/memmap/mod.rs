@@ -4,6 +4,7 @@
 //! page or per GiB of address space.
 
 mod cmr;
+pub mod firmware;
 mod parse;
 mod windows;
 

@@ -251,6 +251,32 @@ fn operand_rows() -> Vec<Row> {
         row("SEAM range abutting PA[1]'s 512 bytes", OK, |s| {
             s.seamrr = Some(range(0x20_1200, 0x20_2000))
         }),
+        // The module clears the HKID bits before comparing with SEAMRR: an alias of the SEAM
+        // range under a shared KeyID is refused (the 2^52 and HKID tests use the raw address).
+        row(
+            "PA[1] a shared-HKID alias of the SEAM range (HKID 1)",
+            0xC000010000000001,
+            |s| {
+                s.seamrr = Some(range(0x7000_0000, 0x7000_0000 + 32 * M));
+                s.pas[1] = 0x7000_0000 | HKID1;
+            },
+        ),
+        row(
+            "PA[1] an MKTME-HKID alias of the SEAM range (HKID 31)",
+            0xC000010000000001,
+            |s| {
+                s.seamrr = Some(range(0x7000_0000, 0x7000_0000 + 32 * M));
+                s.pas[1] = 0x7000_0000 | 31 * HKID1;
+            },
+        ),
+        row(
+            "PA[1] with a shared HKID next to the SEAM range's alias",
+            OK,
+            |s| {
+                s.seamrr = Some(range(0x7000_0000, 0x7000_0000 + 32 * M));
+                s.pas[1] = (0x20_1000) | HKID1;
+            },
+        ),
         row("PA[3] (the last) at 2^52", 0xC000010000000001, |s| {
             s.pas[3] = MAX_PA
         }),

@@ -105,23 +105,36 @@ impl<'a> ConfigEnv<'a> {
         (pa >> start) & ((1u64 << self.keyid_bits.min(MAX_PA_BITS)) - 1)
     }
 
+    /// The HKID bits of a physical address: `[52 - K, 51]`.
+    fn hkid_mask(&self) -> u64 {
+        let k = self.keyid_bits.min(MAX_PA_BITS);
+        if k == 0 {
+            return 0;
+        }
+        ((1u64 << k) - 1) << (MAX_PA_BITS - k)
+    }
+
     /// Below 2^52 with no KeyID bits set.
     fn valid_pa(&self, pa: u64) -> bool {
         pa < MAX_PA && self.hkid(pa) == 0
     }
 
-    /// The module's shared-HPA check for a host buffer `[pa, pa + size)`.
+    /// The module's shared-HPA check for a host buffer `[pa, pa + size)`: below 2^52, an HKID
+    /// below the first private KeyID (KeyID 0 or an MKTME KeyID), and — with the HKID bits
+    /// cleared, so that an alias under a shared KeyID counts too — no byte in the SEAM range.
+    /// The 2^52 and HKID tests use the raw address.
     pub fn shared_hpa_ok(&self, pa: u64, size: u64) -> bool {
-        if pa >= MAX_PA {
+        if pa >= MAX_PA || self.hkid(pa) >= self.private_keyid_min {
             return false;
         }
         if let Some(seam) = self.seamrr {
-            let end = pa.saturating_add(size);
-            if pa < seam.end() && seam.start() < end {
+            let start = pa & !self.hkid_mask();
+            let end = start.saturating_add(size);
+            if start < seam.end() && seam.start() < end {
                 return false;
             }
         }
-        self.hkid(pa) < self.private_keyid_min
+        true
     }
 
     /// The module's in-CMR test: `[start, end)` inside one chain of abutting CMRs.

@@ -760,3 +760,65 @@ fn racing_lps_on_one_tdmr_make_exact_progress() {
     assert_eq!(successes.into_inner(), 4 * 256);
     assert!(m.tdmrs()[1].is_done());
 }
+
+/// Host buffers of TDH.SYS.RDALL, TDH.SYS.INFO and TDH.SYS.CONFIG go through the shared-HPA
+/// check with the HKID bits cleared before the SEAM-range comparison: a shared-KeyID alias of
+/// the SEAM range is refused with the buffer's operand, the same page under KeyID 0 elsewhere
+/// is accepted.
+#[test]
+fn host_buffers_aliasing_the_seam_range_under_a_shared_keyid_are_refused() {
+    const SEAM: u64 = 0x7000_0000;
+    const HKID1: u64 = 1 << 46; // 6 KeyID bits: HKID in PA bits 46..51
+    let m = MockModule::new(
+        platform().with_seamrr(tdmr::addr::PhysRange::new(SEAM, SEAM + (32 << 20)).unwrap()),
+    );
+    assert_eq!(raw(&m, 0, leaf::TDH_SYS_INIT, Regs::ZERO), TDX_SUCCESS);
+    for lp in 0..2 {
+        assert_eq!(raw(&m, lp, leaf::TDH_SYS_LP_INIT, Regs::ZERO), TDX_SUCCESS);
+    }
+    let rdall = |page: u64| {
+        raw(
+            &m,
+            0,
+            leaf::TDH_SYS_RDALL,
+            Regs {
+                rdx: page,
+                r8: FIELD_ID_NA,
+                ..Regs::ZERO
+            },
+        )
+    };
+    assert_eq!(rdall(SEAM | HKID1), TDX_OPERAND_INVALID | 2);
+    assert_eq!(
+        rdall((SEAM + 0x10_0000) | 31 * HKID1),
+        TDX_OPERAND_INVALID | 2
+    );
+    assert_eq!(rdall(0x30_0000 | HKID1), TDX_SUCCESS);
+    let info = |rcx: u64| {
+        raw(
+            &m,
+            0,
+            leaf::TDH_SYS_INFO,
+            Regs {
+                rcx,
+                rdx: 1024,
+                r8: 0x31_0000,
+                r9: 32,
+                ..Regs::ZERO
+            },
+        )
+    };
+    assert_eq!(info(SEAM | HKID1), TDX_OPERAND_INVALID | 1);
+    assert_eq!(info(0x32_0000), TDX_SUCCESS);
+    // TDH.SYS.CONFIG: the PA array at a shared alias of the SEAM range.
+    let regs = Regs {
+        rcx: SEAM | HKID1,
+        rdx: 1,
+        r8: 32,
+        ..Regs::ZERO
+    };
+    assert_eq!(
+        raw(&m, 0, leaf::TDH_SYS_CONFIG, regs),
+        0xC000_0100_0000_0001
+    );
+}

@@ -790,7 +790,7 @@ fn host_buffers_aliasing_the_seam_range_under_a_shared_keyid_are_refused() {
     };
     assert_eq!(rdall(SEAM | HKID1), TDX_OPERAND_INVALID | 2);
     assert_eq!(
-        rdall((SEAM + 0x10_0000) | 31 * HKID1),
+        rdall((SEAM + 0x10_0000) | (31 * HKID1)),
         TDX_OPERAND_INVALID | 2
     );
     assert_eq!(rdall(0x30_0000 | HKID1), TDX_SUCCESS);

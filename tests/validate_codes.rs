@@ -266,7 +266,7 @@ fn operand_rows() -> Vec<Row> {
             0xC000010000000001,
             |s| {
                 s.seamrr = Some(range(0x7000_0000, 0x7000_0000 + 32 * M));
-                s.pas[1] = 0x7000_0000 | 31 * HKID1;
+                s.pas[1] = 0x7000_0000 | (31 * HKID1);
             },
         ),
         row(

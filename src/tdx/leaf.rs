@@ -72,6 +72,8 @@ impl Leaf {
             53 => "TDH.SYS.UPDATE",
             58 => "TDH.PHYMEM.PAMT.ADD",
             59 => "TDH.PHYMEM.PAMT.REMOVE",
+            60 => "TDH.EXT.INIT",
+            61 => "TDH.EXT.MEM.ADD",
             69 => "TDH.SYS.DISABLE",
             _ => return None,
         })
@@ -129,11 +131,17 @@ pub const TDH_SYS_UPDATE: Leaf = Leaf::new(53);
 pub const TDH_PHYMEM_PAMT_ADD: Leaf = Leaf::new(58);
 /// TDH.PHYMEM.PAMT.REMOVE (59): take back a 2 MiB range's PAMT_4K pages (Dynamic PAMT).
 pub const TDH_PHYMEM_PAMT_REMOVE: Leaf = Leaf::new(59);
-/// TDH.SYS.DISABLE (69): disable the module and reclaim TDX memory (future modules).
+/// TDH.EXT.INIT (60): initialize the module extensions once their memory is added
+/// (resumable).
+pub const TDH_EXT_INIT: Leaf = Leaf::new(60);
+/// TDH.EXT.MEM.ADD (61): hand the module extensions pages, up to 512 addresses per call from a
+/// 4 KiB list page (resumable).
+pub const TDH_EXT_MEM_ADD: Leaf = Leaf::new(61);
+/// TDH.SYS.DISABLE (69): disable the module and reclaim TDX memory (kexec, kdump).
 pub const TDH_SYS_DISABLE: Leaf = Leaf::new(69);
 
 /// Every leaf named above, in number order.
-pub const ALL: [Leaf; 14] = [
+pub const ALL: [Leaf; 16] = [
     TDH_SYS_KEY_CONFIG,
     TDH_SYS_INFO,
     TDH_SYS_INIT,
@@ -147,6 +155,8 @@ pub const ALL: [Leaf; 14] = [
     TDH_SYS_UPDATE,
     TDH_PHYMEM_PAMT_ADD,
     TDH_PHYMEM_PAMT_REMOVE,
+    TDH_EXT_INIT,
+    TDH_EXT_MEM_ADD,
     TDH_SYS_DISABLE,
 ];
 
@@ -156,10 +166,12 @@ mod tests {
 
     #[test]
     fn numbers_match_the_abi() {
-        let numbers: [u16; 14] = ALL.map(Leaf::number);
+        let numbers: [u16; 16] = ALL.map(Leaf::number);
         assert_eq!(
             numbers,
-            [31, 32, 33, 34, 35, 36, 37, 44, 45, 52, 53, 58, 59, 69]
+            [
+                31, 32, 33, 34, 35, 36, 37, 44, 45, 52, 53, 58, 59, 60, 61, 69
+            ]
         );
         assert!(ALL.iter().all(|l| l.name().is_some()));
         assert!(!TDH_PHYMEM_PAMT_ADD.is_sys() && TDH_SYS_DISABLE.is_sys());

@@ -18,9 +18,63 @@ pub struct ModuleVersion {
     pub update: u16,
 }
 
+impl ModuleVersion {
+    /// `major.minor.update`.
+    pub const fn new(major: u16, minor: u16, update: u16) -> Self {
+        ModuleVersion {
+            major,
+            minor,
+            update,
+        }
+    }
+}
+
 impl fmt::Display for ModuleVersion {
+    /// `1.5.06`: the update number with two digits, as Linux prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{:02}", self.major, self.minor, self.update)
+    }
+}
+
+/// A module version that does not parse as `MAJOR.MINOR.UPDATE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleVersionError;
+
+impl fmt::Display for ModuleVersionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected a module version MAJOR.MINOR.UPDATE (decimal, each below 65536)")
+    }
+}
+
+impl core::error::Error for ModuleVersionError {}
+
+impl core::str::FromStr for ModuleVersion {
+    type Err = ModuleVersionError;
+
+    /// `1.5.06`, `2.0.8` (leading zeros allowed).
+    ///
+    /// ```
+    /// use tdmr::tdx::metadata::ModuleVersion;
+    /// let v: ModuleVersion = "1.5.06".parse()?;
+    /// assert_eq!(v, ModuleVersion::new(1, 5, 6));
+    /// assert_eq!(v.to_string(), "1.5.06");
+    /// assert!("1.5".parse::<ModuleVersion>().is_err());
+    /// # Ok::<(), tdmr::tdx::metadata::ModuleVersionError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self, ModuleVersionError> {
+        let mut parts = s.split('.');
+        let mut next = || -> Result<u16, ModuleVersionError> {
+            let p = parts.next().ok_or(ModuleVersionError)?;
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ModuleVersionError);
+            }
+            p.parse().map_err(|_| ModuleVersionError)
+        };
+        let v = ModuleVersion::new(next()?, next()?, next()?);
+        if parts.next().is_some() {
+            return Err(ModuleVersionError);
+        }
+        Ok(v)
     }
 }
 
@@ -138,6 +192,13 @@ pub const NUM_CPUID_CONFIG: FieldId = FieldId(0x9900_0001_0000_0004);
 /// MAX_VCPUS_PER_TD (2 bytes).
 pub const MAX_VCPUS_PER_TD: FieldId = FieldId(0x9900_0001_0000_0008);
 
+/// The module's handoff version (2 bytes): TDH.SYS.SHUTDOWN's RCX before a runtime update.
+pub const MODULE_HANDOFF_VERSION: FieldId = FieldId(0x8900_0001_0000_0000);
+/// Whether the module extensions need memory (1 byte; readable only after TDH.SYS.CONFIG).
+pub const EXT_REQUIRED: FieldId = FieldId(0x3100_0000_0000_0001);
+/// 4 KiB pages the module extensions need (4 bytes; readable only after TDH.SYS.CONFIG).
+pub const EXT_MEMORY_POOL_REQUIRED_PAGES: FieldId = FieldId(0x3100_0002_0000_0000);
+
 /// Most CMR slots (`MAX_CMR`).
 pub const MAX_CMR_SLOTS: u32 = 32;
 /// Most CPUID_CONFIG entries Linux reads.
@@ -179,10 +240,20 @@ pub const fn cpuid_config_value(i: u32, j: u32) -> Option<FieldId> {
     }
 }
 
-/// Bits of TDX_FEATURES0 the host cares about at bring-up.
+/// Bits of TDX_FEATURES0 the host cares about.
 pub mod features0 {
+    /// Bit 1: TD-preserving runtime update.
+    pub const TD_PRESERVING: u64 = 1 << 1;
+    /// Bit 6: TDX Connect (trusted device I/O).
+    pub const TDX_CONNECT: u64 = 1 << 6;
     /// Bit 18: the module never modifies RBP. Linux refuses modules without it.
     pub const NO_RBP_MOD: u64 = 1 << 18;
+    /// Bit 23: the host must flush a page's cache lines before handing it to the module.
+    pub const CLFLUSH_BEFORE_ALLOC: u64 = 1 << 23;
     /// Bit 36: Dynamic PAMT.
     pub const DYNAMIC_PAMT: u64 = 1 << 36;
+    /// Bit 39: module extensions (TDH.EXT.MEM.ADD, TDH.EXT.INIT after TDH.SYS.CONFIG v1).
+    pub const MODULE_EXTENSIONS: u64 = 1 << 39;
+    /// Bit 47: update compatibility (TDH.SYS.SHUTDOWN may refuse compat-sensitive work).
+    pub const UPDATE_COMPATIBILITY: u64 = 1 << 47;
 }

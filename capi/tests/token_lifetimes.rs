@@ -123,11 +123,14 @@ fn new_plan() -> (*mut tdmr_memory, *mut tdmr_plan) {
     (m, p)
 }
 
+/// Ends one token after freeing the gate's handle.
+type Ending = fn(*mut tdmr_gate, *mut tdmr_plan);
+
 #[test]
 fn every_token_may_outlive_the_callers_gate_handle() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (m, p) = new_plan();
-    let endings: [(&str, fn(*mut tdmr_gate, *mut tdmr_plan)); 5] = [
+    let endings: [(&str, Ending); 5] = [
         ("admission finished", |g, _| {
             let mut a = null_mut();
             // SAFETY: a live gate; the token is ended after the gate's handle is freed.

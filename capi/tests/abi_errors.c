@@ -180,6 +180,11 @@ static void plan_errors(void)
           "carved %u, %" PRIu64 " calls, %" PRIu64 " PAMT bytes", s.pamt_carved, carve[2],
           s.pamt_bytes);
 
+    /* Nothing left out unless asked. */
+    size_t n_ex = 9;
+    CHECK_CODE(tdmr_plan_excluded(p, NULL, 0, &n_ex, &e), TDMR_OK, &e);
+    CHECK(n_ex == 0 && s.excluded_bytes == 0, "%zu excluded ranges", n_ex);
+
     /* TDMR_INFO out: count, NULL, short, misaligned, overflowing. */
     size_t n = 0, count = 99;
     CHECK_CODE(tdmr_plan_tdmr_infos(p, NULL, 0, NULL, &e), TDMR_ERR_NULL_POINTER, &e);

@@ -137,6 +137,7 @@ pub(crate) enum ArgProblem {
     Misaligned { addr: usize, align: usize },
     TooLarge { count: usize, elem: usize },
     NotAHandle(&'static str),
+    Freed(&'static str),
     BadValue(u64),
     Short { needed: usize, given: usize },
 }
@@ -183,6 +184,9 @@ impl fmt::Display for Detail {
                 ),
                 ArgProblem::NotAHandle(kind) => {
                     write!(f, "`{name}` is not a live {kind} handle")
+                }
+                ArgProblem::Freed(kind) => {
+                    write!(f, "`{name}` is a {kind} handle that was freed")
                 }
                 ArgProblem::BadValue(v) => write!(f, "`{name}` has no meaning for {v}"),
                 ArgProblem::Short { needed, given } => {

@@ -104,6 +104,16 @@ pub(crate) struct GateHandle {
     gate: HotplugGate,
 }
 
+// The header lets any thread call a gate at any time and end a token on any thread.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    const fn sent<T: Send>() {}
+    shared::<GateHandle>();
+    sent::<Token<MemoryAdmission<'static>>>();
+    sent::<Token<CpuOnline<'static>>>();
+    sent::<Token<InitTicket<'static>>>();
+};
+
 impl Handle for GateHandle {
     const MAGIC: u64 = u64::from_le_bytes(*b"tdmrgate");
     const KIND: &'static str = "tdmr_gate";
@@ -121,7 +131,7 @@ unsafe fn gate<'a>(ptr: *const tdmr_gate, name: &'static str) -> Result<&'a Gate
         return Err(Fail::arg(
             TDMR_ERR_INVALID_HANDLE,
             name,
-            ArgProblem::NotAHandle("tdmr_gate (it was freed)"),
+            ArgProblem::Freed("tdmr_gate"),
         ));
     }
     Ok(g)

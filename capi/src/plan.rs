@@ -271,6 +271,13 @@ pub(crate) struct PlanHandle {
     pub(crate) memory: MemoryMap,
 }
 
+// The header lets any number of threads read a plan (and a memory map) at once.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<PlanHandle>();
+    shared::<crate::memory::MemoryHandle>();
+};
+
 impl Handle for PlanHandle {
     const MAGIC: u64 = u64::from_le_bytes(*b"tdmrplan");
     const KIND: &'static str = "tdmr_plan";

@@ -249,8 +249,9 @@ static void plan_errors(void)
           "%s", text);
 
     /* PA array: a misaligned address is the ABI's error. */
-    uint64_t pas[2] = {0x1000, 0x1100}, out[64];
-    CHECK_CODE(tdmr_tdmr_info_pa_array(pas, 2, out, 64, &need, &e), TDMR_ERR_MISALIGNED, &e);
+    uint64_t pas[2] = {0x1000, 0x1100};
+    CHECK_CODE(tdmr_tdmr_info_pa_array(pas, 2, misaligned(8), 64, &need, &e), TDMR_ERR_MISALIGNED,
+               &e);
     uint64_t *aligned = aligned_alloc(512, 64 * sizeof *aligned);
     CHECK_CODE(tdmr_tdmr_info_pa_array(pas, 2, aligned, 64, &need, &e), TDMR_ERR_ABI, &e);
     CHECK(says(&e, "TDMR_INFO 1 at 0x1100"), "%s", e.message);

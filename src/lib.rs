@@ -154,7 +154,7 @@
 //! [`seamcall::FaultInjector`] makes chosen calls fail, to test recovery.
 //!
 //! ```
-//! # #[cfg(feature = "mock")]
+//! # #[cfg(all(feature = "mock", feature = "std"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let input = tdmr::memmap::parse_kernel_log(include_str!("../tests/fixtures/emr-4s-256g.log"))?;
 //! use tdmr::init::Bringup;
@@ -171,7 +171,7 @@
 //! assert_eq!(done.plan.tdmrs().len(), 5);
 //! assert_eq!(module.claimed_pamt(), done.plan.pamt_ranges()); // taken from the host first
 //! # Ok(()) }
-//! # #[cfg(not(feature = "mock"))]
+//! # #[cfg(not(all(feature = "mock", feature = "std")))]
 //! # fn main() {}
 //! ```
 //!

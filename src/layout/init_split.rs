@@ -1,0 +1,332 @@
+//! TDMRs shaped for parallel TDH.SYS.TDMR.INIT ([`Planner::with_init_cpus`]).
+//!
+//! TDH.SYS.TDMR.INIT initializes one TDMR's PAMT serially (one call per 4 MiB of TDMR, per
+//! 16 MiB with Dynamic PAMT; the module keeps a lock per TDMR), while different TDMRs proceed
+//! on different CPUs at once. Bring-up hands TDMRs out longest first to whichever CPU is free,
+//! so the wall time is the longest per-CPU share of that schedule ([`InitWork`]). After the
+//! strategy's own objective, this pass splits TDMRs on 1 GiB boundaries so that share is as
+//! short as the limits allow over `n` CPUs, and among the splits that reach it, the one with
+//! the fewest TDMRs:
+//!
+//! - candidate shapes come from cutting, one piece at a time, the TDMR whose pieces are largest
+//!   into equal pieces (within MAX_TDMRS), each evaluated by the schedule it gives on `n` CPUs;
+//! - a split TDMR's PAMT grows in place: the original block is extended (up, else down) inside
+//!   the same memory region of the same node — PAMTs stay local — by the pages the pieces need
+//!   beyond the original (each piece rounds its 1G level up to a page: at most a page per extra
+//!   TDMR with 16-byte entries), and carved into one contiguous block per piece;
+//! - every piece's reserved areas are rebuilt and must fit MAX_RESERVED_PER_TDMR; a shape that
+//!   does not fit is passed over for the next best.
+//!
+//! A plan whose PAMTs came from the caller's allocator is left as it is: its blocks cannot grow,
+//! and memory asked for a shape that then failed could not be given back. Cost: at most
+//! MAX_TDMRS shapes, each O(MAX_TDMRS log MAX_TDMRS) to schedule; only shapes better than the
+//! current one are built, best first. Nothing grows with the size of the address space.
+
+use alloc::collections::BinaryHeap;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use super::Job;
+use super::linux::{mixes_nodes, split_block};
+use super::plan::{PamtOrigin, Plan, Tdmr};
+use super::reserved::build_merged;
+use crate::addr::{PhysRange, RangeSet, SZ_1G, SZ_1M};
+use crate::memmap::MemoryMap;
+use crate::pamt;
+
+/// Bytes of TDMR one TDH.SYS.TDMR.INIT call initializes: 4 MiB, or 16 MiB with Dynamic PAMT.
+pub const fn tdmr_init_step(dynamic_pamt: bool) -> u64 {
+    if dynamic_pamt { 16 * SZ_1M } else { 4 * SZ_1M }
+}
+
+/// The TDH.SYS.TDMR.INIT work of a plan spread over some CPUs, as bring-up schedules it:
+/// TDMRs longest first, each to the CPU that is free first, one TDMR per CPU at a time.
+///
+/// ```
+/// use tdmr::layout::Planner;
+/// use tdmr::memmap::parse_kernel_log;
+/// let log = "virt/tdx: CMR: [0x100000, 0x77800000)\nvirt/tdx: CMR: [0x100000000, 0x407a000000)\n";
+/// let input = parse_kernel_log(log)?;
+/// let plan = Planner::new().plan(input.memory(), input.cmrs())?;
+/// let w = plan.init_work(4);
+/// assert_eq!(w.calls(), 256 * 256);              // 2 + 254 GiB, 4 MiB per call
+/// assert_eq!(w.longest_share_calls(), 254 * 256); // one CPU does the 254 GiB TDMR
+/// let split = Planner::new().with_init_cpus(4).plan(input.memory(), input.cmrs())?;
+/// // 254 GiB cut in four (64 + 64 + 63 + 63), the 2 GiB TDMR after one of the 63s.
+/// assert_eq!(split.init_work(4).longest_share_calls(), 65 * 256);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InitWork {
+    cpus: u32,
+    calls: u64,
+    longest_share_calls: u64,
+    tdmrs: usize,
+}
+
+impl InitWork {
+    /// CPUs the work was spread over (at least 1).
+    pub const fn cpus(&self) -> u32 {
+        self.cpus
+    }
+
+    /// TDH.SYS.TDMR.INIT calls over all TDMRs.
+    pub const fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Calls of the CPU with the most to do: the wall time in calls.
+    pub const fn longest_share_calls(&self) -> u64 {
+        self.longest_share_calls
+    }
+
+    /// TDMRs.
+    pub const fn tdmrs(&self) -> usize {
+        self.tdmrs
+    }
+}
+
+/// The makespan of `jobs` (any unit) on `cpus` CPUs, longest job first to the least loaded.
+fn schedule(jobs: &mut [u64], cpus: u32) -> u64 {
+    jobs.sort_unstable_by(|a, b| b.cmp(a));
+    let n = (cpus.max(1) as usize).min(jobs.len());
+    if n == 0 {
+        return 0;
+    }
+    let mut heap: BinaryHeap<Reverse<u64>> = (0..n).map(|_| Reverse(0)).collect();
+    for &j in jobs.iter() {
+        if let Some(Reverse(least)) = heap.pop() {
+            heap.push(Reverse(least + j));
+        }
+    }
+    heap.into_iter().map(|Reverse(l)| l).max().unwrap_or(0)
+}
+
+impl Plan {
+    /// The TDH.SYS.TDMR.INIT work of this plan on `cpus` CPUs (0 counts as 1).
+    pub fn init_work(&self, cpus: u32) -> InitWork {
+        let step = tdmr_init_step(self.limits().dynamic_pamt());
+        let mut jobs: Vec<u64> = self.tdmrs().iter().map(|t| t.size() / step).collect();
+        let calls = jobs.iter().sum();
+        InitWork {
+            cpus: cpus.max(1),
+            calls,
+            longest_share_calls: schedule(&mut jobs, cpus),
+            tdmrs: self.tdmrs().len(),
+        }
+    }
+}
+
+/// `gib` GiB in `k` pieces (1 ≤ k ≤ gib), as equal as possible, larger first.
+fn pieces(gib: u64, k: u64) -> impl Iterator<Item = u64> {
+    let k = k.clamp(1, gib.max(1));
+    let (q, r) = (gib / k, gib % k);
+    (0..k).map(move |j| q + u64::from(j < r))
+}
+
+/// A shape worth building: how many pieces each TDMR is cut into.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Shape {
+    makespan: u64,
+    tdmrs: u64,
+    pieces: Vec<u64>,
+}
+
+/// The shapes better than `plan` on `cpus` CPUs, best first. Starting from the plan, the TDMR
+/// with the largest piece gets one piece more, while MAX_TDMRS allows: each step makes the
+/// largest piece as small as that many TDMRs can (the greedy is exact for that), and every
+/// step's schedule is a candidate.
+fn shapes(plan: &Plan, cpus: u32) -> Vec<Shape> {
+    let gib: Vec<u64> = plan.tdmrs().iter().map(|t| t.size() / SZ_1G).collect();
+    let current = schedule(&mut gib.clone(), cpus);
+    let max_tdmrs = plan.limits().max_tdmrs() as u64;
+    let mut counts: Vec<u64> = alloc::vec![1; gib.len()];
+    let mut total = gib.len() as u64;
+    let mut out: Vec<Shape> = Vec::new();
+    while total < max_tdmrs {
+        // The TDMR whose largest piece is largest (and can still be cut), lowest index first.
+        let Some(i) = (0..gib.len())
+            .filter(|&i| counts[i] < gib[i])
+            .max_by_key(|&i| (gib[i].div_ceil(counts[i]), Reverse(i)))
+        else {
+            break;
+        };
+        counts[i] += 1;
+        total += 1;
+        let mut jobs: Vec<u64> = gib
+            .iter()
+            .zip(&counts)
+            .flat_map(|(&g, &k)| pieces(g, k))
+            .collect();
+        let makespan = schedule(&mut jobs, cpus);
+        if makespan < current {
+            out.push(Shape {
+                makespan,
+                tdmrs: jobs.len() as u64,
+                pieces: counts.clone(),
+            });
+        }
+        // More TDMRs than CPUs and no shorter share: more cuts cannot help any more.
+        if total > u64::from(cpus) && makespan <= jobs.iter().sum::<u64>().div_ceil(u64::from(cpus))
+        {
+            break;
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// `block` grown to `size` bytes (up, else down), inside one region of `memory` on `node`
+/// and clear of every range in `taken`.
+fn grow(
+    memory: &MemoryMap,
+    block: PhysRange,
+    size: u64,
+    node: crate::memmap::NodeId,
+    taken: &RangeSet,
+) -> Option<PhysRange> {
+    let up = block
+        .start()
+        .checked_add(size)
+        .and_then(|end| PhysRange::new(block.start(), end).ok());
+    let down = block
+        .end()
+        .checked_sub(size)
+        .and_then(|start| PhysRange::new(start, block.end()).ok());
+    [up, down].into_iter().flatten().find(|g| {
+        let regions = memory.regions_in(*g);
+        regions.len() == 1
+            && regions[0].node == node
+            && regions[0].range().intersect(*g) == Some(*g)
+            && taken.intersect(&RangeSet::from_ranges([*g])).is_empty()
+    })
+}
+
+/// The plan with TDMR `i` cut into `shape.pieces[i]` pieces, or `None` if a PAMT cannot grow
+/// or a piece breaks the reserved-area limit.
+fn build(job: &Job<'_>, memory: &MemoryMap, plan: &Plan, shape: &Shape) -> Option<Plan> {
+    let limits = *plan.limits();
+    let blocks_of = |t: &Tdmr| {
+        let levels = [t.pamt[0], t.pamt[1], t.pamt[2]];
+        let span = RangeSet::from_ranges(levels);
+        let total: u64 = levels.iter().map(|r| r.size()).sum();
+        // One contiguous block holding the three levels, or nothing to grow.
+        let mut it = span.iter();
+        match (it.next(), it.next()) {
+            (Some(b), None) if b.size() == total => Some(b),
+            _ => None,
+        }
+    };
+    let mut taken = plan.pamt_ranges();
+    let mut new_tdmrs: Vec<(PhysRange, crate::memmap::NodeId, [PhysRange; 3])> = Vec::new();
+    for (t, &k) in plan.tdmrs().iter().zip(&shape.pieces) {
+        let gib = t.size() / SZ_1G;
+        let parts: Vec<u64> = pieces(gib, k).collect();
+        if parts.len() == 1 {
+            new_tdmrs.push((t.range(), t.node(), t.pamt));
+            continue;
+        }
+        let block = blocks_of(t)?;
+        let sizes: Vec<pamt::PamtSizes> = parts
+            .iter()
+            .map(|&g| pamt::sizes(g * SZ_1G, &limits))
+            .collect();
+        let need: u64 = sizes.iter().map(|s| s.total()).sum();
+        let others = taken.subtract(&RangeSet::from_ranges([block]));
+        let grown = grow(memory, block, need.max(block.size()), t.node(), &others)?;
+        taken = others.union(&RangeSet::from_ranges([grown]));
+        let mut base = t.base();
+        let mut cursor = grown.start();
+        for (&g, &s) in parts.iter().zip(&sizes) {
+            let range = PhysRange::new_unchecked(base, base + g * SZ_1G);
+            let piece = PhysRange::new_unchecked(cursor, cursor + s.total());
+            new_tdmrs.push((range, t.node(), split_block(piece, s)));
+            base = range.end();
+            cursor = piece.end();
+        }
+    }
+    let mut sorted: Vec<PhysRange> = new_tdmrs
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().copied())
+        .filter(|r| !r.is_empty())
+        .collect();
+    sorted.sort_unstable();
+    let max = limits.max_reserved_per_tdmr();
+    let mut tdmrs = Vec::with_capacity(new_tdmrs.len());
+    for (range, node, pamt) in new_tdmrs {
+        let reserved = build_merged(range, job.hole_policy(), memory, job.cmrs, &sorted);
+        if reserved.len() > max {
+            return None;
+        }
+        tdmrs.push(Tdmr {
+            range,
+            node,
+            mixes_nodes: mixes_nodes(memory, range),
+            reserved,
+            pamt,
+        });
+    }
+    Some(Plan {
+        strategy: plan.strategy(),
+        holes: plan.holes(),
+        limits,
+        tdmrs,
+        excluded: plan.excluded().to_vec(),
+        pamt_origin: plan.pamt_origin(),
+    })
+}
+
+/// `plan` reshaped for TDH.SYS.TDMR.INIT on `cpus` CPUs (unchanged for 1 CPU, for a plan
+/// whose PAMTs came from the caller's allocator, or when no split shortens the longest share).
+pub(super) fn shape(job: &Job<'_>, plan: Plan, cpus: u32) -> Plan {
+    if cpus <= 1 || plan.pamt_origin() == PamtOrigin::Allocator {
+        return plan;
+    }
+    let without;
+    let memory = if plan.excluded().is_empty() {
+        job.memory
+    } else {
+        match job
+            .memory
+            .without(&RangeSet::from_ranges(plan.excluded().iter().copied()))
+        {
+            Ok(m) => {
+                without = m;
+                &without
+            }
+            Err(_) => return plan,
+        }
+    };
+    for s in shapes(&plan, cpus) {
+        if let Some(better) = build(job, memory, &plan, &s) {
+            return better;
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_longest_first_to_the_least_loaded() {
+        assert_eq!(schedule(&mut [], 4), 0);
+        assert_eq!(schedule(&mut [5, 1, 1], 1), 7);
+        assert_eq!(schedule(&mut [3, 3, 2, 2, 2], 2), 6);
+        assert_eq!(schedule(&mut [7, 1], 64), 7);
+    }
+
+    #[test]
+    fn pieces_are_as_equal_as_possible_larger_first() {
+        for gib in 1..200u64 {
+            for k in 1..=gib {
+                let p: Vec<u64> = pieces(gib, k).collect();
+                assert_eq!(p.iter().sum::<u64>(), gib);
+                assert_eq!(p.len() as u64, k);
+                assert!(p.iter().all(|&x| x >= 1 && x <= gib.div_ceil(k)));
+                assert!(p.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1));
+            }
+        }
+    }
+}

@@ -84,3 +84,11 @@ fn gate_pseudo_random_inputs() {
         gate::run(&data);
     }
 }
+
+#[path = "fuzz_bodies/bringup.rs"]
+mod bringup;
+
+#[test]
+fn bringup_seeds() {
+    replay("bringup", bringup::run);
+}

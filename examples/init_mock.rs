@@ -36,10 +36,10 @@ use tdmr::init::{Bringup, InitError, InitErrorKind};
 use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::parse_kernel_log;
 use tdmr::mock::{LpThreads, MockModule, PagePool, Platform};
-use tdmr::tdx::leaf;
 use tdmr::seamcall::SeamcallCounts;
 use tdmr::seamcall::{FaultInjector, FaultSpec, Injection};
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf;
 
 const EMBEDDED: &str = include_str!("../tests/fixtures/spr-1t.log");
 

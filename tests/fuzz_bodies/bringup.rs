@@ -36,7 +36,11 @@ pub fn run(data: &[u8]) {
     let packages = 1 + u32::from(byte(6)) % lps;
     let dynamic_pamt = byte(7) % 2 == 1;
     let cpus = 1 + u32::from(byte(8)) % 4;
-    let cmrs: Vec<Cmr> = map.regions().iter().map(|r| Cmr::new(r.base, r.size)).collect();
+    let cmrs: Vec<Cmr> = map
+        .regions()
+        .iter()
+        .map(|r| Cmr::new(r.base, r.size))
+        .collect();
     let mut limits = TdxLimits::default();
     if dynamic_pamt {
         limits = limits.with_dynamic_pamt(1).unwrap();

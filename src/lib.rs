@@ -38,7 +38,7 @@
 //! | 6 | [`readiness`], [`seamcall`] | will TDX come up, Linux's verdict next to ours; the `Seamcall` trait, the instruction, fault injection |
 //! | 7 | [`init`] | [`init::Bringup`], the host's CPU and memory traits |
 //! | 8 | [`dpamt`] | the lock-free Dynamic PAMT manager |
-//! | 9 | [`hotplug_gate`] | the lock-free hotplug admission gate |
+//! | 9 | [`accounting`], [`hotplug_gate`] | what the TDX module holds now (static PAMT per node, Dynamic PAMT pairs, module extensions); the lock-free hotplug admission gate |
 //! | 10 | `mock` (feature `mock`), `report` (feature `report`) | the software TDX module; text, JSON and SVG renderers |
 //!
 //! # Where the host's memory is at stake
@@ -256,6 +256,7 @@ pub mod init;
 // Floor 8.
 pub mod dpamt;
 // Floor 9.
+pub mod accounting;
 pub mod hotplug_gate;
 // Floor 10.
 #[cfg(feature = "mock")]

@@ -388,3 +388,63 @@ fn shaped_plans_sample_is_not_vacuous() {
     assert!(planned >= 150, "{planned}");
     assert!(split >= 50, "{split}");
 }
+
+#[test]
+fn accounting_follows_dynamic_pamt_pairs_and_sums_static_pamt_per_node() {
+    use tdmr::accounting::TdxMemoryUsage;
+    use tdmr::dpamt::{DynamicPamt, PairCache};
+    use tdmr::mock::PagePool;
+    let input = fixture("spr-1t.log");
+    let limits = TdxLimits::default().with_dynamic_pamt(1).unwrap();
+    let p = Platform::new(input.cmrs().listed())
+        .unwrap()
+        .with_topology(4, 2)
+        .unwrap()
+        .with_limits(limits);
+    let module = MockModule::new(p);
+    let done = Bringup::new(
+        &module,
+        &module,
+        &module,
+        module.platform().private_keyids(),
+    )
+    .with_dynamic_pamt(true)
+    .run(input.memory())
+    .unwrap();
+    let usage = TdxMemoryUsage::of_plan(&done.plan);
+    assert_eq!(usage.static_pamt_bytes(), done.plan.pamt_bytes());
+    let nodes: std::collections::BTreeSet<u32> =
+        done.plan.tdmrs().iter().map(|t| t.node()).collect();
+    assert_eq!(usage.static_pamt_by_node().len(), nodes.len());
+    let dpamt = DynamicPamt::for_plan(&module, &done.plan).unwrap();
+    let mut pool = PagePool::new(0x4000_0000, 4).unwrap();
+    let mut cache = PairCache::new(4);
+    cache.top_up(&mut pool);
+    let pfns = [
+        0x2_0000_0000u64 >> 12,
+        0x2_0020_0000 >> 12,
+        (0x2_0020_0000 >> 12) + 1,
+    ];
+    for pfn in pfns {
+        dpamt.get(pfn, &mut cache).unwrap();
+    }
+    let now = TdxMemoryUsage::of_plan(&done.plan).with_dynamic_pamt(&dpamt);
+    assert_eq!(
+        (now.dynamic_pamt_pairs(), now.dynamic_pamt_bytes()),
+        (2, 2 * 8192)
+    );
+    assert_eq!(now.total_bytes(), done.plan.pamt_bytes() + 2 * 8192);
+    assert!(
+        now.to_string()
+            .contains("2 Dynamic PAMT page pairs (16 kB)")
+    );
+    for pfn in pfns {
+        dpamt.put(pfn, &mut cache).unwrap();
+    }
+    assert_eq!(
+        TdxMemoryUsage::of_plan(&done.plan)
+            .with_dynamic_pamt(&dpamt)
+            .dynamic_pamt_pairs(),
+        0
+    );
+}

@@ -71,13 +71,15 @@ fn metadata_lie(field: u64, value: u64) -> InitError {
 }
 
 /// Every variant a test below reached, checked at the end.
-static REACHED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+static REACHED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
-fn reached(e: &InitError, stage: Stage, name: &'static str) {
+fn reached(e: &InitError, stage: Stage, name: &str) {
     assert_eq!(e.stage, stage, "{e}");
-    // Every error says what it is.
-    assert!(!e.to_string().is_empty());
-    REACHED.lock().unwrap().insert(name);
+    // Every error says what it is and where.
+    assert!(e.to_string().contains(&stage.to_string()), "{e}");
+    let mut r = REACHED.lock().unwrap();
+    r.insert(name.to_string());
+    r.insert(format!("{stage:?}"));
 }
 
 #[test]
@@ -106,7 +108,7 @@ fn a_failed_seamcall_keeps_leaf_cpu_and_raw_status() {
         }
     });
     assert!(matches!(e.kind, InitErrorKind::Seamcall(_)));
-    reached(&e, Stage::SysInit, "Stage::SysInit");
+    reached(&e, Stage::SysInit, "Seamcall");
 }
 
 /// The mock's CPUs as some other host presents them.
@@ -441,7 +443,20 @@ fn zz_every_variant_was_reached() {
         assert!(got.contains(w), "{w} never reached: {got:?}");
     }
     // And every stage.
-    for s in ["Stage::SysInit"] {
-        assert!(got.contains(s));
+    for s in [
+        Stage::Inputs,
+        Stage::SysInit,
+        Stage::LpInit,
+        Stage::Metadata,
+        Stage::Plan,
+        Stage::PamtClaim,
+        Stage::Config,
+        Stage::KeyConfig,
+        Stage::TdmrInit,
+    ] {
+        assert!(
+            got.contains(&format!("{s:?}")),
+            "stage {s:?} never reached: {got:?}"
+        );
     }
 }

@@ -61,9 +61,6 @@ fn bring_up_on_lp_threads_spreads_tdmr_init_and_no_lp_runs_two_calls() {
             "{tdmr_init:?}"
         );
         assert!(module.tdmrs().iter().all(|t| t.is_done()));
-        // The longest share is what the plan's schedule says, whatever the interleaving:
-        // equal calls per TDMR each go to a free LP.
-        assert!(*tdmr_init.iter().max().unwrap() >= done.plan.init_work(lps).longest_share_calls());
     }
 }
 

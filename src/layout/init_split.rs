@@ -10,10 +10,11 @@
 //!
 //! - candidate shapes come from cutting, one piece at a time, the TDMR whose pieces are largest
 //!   into equal pieces (within MAX_TDMRS), each evaluated by the schedule it gives on `n` CPUs;
-//! - a split TDMR's PAMT grows in place: the original block is extended (up, else down) inside
-//!   the same memory region of the same node — PAMTs stay local — by the pages the pieces need
-//!   beyond the original (each piece rounds its 1G level up to a page: at most a page per extra
-//!   TDMR with 16-byte entries), and carved into one contiguous block per piece;
+//! - a split TDMR's PAMT grows in place: the run of touching PAMT blocks it belongs to is
+//!   extended (up, else down) inside the same memory region — PAMTs stay on their node — by
+//!   the pages the pieces need beyond the original (each piece rounds its 1G level up to a
+//!   page: at most a page per extra TDMR with 16-byte entries), and each split TDMR's block is
+//!   carved into one contiguous block per piece;
 //! - every piece's reserved areas are rebuilt and must fit MAX_RESERVED_PER_TDMR; a shape that
 //!   does not fit is passed over for the next best.
 //!
@@ -176,101 +177,144 @@ fn shapes(plan: &Plan, cpus: u32) -> Vec<Shape> {
     out
 }
 
-/// `block` grown to `size` bytes (up, else down), inside one region of `memory` on `node`
-/// and clear of every range in `taken`.
-fn grow(
-    memory: &MemoryMap,
-    block: PhysRange,
-    size: u64,
-    node: crate::memmap::NodeId,
-    taken: &RangeSet,
-) -> Option<PhysRange> {
-    let up = block
+/// `cluster` grown to `size` bytes (up, else down), inside the one memory region that holds
+/// it, clear of every range in `taken`.
+fn grow(memory: &MemoryMap, cluster: PhysRange, size: u64, taken: &RangeSet) -> Option<PhysRange> {
+    let home = memory.regions_in(cluster);
+    let [region] = home else { return None };
+    let region = region.range();
+    let up = cluster
         .start()
         .checked_add(size)
-        .and_then(|end| PhysRange::new(block.start(), end).ok());
-    let down = block
+        .and_then(|end| PhysRange::new(cluster.start(), end).ok());
+    let down = cluster
         .end()
         .checked_sub(size)
-        .and_then(|start| PhysRange::new(start, block.end()).ok());
+        .and_then(|start| PhysRange::new(start, cluster.end()).ok());
     [up, down].into_iter().flatten().find(|g| {
-        let regions = memory.regions_in(*g);
-        regions.len() == 1
-            && regions[0].node == node
-            && regions[0].range().intersect(*g) == Some(*g)
-            && taken.intersect(&RangeSet::from_ranges([*g])).is_empty()
+        region.intersect(*g) == Some(*g) && taken.intersect(&RangeSet::from_ranges([*g])).is_empty()
     })
 }
 
-/// The plan with TDMR `i` cut into `shape.pieces[i]` pieces, or `None` if a PAMT cannot grow
-/// or a piece breaks the reserved-area limit.
+/// The plan with TDMR `i` cut into `shape.pieces[i]` pieces, or `None` if the PAMTs cannot
+/// grow or a piece breaks the reserved-area limit.
+///
+/// PAMT blocks that touch inside one memory region (docking packs them so) form a cluster; a
+/// cluster whose members need more bytes grows at one end inside its region, and its members
+/// are laid out again in the same order, each split TDMR's block carved into one block per
+/// piece. Blocks stay in the region — on the node — they were in.
 fn build(job: &Job<'_>, memory: &MemoryMap, plan: &Plan, shape: &Shape) -> Option<Plan> {
     let limits = *plan.limits();
-    let blocks_of = |t: &Tdmr| {
-        let levels = [t.pamt[0], t.pamt[1], t.pamt[2]];
-        let span = RangeSet::from_ranges(levels);
-        let total: u64 = levels.iter().map(|r| r.size()).sum();
-        // One contiguous block holding the three levels, or nothing to grow.
+    let tdmrs = plan.tdmrs();
+    // Per TDMR: its pieces (GiB) and their PAMT sizes.
+    let parts: Vec<Vec<(u64, pamt::PamtSizes)>> = tdmrs
+        .iter()
+        .zip(&shape.pieces)
+        .map(|(t, &k)| {
+            pieces(t.size() / SZ_1G, k)
+                .map(|g| (g, pamt::sizes(g * SZ_1G, &limits)))
+                .collect()
+        })
+        .collect();
+    // Per TDMR: its PAMT as one contiguous block, if it is one.
+    let block_of = |t: &Tdmr| {
+        let total: u64 = t.pamt.iter().map(|r| r.size()).sum();
+        let span = RangeSet::from_ranges(t.pamt);
         let mut it = span.iter();
         match (it.next(), it.next()) {
             (Some(b), None) if b.size() == total => Some(b),
             _ => None,
         }
     };
-    let mut taken = plan.pamt_ranges();
-    let mut new_tdmrs: Vec<(PhysRange, crate::memmap::NodeId, [PhysRange; 3])> = Vec::new();
-    for (t, &k) in plan.tdmrs().iter().zip(&shape.pieces) {
-        let gib = t.size() / SZ_1G;
-        let parts: Vec<u64> = pieces(gib, k).collect();
-        if parts.len() == 1 {
-            new_tdmrs.push((t.range(), t.node(), t.pamt));
-            continue;
-        }
-        let block = blocks_of(t)?;
-        let sizes: Vec<pamt::PamtSizes> = parts
-            .iter()
-            .map(|&g| pamt::sizes(g * SZ_1G, &limits))
-            .collect();
-        let need: u64 = sizes.iter().map(|s| s.total()).sum();
-        let others = taken.subtract(&RangeSet::from_ranges([block]));
-        let grown = grow(memory, block, need.max(block.size()), t.node(), &others)?;
-        taken = others.union(&RangeSet::from_ranges([grown]));
-        let mut base = t.base();
-        let mut cursor = grown.start();
-        for (&g, &s) in parts.iter().zip(&sizes) {
-            let range = PhysRange::new_unchecked(base, base + g * SZ_1G);
-            let piece = PhysRange::new_unchecked(cursor, cursor + s.total());
-            new_tdmrs.push((range, t.node(), split_block(piece, s)));
-            base = range.end();
-            cursor = piece.end();
+    let mut blocks: Vec<(PhysRange, usize)> = Vec::new();
+    for (i, t) in tdmrs.iter().enumerate() {
+        match block_of(t) {
+            Some(b) => blocks.push((b, i)),
+            // Only a TDMR that stays whole may keep a PAMT in pieces.
+            None if parts[i].len() > 1 => return None,
+            None => {}
         }
     }
-    let mut sorted: Vec<PhysRange> = new_tdmrs
+    blocks.sort_unstable();
+    // Clusters: runs of touching blocks, as (range, members in address order).
+    let mut clusters: Vec<(PhysRange, Vec<usize>)> = Vec::new();
+    for &(b, i) in &blocks {
+        match clusters.last_mut() {
+            Some((r, members))
+                if r.end() == b.start()
+                    && memory
+                        .regions_in(PhysRange::new_unchecked(r.start(), b.end()))
+                        .len()
+                        == 1 =>
+            {
+                *r = PhysRange::new_unchecked(r.start(), b.end());
+                members.push(i);
+            }
+            _ => clusters.push((b, alloc::vec![i])),
+        }
+    }
+    let mut taken = plan.pamt_ranges();
+    let mut new_pamt: Vec<Vec<[PhysRange; 3]>> =
+        tdmrs.iter().map(|t| alloc::vec![t.pamt]).collect();
+    for (range, members) in &clusters {
+        let need: u64 = members
+            .iter()
+            .map(|&i| parts[i].iter().map(|(_, s)| s.total()).sum::<u64>())
+            .sum();
+        if members.iter().all(|&i| parts[i].len() == 1) {
+            continue;
+        }
+        let others = taken.subtract(&RangeSet::from_ranges([*range]));
+        let grown = grow(memory, *range, need.max(range.size()), &others)?;
+        taken = others.union(&RangeSet::from_ranges([grown]));
+        let mut cursor = grown.start();
+        for &i in members {
+            new_pamt[i] = parts[i]
+                .iter()
+                .map(|&(_, s)| {
+                    let piece = PhysRange::new_unchecked(cursor, cursor + s.total());
+                    cursor = piece.end();
+                    split_block(piece, s)
+                })
+                .collect();
+        }
+    }
+    let mut sorted: Vec<PhysRange> = new_pamt
         .iter()
-        .flat_map(|(_, _, p)| p.iter().copied())
+        .flatten()
+        .flat_map(|p| p.iter().copied())
         .filter(|r| !r.is_empty())
         .collect();
     sorted.sort_unstable();
     let max = limits.max_reserved_per_tdmr();
-    let mut tdmrs = Vec::with_capacity(new_tdmrs.len());
-    for (range, node, pamt) in new_tdmrs {
-        let reserved = build_merged(range, job.hole_policy(), memory, job.cmrs, &sorted);
-        if reserved.len() > max {
-            return None;
+    let mut out = Vec::with_capacity(shape.tdmrs as usize);
+    for (i, t) in tdmrs.iter().enumerate() {
+        let mut base = t.base();
+        for (&(g, _), &pamt) in parts[i].iter().zip(&new_pamt[i]) {
+            let range = PhysRange::new_unchecked(base, base + g * SZ_1G);
+            base = range.end();
+            let reserved = build_merged(range, job.hole_policy(), memory, job.cmrs, &sorted);
+            if reserved.len() > max {
+                return None;
+            }
+            out.push(Tdmr {
+                range,
+                node: t.node(),
+                mixes_nodes: if parts[i].len() == 1 {
+                    t.mixes_nodes()
+                } else {
+                    mixes_nodes(memory, range)
+                },
+                reserved,
+                pamt,
+            });
         }
-        tdmrs.push(Tdmr {
-            range,
-            node,
-            mixes_nodes: mixes_nodes(memory, range),
-            reserved,
-            pamt,
-        });
     }
     Some(Plan {
         strategy: plan.strategy(),
         holes: plan.holes(),
         limits,
-        tdmrs,
+        tdmrs: out,
         excluded: plan.excluded().to_vec(),
         pamt_origin: plan.pamt_origin(),
     })
@@ -313,7 +357,8 @@ mod tests {
     fn schedule_is_longest_first_to_the_least_loaded() {
         assert_eq!(schedule(&mut [], 4), 0);
         assert_eq!(schedule(&mut [5, 1, 1], 1), 7);
-        assert_eq!(schedule(&mut [3, 3, 2, 2, 2], 2), 6);
+        // What bring-up does (longest first to the free CPU), not the optimum (3+3, 2+2+2).
+        assert_eq!(schedule(&mut [3, 3, 2, 2, 2], 2), 7);
         assert_eq!(schedule(&mut [7, 1], 64), 7);
     }
 

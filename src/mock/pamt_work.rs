@@ -45,6 +45,9 @@ pub(crate) struct PamtImage {
 pub(crate) type SharedImage = Arc<Lock<PamtImage>>;
 
 impl PamtImage {
+    // Without `std` the lock is a `RefCell` and the mock single-threaded: the `Arc` is then
+    // only shared between the module's state and the one call writing the chunk.
+    #[allow(clippy::arc_with_non_send_sync)]
     pub(crate) fn new(
         base: u64,
         size: u64,

@@ -150,8 +150,12 @@
 //! the configuration with [`tdx::validate`]. It runs TDH.SYS.INIT, TDH.SYS.LP.INIT on every
 //! CPU, reads the limits and CMRs with TDH.SYS.RD, plans, claims the PAMT memory from the host,
 //! writes the `TDMR_INFO`s, calls TDH.SYS.CONFIG, flushes caches, TDH.SYS.KEY.CONFIG once per
-//! package and TDH.SYS.TDMR.INIT until every TDMR is initialized, retrying what Linux retries.
-//! [`seamcall::FaultInjector`] makes chosen calls fail, to test recovery.
+//! package and TDH.SYS.TDMR.INIT until every TDMR is initialized — spread over the host's CPUs
+//! ([`init::Cpus::run_on_each`]), on TDMRs shaped for them by
+//! [`layout::Planner::with_init_cpus`] — retrying what Linux retries.
+//! [`seamcall::FaultInjector`] makes chosen calls fail, to test recovery;
+//! [`seamcall::FuzzInjector`] makes the module lie. [`accounting::TdxMemoryUsage`] then says
+//! what the module holds.
 //!
 //! ```
 //! # #[cfg(all(feature = "mock", feature = "std"))]
@@ -219,7 +223,8 @@
 //! All off by default, all additive:
 //!
 //! - `std`: std-only conveniences (the software backends' interior mutability becomes a
-//!   mutex, so they are `Sync`).
+//!   mutex, so they are `Sync`, which [`init::Bringup`] needs of a backend its work shares
+//!   across CPUs; `mock::LpThreads` runs the mock's LPs on OS threads).
 //! - `parallel`: rayon where the work is independent (the readiness assessment plans both
 //!   strategies at once); implies `std`.
 //! - `mock`: the software TDX module (`tdmr::mock`), for tests and for hosts without TDX.

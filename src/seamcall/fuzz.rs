@@ -107,8 +107,11 @@ fn reg(r: &mut Regs, which: u8) -> &mut u64 {
     }
 }
 
-/// A [`Seamcall`] wrapper whose answers lie as a byte string says. See the
-/// [module documentation](self).
+/// A [`Seamcall`] wrapper whose answers lie as a byte string says: each call takes one byte
+/// (0–7 none; 8 a status of the module's own; 9 any status; 10 RDX replaced; 11 RDX moved by
+/// a multiple of 4 MiB; 12 R8 replaced; 13 a bit of R8 flipped; 14 any register replaced;
+/// 15 status forced to success), later bytes giving the values. Once the bytes run out,
+/// calls pass unchanged.
 ///
 /// ```
 /// use tdmr::seamcall::{FuzzInjector, Seamcall};

@@ -2,12 +2,13 @@
 //!
 //! The TDX module initializes different TDMRs on different LPs at once (one mutex per TDMR;
 //! a second LP on the same TDMR gets `TDX_OPERAND_BUSY`), and one TDMR is always serial. So
-//! the TDMRs go, longest first, to a queue that the chosen CPUs drain through
-//! [`Cpus::run_on_each`]: each CPU takes the next TDMR, calls TDH.SYS.TDMR.INIT on it until it
-//! is done, then takes the next. A TDMR is taken by exactly one CPU (an atomic ticket), and a
-//! CPU runs one call at a time, so no TDMR is ever on two LPs and no LP ever has two calls in
-//! flight. The CPUs are taken one per package in turn, so the PAMT writes spread over the
-//! packages' memory controllers.
+//! the TDMRs go, longest first, each to the least loaded of the chosen CPUs — the schedule
+//! [`crate::layout::Plan::init_work`] estimates — and the CPUs work through their lists at
+//! once through [`Cpus::run_on_each`], one TDMR after another, calling TDH.SYS.TDMR.INIT on
+//! each until it is done. A TDMR belongs to exactly one CPU and a CPU runs one call at a time,
+//! so no TDMR is ever on two LPs and no LP ever has two calls in flight; which CPU does what is
+//! fixed by the plan, not by timing. The CPUs are taken one per package in turn, so the PAMT
+//! writes spread over the packages' memory controllers.
 //!
 //! Every TDMR is attempted and the error reported is the one of the lowest-numbered failing
 //! TDMR, whatever the interleaving. A TDMR counts as initialized only when the module reported
@@ -15,13 +16,13 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::error::InitErrorKind;
 use super::retry::{RetryPolicy, SeamcallError, attempt};
 use super::slot::{Outcome, Slot};
 use super::{Cpu, CpuId, CpuUnavailable, Cpus};
 use crate::addr::SZ_4K;
+use crate::layout::assign_init_cpus;
 use crate::seamcall::{Seamcall, SeamcallCounts};
 use crate::tdx::status::{STATUS_MASK, TDX_SUCCESS, TDX_TDMR_ALREADY_INITIALIZED};
 use crate::tdx::{Regs, leaf};
@@ -124,16 +125,19 @@ where
     S: Seamcall + Sync + ?Sized,
     C: Cpus + Sync + ?Sized,
 {
-    // Longest first: the wall time is set by the CPU that finishes last.
+    // Longest first, each to the least loaded CPU: the wall time is set by the CPU that
+    // finishes last.
     let mut order: Vec<usize> = (0..tdmrs.len()).collect();
     order.sort_by_key(|&i| (core::cmp::Reverse(tdmrs[i].1), i));
-    let slots: Vec<Slot> = tdmrs.iter().map(|_| Slot::default()).collect();
-    let next = AtomicUsize::new(0);
     let on = &on[..on.len().min(tdmrs.len())];
+    let sizes: Vec<u64> = tdmrs.iter().map(|t| t.1).collect();
+    let owner = assign_init_cpus(&sizes, on.len());
+    let slots: Vec<Slot> = tdmrs.iter().map(|_| Slot::default()).collect();
     let work = |cpu: CpuId| {
-        loop {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&i) = order.get(k) else { break };
+        let Some(me) = on.iter().position(|&c| c == cpu) else {
+            return;
+        };
+        for &i in order.iter().filter(|&&i| owner[i] == me) {
             let (calls, outcome) = init_one(seamcall, cpus, retry, tdmrs[i]);
             slots[i].store(cpu, calls, outcome);
         }
@@ -154,10 +158,9 @@ where
             Outcome::Done => Ok(()),
             Outcome::NotRun => Err(InitErrorKind::Cpu(match ran {
                 Err(e) => e,
-                // Every CPU ran, yet nobody took this TDMR: `run_on_each` returned without
-                // running the work everywhere.
+                // `run_on_each` returned without running the work on this TDMR's CPU.
                 Ok(()) => CpuUnavailable {
-                    cpu: on.first().copied().unwrap_or(0),
+                    cpu: on.get(owner[i]).copied().unwrap_or(0),
                 },
             })),
             Outcome::BadProgress { rdx } => {

@@ -2,10 +2,11 @@
 //!
 //! TDH.SYS.TDMR.INIT initializes one TDMR's PAMT serially (one call per 4 MiB of TDMR, per
 //! 16 MiB with Dynamic PAMT; the module keeps a lock per TDMR), while different TDMRs proceed
-//! on different CPUs at once. Bring-up hands TDMRs out longest first to whichever CPU is free,
+//! on different CPUs at once. Bring-up hands TDMRs out longest first to the least loaded CPU,
 //! so the wall time is the longest per-CPU share of that schedule ([`InitWork`]). After the
 //! strategy's own objective, this pass splits TDMRs on 1 GiB boundaries so that share is as
-//! short as the limits allow over `n` CPUs, and among the splits that reach it, the one with
+//! short as the limits allow over `n` CPUs (the schedule is fixed: longest TDMR first to the
+//! least loaded CPU, as bring-up assigns them), and among the splits that reach it, the one with
 //! the fewest TDMRs:
 //!
 //! - candidate shapes come from cutting, one piece at a time, the TDMR whose pieces are largest
@@ -41,7 +42,7 @@ pub const fn tdmr_init_step(dynamic_pamt: bool) -> u64 {
 }
 
 /// The TDH.SYS.TDMR.INIT work of a plan spread over some CPUs, as bring-up schedules it:
-/// TDMRs longest first, each to the CPU that is free first, one TDMR per CPU at a time.
+/// TDMRs longest first, each to the least loaded CPU, one TDMR per CPU at a time.
 ///
 /// ```
 /// use tdmr::layout::Planner;
@@ -87,20 +88,32 @@ impl InitWork {
     }
 }
 
-/// The makespan of `jobs` (any unit) on `cpus` CPUs, longest job first to the least loaded.
-fn schedule(jobs: &mut [u64], cpus: u32) -> u64 {
-    jobs.sort_unstable_by(|a, b| b.cmp(a));
-    let n = (cpus.max(1) as usize).min(jobs.len());
-    if n == 0 {
-        return 0;
-    }
-    let mut heap: BinaryHeap<Reverse<u64>> = (0..n).map(|_| Reverse(0)).collect();
-    for &j in jobs.iter() {
-        if let Some(Reverse(least)) = heap.pop() {
-            heap.push(Reverse(least + j));
+/// Which of `cpus` CPUs does each job when jobs go longest first (ties: lower index) to the
+/// least loaded CPU (ties: lower CPU): the schedule bring-up runs, so the plan's estimate and
+/// the CPUs' shares are the same numbers.
+pub(crate) fn assign(jobs: &[u64], cpus: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| (Reverse(jobs[i]), i));
+    let n = cpus.max(1).min(jobs.len().max(1));
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = (0..n).map(|c| Reverse((0, c))).collect();
+    let mut owner = alloc::vec![0usize; jobs.len()];
+    for i in order {
+        if let Some(Reverse((load, cpu))) = heap.pop() {
+            owner[i] = cpu;
+            heap.push(Reverse((load + jobs[i], cpu)));
         }
     }
-    heap.into_iter().map(|Reverse(l)| l).max().unwrap_or(0)
+    owner
+}
+
+/// The makespan of `jobs` (any unit) on `cpus` CPUs under [`assign`].
+fn schedule(jobs: &mut [u64], cpus: u32) -> u64 {
+    let owner = assign(jobs, cpus as usize);
+    let mut load = alloc::vec![0u64; (cpus.max(1) as usize).min(jobs.len().max(1))];
+    for (j, &c) in jobs.iter().zip(&owner) {
+        load[c] += j;
+    }
+    load.into_iter().max().unwrap_or(0)
 }
 
 impl Plan {
@@ -352,6 +365,14 @@ pub(super) fn shape(job: &Job<'_>, plan: Plan, cpus: u32) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assign_is_longest_first_to_the_least_loaded_lowest_first() {
+        assert_eq!(assign(&[1, 5, 3, 3], 2), [0, 0, 1, 1]);
+        assert_eq!(assign(&[2, 2, 2], 8), [0, 1, 2]);
+        assert_eq!(assign(&[], 4), Vec::<usize>::new());
+        assert_eq!(assign(&[4, 4], 0), [0, 0]);
+    }
 
     #[test]
     fn schedule_is_longest_first_to_the_least_loaded() {

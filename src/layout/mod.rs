@@ -25,6 +25,7 @@ pub use planner::Planner;
 pub use reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 pub use strategy::{HolePolicy, Strategy, UnknownName};
 
+pub(crate) use init_split::assign as assign_init_cpus;
 pub(crate) use job::Job;
 #[cfg(feature = "report")]
 pub(crate) use reserved::basis_in;

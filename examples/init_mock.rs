@@ -1,11 +1,13 @@
 //! Brings up the software TDX module for a kernel log's memory map and shows what it took.
 //!
 //! ```text
-//! cargo run --release --example init_mock -- [OPTIONS] [KERNEL_LOG]
+//! cargo run --release --features mock,std --example init_mock -- [OPTIONS] [KERNEL_LOG]
 //!
 //!   KERNEL_LOG             e820 / SRAT / CMR lines (default: an embedded ~1 TiB Sapphire Rapids map)
 //!   --format text|json     output format (default text)
-//!   --cpus N               logical processors (default 8)
+//!   --cpus N               logical processors (default 8), each an OS thread: LP.INIT runs on
+//!                          all at once, TDMR.INIT spread over them, and the TDMRs are shaped
+//!                          for N CPUs (`Planner::with_init_cpus`)
 //!   --packages P           packages (default 2)
 //!   --strategy linux|optimal  planning strategy (default optimal)
 //!   --holes memory|cmr     hole policy (default: the strategy's)
@@ -19,8 +21,11 @@
 //! ```
 //!
 //! `--format json` prints
-//! `{"status":"initialized","tdmrs":T,"pamt_bytes":P,"seamcalls":{"TDH.SYS.TDMR.INIT":N,...}}`
-//! (plus the injected faults), or `{"status":"failed",...}` with the raw status of a failure.
+//! `{"status":"initialized","tdmrs":T,"pamt_bytes":P,"seamcalls":{"TDH.SYS.TDMR.INIT":N,...},
+//! "tdmr_init_per_lp":[N0,N1,...],"lp_conflicts":0}` (plus the injected faults), or
+//! `{"status":"failed",...}` with the raw status of a failure. `tdmr_init_per_lp` is what the
+//! mock counted per LP; `lp_conflicts` the calls it refused because their LP had one in
+//! flight (always 0 unless the host runs two things on one CPU).
 
 use std::process::ExitCode;
 
@@ -30,10 +35,11 @@ use tdmr::init::Initialized;
 use tdmr::init::{Bringup, InitError, InitErrorKind};
 use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::parse_kernel_log;
-use tdmr::mock::{MockModule, PagePool, Platform};
+use tdmr::mock::{LpThreads, MockModule, PagePool, Platform};
 use tdmr::seamcall::SeamcallCounts;
 use tdmr::seamcall::{FaultInjector, FaultSpec, Injection};
 use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf;
 
 const EMBEDDED: &str = include_str!("../tests/fixtures/spr-1t.log");
 
@@ -269,15 +275,24 @@ fn main() -> ExitCode {
         faulty = faulty.with(*f);
     }
 
-    let mut planner = Planner::new().with_strategy(args.strategy);
+    let mut planner = Planner::new()
+        .with_strategy(args.strategy)
+        .with_init_cpus(args.cpus);
     if let Some(h) = args.holes {
         planner = planner.with_holes(h);
     }
-    let bringup = Bringup::new(&faulty, &module, &module, keyids)
+    let cpus = LpThreads::new(&module);
+    let bringup = Bringup::new(&faulty, &cpus, &module, keyids)
         .with_planner(planner)
         .with_dynamic_pamt(args.dynamic_pamt);
     let result = bringup.run(input.memory());
     let injected = faulty.injections();
+    let per_lp: Vec<u64> = module
+        .calls_per_lp()
+        .iter()
+        .map(|c| c.get(leaf::TDH_SYS_TDMR_INIT))
+        .collect();
+    let conflicts = module.lp_conflicts();
 
     match result {
         Ok(done) => {
@@ -299,6 +314,8 @@ fn main() -> ExitCode {
                     "tdmrs": done.plan.tdmrs().len(),
                     "pamt_bytes": done.pamt_bytes(),
                     "seamcalls": counts_json(&done.seamcalls),
+                    "tdmr_init_per_lp": per_lp,
+                    "lp_conflicts": conflicts,
                     "injected": injections_json(&injected),
                 });
                 if let Some(d) = &demo {
@@ -312,6 +329,11 @@ fn main() -> ExitCode {
                 println!("{v}");
             } else {
                 print_counts(&done.seamcalls);
+                let busy = per_lp.iter().filter(|&&n| n > 0).count();
+                println!(
+                    "TDH.SYS.TDMR.INIT per LP ({busy} of {} LPs busy, {conflicts} calls refused for an LP already in a call): {per_lp:?}",
+                    per_lp.len()
+                );
                 for i in &injected {
                     println!(
                         "injected {} into call {} ({}): recovered by retry",
@@ -345,6 +367,8 @@ fn main() -> ExitCode {
             if args.json {
                 let mut v = failure_json(&e);
                 v["injected"] = injections_json(&injected);
+                v["tdmr_init_per_lp"] = json!(per_lp);
+                v["lp_conflicts"] = json!(conflicts);
                 println!("{v}");
             } else {
                 print_counts(&e.seamcalls);

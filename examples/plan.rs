@@ -3,13 +3,15 @@
 //! ```text
 //! plan [INPUT] [--strategy linux|optimal] [--holes memory|cmr] [--max-tdmrs N]
 //!      [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare]
-//!      [--format text|json|svg] [--verbose]
+//!      [--cpus N] [--format text|json|svg] [--verbose]
 //! ```
 //!
 //! INPUT is a kernel-log file (`BIOS-e820:`, `ACPI: SRAT:`, `CMR:` lines or `/proc/iomem`), or
 //! `-` for standard input; without it, the embedded Emerald Rapids 4-socket map is planned.
 //! `--allow-exclusions` lets the optimal strategy leave the least TDX memory out when nothing
-//! else fits (listed as `excluded`).
+//! else fits (listed as `excluded`). `--cpus N` shapes the TDMRs for TDH.SYS.TDMR.INIT on N
+//! CPUs at once (`Planner::with_init_cpus`) and estimates its time on them next to Linux's
+//! serial loop (text: the `TDMR.INIT` line; JSON: `init_estimate`).
 //!
 //! - `text` (default): the readiness report (Linux mainline's verdict next to ours, PAMT static
 //!   and with Dynamic PAMT, limits, warnings), then the chosen layout, one line per TDMR
@@ -25,7 +27,7 @@ use std::process::ExitCode;
 
 use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::parse_kernel_log;
-use tdmr::readiness::Readiness;
+use tdmr::readiness::{InitEstimate, Readiness};
 use tdmr::report::{self, Context, svg};
 use tdmr::sysinfo::TdxLimits;
 
@@ -33,7 +35,7 @@ const EMBEDDED: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
 
 const USAGE: &str = "usage: plan [INPUT|-] [--strategy linux|optimal] [--holes memory|cmr] \
 [--max-tdmrs N] [--max-reserved N] [--pamt-entry-size N] [--dpamt] [--allow-exclusions] [--compare] \
-[--format text|json|svg] [--verbose]";
+[--cpus N] [--format text|json|svg] [--verbose]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
@@ -51,6 +53,7 @@ struct Options {
     allow_exclusions: bool,
     compare: bool,
     verbose: bool,
+    cpus: u32,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -63,6 +66,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
         allow_exclusions: false,
         compare: false,
         verbose: false,
+        cpus: 1,
     };
     let mut args = args.peekable();
     while let Some(a) = args.next() {
@@ -117,6 +121,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
                     "svg" => Format::Svg,
                     other => return Err(format!("--format: unknown format `{other}`")),
                 }
+            }
+            "--cpus" => {
+                let v = value("--cpus")?;
+                o.cpus = match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(format!("--cpus: `{v}` is not a number of CPUs (1 or more)")),
+                };
             }
             "--allow-exclusions" => o.allow_exclusions = true,
             "--compare" => o.compare = true,
@@ -175,7 +186,8 @@ fn main() -> ExitCode {
     let mut planner = Planner::new()
         .with_strategy(opts.strategy)
         .with_limits(opts.limits)
-        .with_exclusions(opts.allow_exclusions);
+        .with_exclusions(opts.allow_exclusions)
+        .with_init_cpus(opts.cpus);
     if let Some(h) = opts.holes {
         planner = planner.with_holes(h);
     }
@@ -193,7 +205,19 @@ fn main() -> ExitCode {
         Format::Json => {
             let result = planner.plan(parsed.memory(), parsed.cmrs());
             let mut doc = match &result {
-                Ok(plan) => report::json::plan(plan, &ctx),
+                Ok(plan) => {
+                    let linux = linux_planner.plan(parsed.memory(), parsed.cmrs()).ok();
+                    let one_cpu = (opts.cpus > 1)
+                        .then(|| {
+                            planner
+                                .with_init_cpus(1)
+                                .plan(parsed.memory(), parsed.cmrs())
+                                .ok()
+                        })
+                        .flatten();
+                    let e = InitEstimate::new(plan, linux.as_ref(), one_cpu.as_ref(), opts.cpus);
+                    report::json::with_init_estimate(report::json::plan(plan, &ctx), &e)
+                }
                 Err(e) => report::json::infeasible(strategy, e),
             };
             if opts.compare {

@@ -38,7 +38,7 @@
 //! | 6 | [`readiness`], [`seamcall`] | will TDX come up, Linux's verdict next to ours; the `Seamcall` trait, the instruction, fault injection |
 //! | 7 | [`init`] | [`init::Bringup`], the host's CPU and memory traits |
 //! | 8 | [`dpamt`] | the lock-free Dynamic PAMT manager |
-//! | 9 | [`hotplug_gate`] | the lock-free hotplug admission gate |
+//! | 9 | [`accounting`], [`hotplug_gate`] | what the TDX module holds now (static PAMT per node, Dynamic PAMT pairs, module extensions); the lock-free hotplug admission gate |
 //! | 10 | `mock` (feature `mock`), `report` (feature `report`) | the software TDX module; text, JSON and SVG renderers |
 //!
 //! # Where the host's memory is at stake
@@ -150,11 +150,15 @@
 //! the configuration with [`tdx::validate`]. It runs TDH.SYS.INIT, TDH.SYS.LP.INIT on every
 //! CPU, reads the limits and CMRs with TDH.SYS.RD, plans, claims the PAMT memory from the host,
 //! writes the `TDMR_INFO`s, calls TDH.SYS.CONFIG, flushes caches, TDH.SYS.KEY.CONFIG once per
-//! package and TDH.SYS.TDMR.INIT until every TDMR is initialized, retrying what Linux retries.
-//! [`seamcall::FaultInjector`] makes chosen calls fail, to test recovery.
+//! package and TDH.SYS.TDMR.INIT until every TDMR is initialized — spread over the host's CPUs
+//! ([`init::Cpus::run_on_each`]), on TDMRs shaped for them by
+//! [`layout::Planner::with_init_cpus`] — retrying what Linux retries.
+//! [`seamcall::FaultInjector`] makes chosen calls fail, to test recovery;
+//! [`seamcall::FuzzInjector`] makes the module lie. [`accounting::TdxMemoryUsage`] then says
+//! what the module holds.
 //!
 //! ```
-//! # #[cfg(feature = "mock")]
+//! # #[cfg(all(feature = "mock", feature = "std"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let input = tdmr::memmap::parse_kernel_log(include_str!("../tests/fixtures/emr-4s-256g.log"))?;
 //! use tdmr::init::Bringup;
@@ -171,7 +175,7 @@
 //! assert_eq!(done.plan.tdmrs().len(), 5);
 //! assert_eq!(module.claimed_pamt(), done.plan.pamt_ranges()); // taken from the host first
 //! # Ok(()) }
-//! # #[cfg(not(feature = "mock"))]
+//! # #[cfg(not(all(feature = "mock", feature = "std")))]
 //! # fn main() {}
 //! ```
 //!
@@ -219,7 +223,8 @@
 //! All off by default, all additive:
 //!
 //! - `std`: std-only conveniences (the software backends' interior mutability becomes a
-//!   mutex, so they are `Sync`).
+//!   mutex, so they are `Sync`, which [`init::Bringup`] needs of a backend its work shares
+//!   across CPUs; `mock::LpThreads` runs the mock's LPs on OS threads).
 //! - `parallel`: rayon where the work is independent (the readiness assessment plans both
 //!   strategies at once); implies `std`.
 //! - `mock`: the software TDX module (`tdmr::mock`), for tests and for hosts without TDX.
@@ -256,6 +261,7 @@ pub mod init;
 // Floor 8.
 pub mod dpamt;
 // Floor 9.
+pub mod accounting;
 pub mod hotplug_gate;
 // Floor 10.
 #[cfg(feature = "mock")]

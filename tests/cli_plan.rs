@@ -399,3 +399,43 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn cpus_64_on_twelve_tib_estimates_a_thirtieth_of_linux_and_the_plan_validates() {
+    let path = format!(
+        "{}/tests/fixtures/hp-16s-12t.log",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let log = std::fs::read_to_string(&path).unwrap();
+    let one = run(&["--format", "json", &path]);
+    let one: Value = serde_json::from_slice(&one.stdout).unwrap();
+    let o = run(&["--cpus", "64", "--format", "json", &path]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_json_plan_valid(&doc, &log);
+    let e = &doc["init_estimate"];
+    assert_eq!(u(&e["cpus"]), 64);
+    assert_eq!(e["s_per_tib"].as_f64(), Some(2.6));
+    let (serial, ours) = (
+        e["linux_serial_s"].as_f64().unwrap(),
+        e["tdmr_s"].as_f64().unwrap(),
+    );
+    assert!(ours * 30.0 <= serial, "{e}");
+    // TDMRs of 2 + 764 + 15 × 768 GiB at 4 MiB per call; Linux's ~31.2 s at 2.6 s per TiB.
+    assert_eq!(u(&e["calls"]), (2 + 764 + 15 * 768) * 256);
+    assert!((31.0..31.3).contains(&serial), "{e}");
+    let extra = u(&doc["pamt_bytes"]) - u(&one["pamt_bytes"]);
+    assert!(extra <= 64 * 4096);
+    assert_eq!(u(&e["split"]["extra_pamt_bytes"]), extra);
+    assert_eq!(
+        doc["tdmrs"].as_array().unwrap().len() as u64,
+        u(&e["tdmrs"])
+    );
+    // One CPU: today's layout, no split priced.
+    assert_eq!(u(&one["init_estimate"]["cpus"]), 1);
+    assert!(one["init_estimate"]["split"].is_null());
+    // Bad counts are usage errors.
+    for bad in ["0", "x", "-1"] {
+        assert_eq!(run(&["--cpus", bad, &path]).status.code(), Some(2));
+    }
+}

@@ -92,3 +92,11 @@ mod srat;
 fn srat_seeds() {
     replay("srat", srat::run);
 }
+
+#[path = "fuzz_bodies/bringup.rs"]
+mod bringup;
+
+#[test]
+fn bringup_seeds() {
+    replay("bringup", bringup::run);
+}

@@ -45,7 +45,7 @@
 //! ADD goes back to the source) and reported with the raw status, so the caller may retry.
 //!
 //! ```
-//! # #[cfg(feature = "mock")]
+//! # #[cfg(all(feature = "mock", feature = "std"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use tdmr::dpamt::{DynamicPamt, Get, PairCache, Put};
 //! use tdmr::init::Bringup;
@@ -77,7 +77,7 @@
 //! assert_eq!(dpamt.put(pfn, &mut cache)?, Put::Removed { unreturned: None }); // REMOVE
 //! assert_eq!(cache.len(), 1); // the pair is back
 //! # Ok(()) }
-//! # #[cfg(not(feature = "mock"))]
+//! # #[cfg(not(all(feature = "mock", feature = "std")))]
 //! # fn main() {}
 //! ```
 

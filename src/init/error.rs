@@ -118,6 +118,12 @@ pub enum InitErrorKind {
     Seamcall(Box<SeamcallError>),
     /// The host listed no CPU.
     NoCpus,
+    /// The host listed a CPU twice ([`super::Cpus::cpus`] must list each LP once: the module
+    /// refuses a second TDH.SYS.LP.INIT on an LP).
+    DuplicateCpu {
+        /// The CPU listed more than once.
+        cpu: super::CpuId,
+    },
     /// The host could not run code on a CPU.
     Cpu(CpuUnavailable),
     /// Fewer than two private KeyIDs (one global, at least one for guests), as Linux requires.
@@ -168,6 +174,9 @@ impl fmt::Display for InitErrorKind {
         match self {
             InitErrorKind::Seamcall(e) => write!(f, "{e}"),
             InitErrorKind::NoCpus => f.write_str("no CPUs to initialize"),
+            InitErrorKind::DuplicateCpu { cpu } => {
+                write!(f, "the host lists CPU {cpu} more than once")
+            }
             InitErrorKind::Cpu(e) => write!(f, "{e}"),
             InitErrorKind::TooFewKeyIds { count } => write!(
                 f,

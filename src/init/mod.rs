@@ -4,7 +4,7 @@
 //! input buffers with [`HostMemory`]:
 //!
 //! 1. TDH.SYS.INIT once, on the first CPU;
-//! 2. TDH.SYS.LP.INIT on every CPU;
+//! 2. TDH.SYS.LP.INIT on every CPU, all at once ([`Cpus::run_on_each`]);
 //! 3. global metadata (TDH.SYS.RD): version, TDX_FEATURES0 (NO_RBP_MOD required), NUM_PKGS,
 //!    the TDMR limits and PAMT entry sizes, the CMRs (null slots skipped);
 //! 4. a plan for the TDX memory inside those CMRs, made by the caller's [`Planner`] within the
@@ -16,14 +16,23 @@
 //!    first private KeyID as global KeyID (buffers released afterwards);
 //! 7. [`Cpus::flush_caches`], then TDH.SYS.KEY.CONFIG once per package, one package at a time,
 //!    each on a CPU of that package;
-//! 8. TDH.SYS.TDMR.INIT on each TDMR until it reports the TDMR's end, on the first CPU.
+//! 8. TDH.SYS.TDMR.INIT on each TDMR until it reports the TDMR's end, spread over the CPUs
+//!    with [`Cpus::run_on_each`]: longest TDMR first, one TDMR per CPU at a time, never a TDMR
+//!    on two CPUs (the module's per-TDMR lock) nor two calls on one CPU. The wall time is then
+//!    set by the largest share of work one CPU gets; [`Planner::with_init_cpus`] shapes the
+//!    TDMRs so that share is small.
+//!
+//! The backend and the CPUs are shared by every CPU doing work, so both must be `Sync` (the
+//! real instruction is; the mock module is with the `std` feature). The closures bring-up hands
+//! to [`Cpus::run_on`] and [`Cpus::run_on_each`] allocate nothing, except the metadata read on
+//! the first CPU.
 //!
 //! Transient failures are retried per [`RetryPolicy`]; any other failure stops bring-up with
 //! an [`InitError`] that keeps the raw status, leaf, CPU and registers, and says what to tear
 //! down ([`Teardown`]). The result reports the plan, PAMT bytes and SEAMCALLs made per leaf.
 //!
 //! ```
-//! # #[cfg(feature = "mock")]
+//! # #[cfg(all(feature = "mock", feature = "std"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use tdmr::init::Bringup;
 //! use tdmr::memmap::parse_kernel_log;
@@ -41,7 +50,7 @@
 //! assert_eq!(done.seamcalls.get(leaf::TDH_SYS_TDMR_INIT), 128 * 256);
 //! assert_eq!(done.seamcalls.get(leaf::TDH_SYS_KEY_CONFIG), 2);
 //! # Ok(()) }
-//! # #[cfg(not(feature = "mock"))]
+//! # #[cfg(not(all(feature = "mock", feature = "std")))]
 //! # fn main() {}
 //! ```
 
@@ -50,6 +59,7 @@ mod error;
 mod host_memory;
 mod metadata;
 mod retry;
+mod slot;
 mod tdmr_init;
 
 pub use cpus::{Cpu, CpuId, CpuUnavailable, Cpus, PackageId};
@@ -62,7 +72,8 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use self::retry::Caller;
+use self::retry::{Caller, attempt};
+use self::slot::{Outcome, Slot};
 use crate::addr::PhysRange;
 use crate::layout::{PamtOrigin, Plan, Planner};
 use crate::memmap::MemoryMap;
@@ -157,8 +168,8 @@ fn planning_limits(planner: &Planner, module: TdxLimits) -> TdxLimits {
 
 impl<'a, S, C, M> Bringup<'a, S, C, M>
 where
-    S: Seamcall + ?Sized,
-    C: Cpus + ?Sized,
+    S: Seamcall + Sync + ?Sized,
+    C: Cpus + Sync + ?Sized,
     M: HostMemory + ?Sized,
 {
     /// Bring-up through `seamcall` on `cpus`, with buffers and PAMT memory from `memory` and
@@ -208,7 +219,8 @@ where
         &self.planner
     }
 
-    /// Issues `leaf` on `cpu` with retries; the output of a call that did not fail.
+    /// Issues `leaf` on `cpu` with retries; the output of a call that did not fail. The closure
+    /// run on `cpu` does not allocate.
     fn call_on(
         &self,
         run: &mut Run,
@@ -217,20 +229,73 @@ where
         leaf: Leaf,
         inputs: Regs,
     ) -> Result<(Output, u32), InitError> {
-        let mut caller = Caller::new(self.seamcall, self.retry);
         let mut result = None;
         let ran = self.cpus.run_on(cpu, &mut || {
-            result = Some(caller.call(leaf, inputs, Some(cpu)))
+            result = Some(attempt(self.seamcall, self.retry, leaf, &inputs))
         });
-        run.counts.merge(&caller.counts);
+        if let Some(a) = &result {
+            run.counts.add(leaf, u64::from(a.attempts));
+        }
         if let Err(e) = ran {
             return Err(run.fail(stage, InitErrorKind::Cpu(e)));
         }
         match result {
-            Some(Ok(out)) => Ok((out, caller.last_attempts)),
-            Some(Err(e)) => Err(run.fail(stage, InitErrorKind::Seamcall(e))),
+            Some(a) if a.ok() => Ok((a.out, a.attempts)),
+            Some(a) => Err(run.fail(
+                stage,
+                InitErrorKind::Seamcall(Box::new(SeamcallError::from_attempt(
+                    leaf,
+                    Some(cpu),
+                    inputs,
+                    a,
+                ))),
+            )),
             // `run_on` returned without running the closure.
             None => Err(run.fail(stage, InitErrorKind::Cpu(CpuUnavailable { cpu }))),
+        }
+    }
+
+    /// TDH.SYS.LP.INIT on every CPU at once; the first failure in the host's CPU order.
+    fn lp_init_all(&self, run: &mut Run, cpus: &[Cpu]) -> Result<(), InitError> {
+        // Slot of each CPU, found by binary search from the id the work is handed.
+        let mut index: Vec<(CpuId, usize)> =
+            cpus.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        index.sort_unstable();
+        let slots: Vec<Slot> = cpus.iter().map(|_| Slot::default()).collect();
+        let ids: Vec<CpuId> = cpus.iter().map(|c| c.id).collect();
+        let (seamcall, retry) = (self.seamcall, self.retry);
+        let work = |cpu: CpuId| {
+            let Ok(k) = index.binary_search_by_key(&cpu, |e| e.0) else {
+                return;
+            };
+            let a = attempt(seamcall, retry, leaf::TDH_SYS_LP_INIT, &Regs::ZERO);
+            let outcome = if a.ok() {
+                Outcome::Done
+            } else {
+                Outcome::Failed(a)
+            };
+            slots[index[k].1].store(cpu, u64::from(a.attempts), outcome);
+        };
+        let ran = self.cpus.run_on_each(&ids, &work);
+        let mut first_error = None;
+        for (c, slot) in cpus.iter().zip(&slots) {
+            let (_, calls, outcome) = slot.load();
+            run.counts.add(leaf::TDH_SYS_LP_INIT, calls);
+            let kind = match outcome {
+                Outcome::Done => continue,
+                Outcome::Failed(a) => InitErrorKind::Seamcall(Box::new(
+                    SeamcallError::from_attempt(leaf::TDH_SYS_LP_INIT, Some(c.id), Regs::ZERO, a),
+                )),
+                _ => InitErrorKind::Cpu(match ran {
+                    Err(e) => e,
+                    Ok(()) => CpuUnavailable { cpu: c.id },
+                }),
+            };
+            first_error.get_or_insert(kind);
+        }
+        match first_error {
+            Some(kind) => Err(run.fail(Stage::LpInit, kind)),
+            None => Ok(()),
         }
     }
 
@@ -271,6 +336,12 @@ where
         let Some(first) = cpus.first().map(|c| c.id) else {
             return Err(run.fail(Stage::Inputs, InitErrorKind::NoCpus));
         };
+        let mut ids: Vec<CpuId> = cpus.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            let cpu = w[0];
+            return Err(run.fail(Stage::Inputs, InitErrorKind::DuplicateCpu { cpu }));
+        }
         if self.keyids.count() < 2 {
             let count = self.keyids.count();
             return Err(run.fail(Stage::Inputs, InitErrorKind::TooFewKeyIds { count }));
@@ -284,16 +355,7 @@ where
             Regs::ZERO,
             &[],
         )?;
-        for cpu in &cpus {
-            self.call_ok(
-                &mut run,
-                Stage::LpInit,
-                cpu.id,
-                leaf::TDH_SYS_LP_INIT,
-                Regs::ZERO,
-                &[],
-            )?;
-        }
+        self.lp_init_all(&mut run, &cpus)?;
 
         let info = {
             let mut caller = Caller::new(self.seamcall, self.retry);
@@ -374,8 +436,9 @@ where
         }
 
         let tdmrs: Vec<(u64, u64)> = plan.tdmrs().iter().map(|t| (t.base(), t.size())).collect();
+        let on = tdmr_init::spread(&cpus, tdmrs.len());
         let (counts, result) =
-            tdmr_init::init_all(self.seamcall, self.cpus, first, self.retry, &tdmrs);
+            tdmr_init::init_all(self.seamcall, self.cpus, &on, self.retry, &tdmrs);
         run.counts.merge(&counts);
         if let Err(kind) = result {
             return Err(run.fail(Stage::TdmrInit, kind));

@@ -96,6 +96,78 @@ fn is_busy(s: Status) -> bool {
     matches!(s.code(), TDX_SYS_BUSY | TDX_OPERAND_BUSY)
 }
 
+/// The last attempt of a SEAMCALL issued with retries: what came back and how many attempts
+/// it took. Made without allocating, so it can run on any CPU (a UEFI AP may not allocate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Attempted {
+    /// Status and outputs of the last attempt.
+    pub(crate) out: Output,
+    /// Attempts made (retries included).
+    pub(crate) attempts: u32,
+}
+
+impl Attempted {
+    /// Whether the last attempt returned a status without the error bit.
+    pub(crate) fn ok(&self) -> bool {
+        !self.out.status.is_error()
+    }
+}
+
+/// Issues `leaf` until it returns a status without the error bit, or a failure that is not
+/// transient, or the policy's attempts run out. No allocation.
+pub(crate) fn attempt<S: Seamcall + ?Sized>(
+    backend: &S,
+    policy: RetryPolicy,
+    leaf: Leaf,
+    inputs: &Regs,
+) -> Attempted {
+    let mut entropy = 0u32;
+    let mut busy = 0u32;
+    let mut spins = 1u32;
+    let mut attempts = 0u32;
+    loop {
+        let out = backend.seamcall(leaf, inputs);
+        attempts = attempts.saturating_add(1);
+        let status = out.status;
+        if !status.is_error() {
+            return Attempted { out, attempts };
+        }
+        let retry = if is_entropy(status) {
+            entropy += 1;
+            entropy < policy.entropy_attempts
+        } else if is_busy(status) {
+            busy += 1;
+            let again = busy < policy.busy_attempts;
+            if again {
+                for _ in 0..spins {
+                    core::hint::spin_loop();
+                }
+                spins = spins.saturating_mul(2).min(policy.max_backoff_spins.max(1));
+            }
+            again
+        } else {
+            false
+        };
+        if !retry {
+            return Attempted { out, attempts };
+        }
+    }
+}
+
+impl SeamcallError {
+    /// The error of a call whose last attempt failed.
+    pub(crate) fn from_attempt(leaf: Leaf, cpu: Option<CpuId>, inputs: Regs, a: Attempted) -> Self {
+        SeamcallError {
+            leaf,
+            cpu,
+            inputs,
+            status: a.out.status,
+            outputs: a.out.regs,
+            attempts: a.attempts,
+        }
+    }
+}
+
 /// Issues SEAMCALLs with retries and counts them.
 pub(crate) struct Caller<'a, S: ?Sized> {
     backend: &'a S,
@@ -115,55 +187,21 @@ impl<'a, S: Seamcall + ?Sized> Caller<'a, S> {
         }
     }
 
-    /// Issues `leaf` until it returns a status without the error bit, or a failure that is not
-    /// transient, or the policy's attempts run out. `cpu` is where the call runs, for errors.
+    /// Issues `leaf` per [`attempt`], counting every attempt. `cpu` is where the call runs,
+    /// for errors.
     pub(crate) fn call(
         &mut self,
         leaf: Leaf,
         inputs: Regs,
         cpu: Option<CpuId>,
     ) -> Result<Output, Box<SeamcallError>> {
-        let mut entropy = 0u32;
-        let mut busy = 0u32;
-        let mut spins = 1u32;
-        let mut attempts = 0u32;
-        loop {
-            let out = self.backend.seamcall(leaf, &inputs);
-            self.counts.add(leaf, 1);
-            attempts = attempts.saturating_add(1);
-            self.last_attempts = attempts;
-            let status = out.status;
-            if !status.is_error() {
-                return Ok(out);
-            }
-            let retry = if is_entropy(status) {
-                entropy += 1;
-                entropy < self.policy.entropy_attempts
-            } else if is_busy(status) {
-                busy += 1;
-                let again = busy < self.policy.busy_attempts;
-                if again {
-                    for _ in 0..spins {
-                        core::hint::spin_loop();
-                    }
-                    spins = spins
-                        .saturating_mul(2)
-                        .min(self.policy.max_backoff_spins.max(1));
-                }
-                again
-            } else {
-                false
-            };
-            if !retry {
-                return Err(Box::new(SeamcallError {
-                    leaf,
-                    cpu,
-                    inputs,
-                    status,
-                    outputs: out.regs,
-                    attempts,
-                }));
-            }
+        let a = attempt(self.backend, self.policy, leaf, &inputs);
+        self.counts.add(leaf, u64::from(a.attempts));
+        self.last_attempts = a.attempts;
+        if a.ok() {
+            Ok(a.out)
+        } else {
+            Err(Box::new(SeamcallError::from_attempt(leaf, cpu, inputs, a)))
         }
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! Strategies: `linux.rs` (Linux mainline, exactly) and `optimal/` (the least PAMT, then the
 //! fewest node-mixing TDMRs, TDMRs and reserved areas). `reserved.rs` builds reserved areas
-//! from holes and PAMT blocks.
+//! from holes and PAMT blocks. `init_split.rs` shapes a finished plan's TDMRs for
+//! TDH.SYS.TDMR.INIT on several CPUs ([`Planner::with_init_cpus`], [`Plan::init_work`]).
 
 mod error;
+mod init_split;
 mod job;
 mod linux;
 mod optimal;
@@ -17,11 +19,13 @@ mod strategy;
 mod tdmr_info;
 
 pub use error::{BadPamtReason, Obstacle, PlanError};
+pub use init_split::{InitWork, tdmr_init_step};
 pub use plan::{PamtOrigin, Plan, Tdmr};
 pub use planner::Planner;
 pub use reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 pub use strategy::{HolePolicy, Strategy, UnknownName};
 
+pub(crate) use init_split::assign as assign_init_cpus;
 pub(crate) use job::Job;
 #[cfg(feature = "report")]
 pub(crate) use reserved::basis_in;

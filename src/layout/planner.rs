@@ -4,7 +4,7 @@
 use super::job::Job;
 use super::plan::PamtOrigin;
 use super::plan::Plan;
-use super::{HolePolicy, PlanError, Strategy, linux, optimal};
+use super::{HolePolicy, PlanError, Strategy, init_split, linux, optimal};
 use crate::memmap::{Cmrs, MemoryMap};
 use crate::pamt::{FromAllocator, PamtAllocator, TopDownAllocator};
 use crate::sysinfo::TdxLimits;
@@ -29,6 +29,7 @@ pub struct Planner {
     strategy: Strategy,
     holes: Option<HolePolicy>,
     exclusions: bool,
+    init_cpus: u32,
 }
 
 impl Default for Planner {
@@ -45,6 +46,7 @@ impl Planner {
             strategy: Strategy::Optimal,
             holes: None,
             exclusions: false,
+            init_cpus: 1,
         }
     }
 
@@ -72,6 +74,23 @@ impl Planner {
     pub const fn with_exclusions(mut self, allow: bool) -> Self {
         self.exclusions = allow;
         self
+    }
+
+    /// Shapes TDMRs for TDH.SYS.TDMR.INIT on `cpus` CPUs at once (see
+    /// [`Plan::init_work`](super::Plan::init_work)): after the strategy's own objective, TDMRs
+    /// are split on 1 GiB boundaries, within the TDMR and reserved-area limits and keeping each
+    /// PAMT on its node, so that the longest per-CPU share of the work is as short as the
+    /// limits allow (then the fewest TDMRs). Each extra TDMR costs at most a page of 1G-level
+    /// PAMT with 16-byte entries. 0 and 1 (the default) keep the strategy's layout. Plans
+    /// whose PAMTs come from the caller's allocator ([`Planner::plan_with`]) are not split.
+    pub const fn with_init_cpus(mut self, cpus: u32) -> Self {
+        self.init_cpus = if cpus == 0 { 1 } else { cpus };
+        self
+    }
+
+    /// The CPUs TDMRs are shaped for (1 unless [`Planner::with_init_cpus`] said more).
+    pub const fn init_cpus(&self) -> u32 {
+        self.init_cpus
     }
 
     /// The limits planned against ([`TdxLimits::DEFAULT`] unless given).
@@ -114,7 +133,8 @@ impl Planner {
         }
     }
 
-    /// Plans `memory` inside `cmrs`, placing PAMTs itself: the optimal strategy carves them
+    /// Plans `memory` inside `cmrs`, placing PAMTs itself (then shaping the TDMRs for
+    /// [`Planner::with_init_cpus`]): the optimal strategy carves them
     /// from TDX memory against reserved areas; the Linux strategy uses [`TopDownAllocator`]
     /// (top of the chosen node's memory). Either way the PAMT blocks are TDX memory the kernel
     /// must take out of its page allocator before TDH.SYS.CONFIG
@@ -122,12 +142,13 @@ impl Planner {
     pub fn plan(&self, memory: &MemoryMap, cmrs: &Cmrs) -> Result<Plan, PlanError> {
         memory.check_within(cmrs)?;
         let job = self.job(memory, cmrs);
-        match self.strategy {
+        let plan = match self.strategy {
             Strategy::Linux => {
                 linux::plan(&job, &mut TopDownAllocator::new(memory), PamtOrigin::Carved)
             }
             Strategy::Optimal => optimal::plan(&job, None),
-        }
+        }?;
+        Ok(init_split::shape(&job, plan, self.init_cpus))
     }
 
     /// Plans with PAMTs from the caller's allocator (one contiguous block per TDMR for the Linux

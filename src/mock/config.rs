@@ -8,6 +8,7 @@
 use alloc::vec::Vec;
 
 use super::page_pairs::PamtPages;
+use super::pamt_work::PamtImage;
 use super::platform::Platform;
 use super::state::{State, SysState, TdmrProgress, TdmrRecord};
 use crate::addr::{PhysRange, is_aligned};
@@ -27,7 +28,7 @@ fn invalid(op: u32, regs: &Regs) -> Output {
     Output::new(Status::new(TDX_OPERAND_INVALID | op as u64), *regs)
 }
 
-pub(crate) fn sys_config(p: &Platform, st: &mut State, regs: &Regs) -> Output {
+pub(crate) fn sys_config(p: &Platform, st: &mut State, regs: &Regs, work: bool) -> Output {
     if st.sys != SysState::SysinitDone || st.lps_initialized < p.lps {
         return Output::new(Status::new(TDX_SYS_CONFIG_NOT_PENDING), *regs);
     }
@@ -92,6 +93,17 @@ pub(crate) fn sys_config(p: &Platform, st: &mut State, regs: &Regs) -> Output {
                 .collect(),
         })
         .collect();
+    st.images = if work {
+        st.tdmrs
+            .iter()
+            .map(|t| {
+                let p = &t.progress;
+                PamtImage::new(p.base, p.size, &t.reserved, dynamic_pamt)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     st.pamt = PamtPages::default();
     st.dynamic_pamt = dynamic_pamt;
     st.sys = SysState::SysconfigDone;

@@ -51,17 +51,22 @@ mod metadata;
 mod page_pairs;
 mod page_pool;
 mod pamt_pages;
+mod pamt_work;
 mod phys_mem;
 mod platform;
 mod state;
 mod sys_init;
 mod tdmr_init;
+#[cfg(feature = "std")]
+mod threads;
 
 pub use log::{CallLog, CallLogMode, CallRecord, LogEntry};
 pub use page_pool::PagePool;
 pub use phys_mem::PhysMemError;
 pub use platform::{FEATURES0_TDX_1_5, Platform, PlatformError};
 pub use state::{SysState, TdmrProgress};
+#[cfg(feature = "std")]
+pub use threads::LpThreads;
 
 use alloc::vec::Vec;
 
@@ -72,10 +77,12 @@ use self::tdmr_init::Begin;
 use crate::addr::{PhysRange, RangeSet, align_up};
 use crate::init::{Cpu, CpuId, CpuUnavailable, Cpus, HostMemory, HostMemoryError};
 use crate::seamcall::Seamcall;
+use crate::seamcall::SeamcallCounts;
 use crate::seamcall::lock::Lock;
 use crate::tdx::leaf::{self, Leaf};
 use crate::tdx::status::{
-    Status, TDX_OPERAND_INVALID, TDX_SUCCESS, TDX_SYS_NOT_READY, TDX_SYS_SHUTDOWN, operand,
+    Status, TDX_OPERAND_INVALID, TDX_SEAMCALL_UD, TDX_SUCCESS, TDX_SYS_NOT_READY, TDX_SYS_SHUTDOWN,
+    operand,
 };
 use crate::tdx::{Output, Regs};
 
@@ -86,6 +93,7 @@ pub struct MockModule {
     metadata: Metadata,
     state: Lock<State>,
     lp: LpContext,
+    work: bool,
 }
 
 /// Leaves the dispatcher lets through before SYS_READY.
@@ -106,7 +114,73 @@ impl MockModule {
             state: Lock::new(State::new(&platform, mode)),
             platform,
             lp: LpContext::new(),
+            work: false,
         }
+    }
+
+    /// Work mode (off by default): each TDH.SYS.TDMR.INIT call writes the PAMT entries of its
+    /// chunk (4 MiB, 16 MiB with Dynamic PAMT) into memory the mock allocates at
+    /// TDH.SYS.CONFIG — 16 bytes per 4 KiB page of every TDMR (a bit per page with Dynamic
+    /// PAMT) — outside the module's global lock, so concurrent calls on different TDMRs do
+    /// their work in parallel. For benchmarks: the fast default only advances a pointer.
+    pub fn with_tdmr_init_work(mut self, on: bool) -> Self {
+        self.work = on;
+        self
+    }
+
+    /// Whether work mode is on.
+    pub fn tdmr_init_work(&self) -> bool {
+        self.work
+    }
+
+    /// In work mode, the PAMT_4K entry TDH.SYS.TDMR.INIT wrote for the page at `pa` as
+    /// `(page type, flags)`: `(0, 1 << 63)` for a page not yet assigned (PT_NDA), `(1, 1 << 63)`
+    /// for a page of a reserved area (PT_RSVD), `(0, 0)` where no call has written yet. `None`
+    /// outside every TDMR, without work mode, or with Dynamic PAMT (see
+    /// [`MockModule::pamt_bitmap_bit`]).
+    pub fn pamt_entry(&self, pa: u64) -> Option<(u64, u64)> {
+        let image = self.image_of(pa)?;
+        image.with(|i| i.entry_4k(pa))
+    }
+
+    /// In work mode with Dynamic PAMT, the PAMT bitmap bit of the page at `pa` (set for pages
+    /// of reserved areas once initialized).
+    pub fn pamt_bitmap_bit(&self, pa: u64) -> Option<bool> {
+        let image = self.image_of(pa)?;
+        image.with(|i| i.bitmap_bit(pa))
+    }
+
+    /// In work mode, PAMT entries written so far over all TDMRs: 4K-level entries (bitmap
+    /// pages with Dynamic PAMT), 2M-level entries, 1G-level entries.
+    pub fn pamt_entries_written(&self) -> (u64, u64, u64) {
+        let images = self.state.with(|s| s.images.clone());
+        images.iter().fold((0, 0, 0), |(a, b, c), img| {
+            img.with(|i| {
+                let (m, g) = i.initialized_nodes();
+                (a + i.initialized_4k(), b + m, c + g)
+            })
+        })
+    }
+
+    fn image_of(&self, pa: u64) -> Option<pamt_work::SharedImage> {
+        self.state.with(|s| {
+            let i = s
+                .tdmrs
+                .partition_point(|t| t.progress.base + t.progress.size <= pa);
+            s.tdmrs.get(i).filter(|t| t.progress.base <= pa)?;
+            s.images.get(i).cloned()
+        })
+    }
+
+    /// SEAMCALLs served per LP, per leaf (index = LP). Refused calls are not counted.
+    pub fn calls_per_lp(&self) -> Vec<SeamcallCounts> {
+        self.state.with(|s| s.per_lp.clone())
+    }
+
+    /// Calls refused because their LP already had a SEAMCALL in flight — which a processor
+    /// cannot do, so a host that makes this non-zero runs two things at once on one CPU.
+    pub fn lp_conflicts(&self) -> u64 {
+        self.state.with(|s| s.lp_conflicts)
     }
 
     /// The simulated machine.
@@ -226,8 +300,10 @@ impl MockModule {
     }
 
     /// Holds TDMR `base`'s mutex as if LP `lp` were inside TDH.SYS.TDMR.INIT on it, until the
-    /// returned guard drops: other calls on that TDMR get `TDX_OPERAND_BUSY | RCX`. Fails with
-    /// the status a TDH.SYS.TDMR.INIT call would get when `base` cannot be entered now.
+    /// returned guard drops: other calls on that TDMR get `TDX_OPERAND_BUSY | RCX`, and any
+    /// call from `lp` is refused (its LP has a call in flight). Fails with the status a
+    /// TDH.SYS.TDMR.INIT call would get when `base` cannot be entered now, or with
+    /// `TDX_SEAMCALL_UD` when `lp` has a call in flight already.
     pub fn tdmr_init_in_flight(&self, lp: u32, base: u64) -> Result<InFlight<'_>, Status> {
         self.state.with(|s| {
             if s.sys != SysState::SysReady {
@@ -237,12 +313,19 @@ impl MockModule {
                 rcx: base,
                 ..Regs::ZERO
             };
+            if s.lp_in_flight.get(lp as usize).is_none_or(|&busy| busy) {
+                return Err(Status::new(TDX_SEAMCALL_UD));
+            }
             match tdmr_init::begin(&self.platform, s, lp, &regs) {
                 Begin::Done(out) => Err(out.status),
-                Begin::Started(index) => Ok(InFlight {
-                    module: self,
-                    index,
-                }),
+                Begin::Started(index) => {
+                    s.lp_in_flight[lp as usize] = true;
+                    Ok(InFlight {
+                        module: self,
+                        index,
+                        lp,
+                    })
+                }
             }
         })
     }
@@ -278,7 +361,7 @@ impl MockModule {
             leaf::TDH_SYS_RD => metadata::sys_rd(&self.metadata, s, lp, regs),
             leaf::TDH_SYS_RDALL => metadata::sys_rdall(p, &self.metadata, s, lp, regs),
             leaf::TDH_SYS_INFO => metadata::sys_info(p, &self.metadata, s, lp, regs),
-            leaf::TDH_SYS_CONFIG => config::sys_config(p, s, regs),
+            leaf::TDH_SYS_CONFIG => config::sys_config(p, s, regs, self.work),
             leaf::TDH_SYS_KEY_CONFIG => key_config::key_config(p, s, lp, regs),
             leaf::TDH_SYS_LP_SHUTDOWN => Output::new(Status::new(TDX_SUCCESS), *regs),
             leaf::TDH_SYS_SHUTDOWN => sys_init::shutdown(p, s, regs),
@@ -293,21 +376,69 @@ impl MockModule {
     }
 }
 
+/// What the first half of a call left for the second.
+enum Half {
+    /// The call is answered.
+    Answered(Output),
+    /// TDH.SYS.TDMR.INIT holds TDMR `index`'s mutex; in work mode, with the chunk to write.
+    Started(usize, Option<(pamt_work::SharedImage, u64, u64)>),
+}
+
 impl Seamcall for MockModule {
+    /// Serves the call on the LP the calling thread runs on ([`Cpus::run_on`]; LP 0
+    /// outside it). A call from an LP that has one in flight is refused with
+    /// `TDX_SEAMCALL_UD` and counted in [`MockModule::lp_conflicts`]: a processor cannot issue
+    /// a second SEAMCALL before the first returns, so the host is running two things on one
+    /// CPU. Every call spans two sections of the module's lock, so such overlaps are seen.
+    /// Calls made outside any [`Cpus::run_on`] (threads standing for CPUs of their own, as in
+    /// tests of the Dynamic PAMT manager) are served as LP 0's without that check.
     fn seamcall(&self, leaf: Leaf, regs: &Regs) -> Output {
-        let lp = self.current_lp();
-        let started = self.state.with(|s| match self.dispatch(s, lp, leaf, regs) {
-            Ok(out) => Ok(Self::log_call(s, lp, leaf, regs, out)),
-            Err(index) => Err(index),
+        let entered = self.lp.current();
+        let lp = entered.unwrap_or(0);
+        let first = self.state.with(|s| {
+            if entered.is_some() {
+                match s.lp_in_flight.get_mut(lp as usize) {
+                    Some(busy) if !*busy => *busy = true,
+                    _ => {
+                        s.lp_conflicts += 1;
+                        return None;
+                    }
+                }
+            }
+            Some(match self.dispatch(s, lp, leaf, regs) {
+                Ok(out) => Half::Answered(out),
+                Err(index) => {
+                    let work = match (s.images.get(index), tdmr_init::chunk(s, index)) {
+                        (Some(img), Some((from, to))) => Some((img.clone(), from, to)),
+                        _ => None,
+                    };
+                    Half::Started(index, work)
+                }
+            })
         });
-        match started {
-            Ok(out) => out,
-            // TDH.SYS.TDMR.INIT holds the TDMR's mutex across this gap.
-            Err(index) => self.state.with(|s| {
-                let out = tdmr_init::finish(s, index, regs);
-                Self::log_call(s, lp, leaf, regs, out)
-            }),
+        let Some(first) = first else {
+            return Output::new(Status::new(TDX_SEAMCALL_UD), *regs);
+        };
+        if let Half::Started(_, Some((img, from, to))) = &first {
+            // The module's work for the chunk, under the TDMR's mutex only.
+            let dynamic_pamt = self.state.with(|s| s.dynamic_pamt);
+            img.with(|i| i.initialize(*from, *to, dynamic_pamt));
         }
+        self.state.with(|s| {
+            let out = match first {
+                Half::Answered(out) => out,
+                Half::Started(index, _) => tdmr_init::finish(s, index, regs),
+            };
+            if entered.is_some()
+                && let Some(busy) = s.lp_in_flight.get_mut(lp as usize)
+            {
+                *busy = false;
+            }
+            if let Some(c) = s.per_lp.get_mut(lp as usize) {
+                c.add(leaf, 1);
+            }
+            Self::log_call(s, lp, leaf, regs, out)
+        })
     }
 }
 
@@ -316,6 +447,7 @@ impl Seamcall for MockModule {
 pub struct InFlight<'a> {
     module: &'a MockModule,
     index: usize,
+    lp: u32,
 }
 
 impl Drop for InFlight<'_> {
@@ -324,6 +456,9 @@ impl Drop for InFlight<'_> {
         self.module.state.with(|s| {
             if let Some(t) = s.tdmrs.get_mut(self.index) {
                 t.busy = None;
+            }
+            if let Some(f) = s.lp_in_flight.get_mut(self.lp as usize) {
+                *f = false;
             }
         });
     }

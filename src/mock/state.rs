@@ -7,9 +7,11 @@ use core::fmt;
 
 use super::log::{CallLog, CallLogMode};
 use super::page_pairs::PamtPages;
+use super::pamt_work::SharedImage;
 use super::phys_mem::PhysMem;
 use super::platform::Platform;
 use crate::addr::{PhysRange, RangeSet, SZ_1G, align_down};
+use crate::seamcall::SeamcallCounts;
 
 /// The module's global state (`sys_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,6 +103,14 @@ pub(crate) struct State {
     pub(crate) pamt: PamtPages,
     /// PAMT memory the host side claimed (`HostMemory::claim_pamt`).
     pub(crate) claimed_pamt: RangeSet,
+    /// Work mode: each configured TDMR's PAMT image, written by TDH.SYS.TDMR.INIT.
+    pub(crate) images: Vec<SharedImage>,
+    /// Whether each LP is inside a SEAMCALL now.
+    pub(crate) lp_in_flight: Vec<bool>,
+    /// SEAMCALLs served per LP, per leaf.
+    pub(crate) per_lp: Vec<SeamcallCounts>,
+    /// Calls refused because their LP had a call in flight.
+    pub(crate) lp_conflicts: u64,
 }
 
 impl State {
@@ -119,6 +129,10 @@ impl State {
             host_buffers: Vec::new(),
             pamt: PamtPages::default(),
             claimed_pamt: RangeSet::new(),
+            images: Vec::new(),
+            lp_in_flight: vec![false; p.lps as usize],
+            per_lp: vec![SeamcallCounts::new(); p.lps as usize],
+            lp_conflicts: 0,
         }
     }
 

@@ -6,7 +6,8 @@
 //! while calls on other TDMRs proceed. Progress is one address per TDMR: a 16 TiB configuration
 //! costs a few bytes per TDMR, never anything per page.
 //!
-//! What a call writes is not materialised: the 4K entries (or, with Dynamic PAMT, the page
+//! By default what a call writes is not materialised (in work mode it is, see `pamt_work.rs`):
+//! the 4K entries (or, with Dynamic PAMT, the page
 //! bitmap bits) of pages in reserved areas are marked by the TDMR's recorded reserved areas,
 //! which the PAMT leaves consult for addresses below the initialized 1 GiB boundary only.
 
@@ -30,6 +31,21 @@ pub(crate) enum Begin {
     Done(Output),
     /// The per-TDMR mutex is now held by the caller for TDMR `index`.
     Started(usize),
+}
+
+/// The chunk a started call initializes: `[next, next + step)` clipped to the TDMR.
+pub(crate) fn chunk(st: &State, index: usize) -> Option<(u64, u64)> {
+    let t = st.tdmrs.get(index)?;
+    let end = t.progress.base + t.progress.size;
+    Some((t.progress.next, (t.progress.next + step(st)).min(end)))
+}
+
+fn step(st: &State) -> u64 {
+    if st.dynamic_pamt {
+        STEP_DYNAMIC_PAMT
+    } else {
+        STEP
+    }
 }
 
 pub(crate) fn begin(p: &Platform, st: &mut State, lp: u32, regs: &Regs) -> Begin {
@@ -58,11 +74,7 @@ pub(crate) fn begin(p: &Platform, st: &mut State, lp: u32, regs: &Regs) -> Begin
 }
 
 pub(crate) fn finish(st: &mut State, index: usize, regs: &Regs) -> Output {
-    let step = if st.dynamic_pamt {
-        STEP_DYNAMIC_PAMT
-    } else {
-        STEP
-    };
+    let step = step(st);
     let mut out = *regs;
     out.rdx = 0;
     // The TDMR list only changes in TDH.SYS.CONFIG, which cannot run while the module is ready.

@@ -6,8 +6,10 @@
 //! layout comes to the module's limits, node locality, and memory left out.
 //! The `report` feature's text renderer prints it.
 
+mod init_estimate;
 mod warning;
 
+pub use init_estimate::{InitEstimate, LINUX_MS_PER_TIB, RATE_SOURCE, SplitCost, tdmr_init_ms};
 pub use warning::Warning;
 
 use alloc::vec::Vec;
@@ -98,6 +100,9 @@ pub struct Readiness {
     pub exclusions_allowed: bool,
     /// Warnings about the plans that succeeded, Linux's first.
     pub warnings: Vec<Warning>,
+    /// How long TDH.SYS.TDMR.INIT takes with the chosen plan on the planner's
+    /// [`Planner::init_cpus`], next to Linux's serial loop (`None`: no plan).
+    pub init_estimate: Option<InitEstimate>,
 }
 
 impl Readiness {
@@ -136,7 +141,20 @@ impl Readiness {
                 warnings_for(plan, memory, &mut warnings);
             }
         }
+        let chosen = if planner.strategy() == Strategy::Linux {
+            &linux
+        } else {
+            &ours
+        };
+        let init_estimate = chosen.result.as_ref().ok().map(|plan| {
+            let cpus = planner.init_cpus();
+            let one_cpu = (cpus > 1)
+                .then(|| planner.with_init_cpus(1).plan(memory, cmrs).ok())
+                .flatten();
+            InitEstimate::new(plan, linux.result.as_ref().ok(), one_cpu.as_ref(), cpus)
+        });
         Readiness {
+            init_estimate,
             linux,
             ours,
             chosen: planner.strategy(),

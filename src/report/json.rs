@@ -15,6 +15,7 @@ use core::fmt::Write;
 use super::Context;
 use crate::addr::{PageSize, PhysRange};
 use crate::layout::{Plan, PlanError};
+use crate::readiness::InitEstimate;
 use crate::sysinfo::TdxLimits;
 
 fn limits(out: &mut String, l: &TdxLimits) {
@@ -163,6 +164,49 @@ pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
         }
     }
     out
+}
+
+/// The TDH.SYS.TDMR.INIT estimate:
+/// `{"calls":C,"cpus":N,"linux_serial_s":X,"tdmr_s":Y,"s_per_tib":2.6,"tdmrs":T,
+/// "split":{"extra_tdmrs":K,"extra_pamt_bytes":B,"saved_s":S}}` (`split` is `null` when no
+/// one-CPU plan was priced). Seconds are exact renderings of whole milliseconds.
+pub fn init_estimate(e: &InitEstimate) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"calls\":{},\"cpus\":{},\"linux_serial_s\":{},\"tdmr_s\":{},\"s_per_tib\":{},\"tdmrs\":{},\"split\":",
+        e.calls,
+        e.cpus,
+        super::seconds(e.linux_serial_ms),
+        super::seconds(e.tdmr_ms),
+        super::seconds(e.ms_per_tib),
+        e.tdmrs
+    );
+    match e.split {
+        Some(s) => {
+            let _ = write!(
+                out,
+                "{{\"extra_tdmrs\":{},\"extra_pamt_bytes\":{},\"saved_s\":{}}}}}",
+                s.extra_tdmrs,
+                s.extra_pamt_bytes,
+                super::seconds(s.saved_ms)
+            );
+        }
+        None => out.push_str("null}"),
+    }
+    out
+}
+
+/// Inserts `"init_estimate":{...}` ([`init_estimate`]) before the closing brace of a JSON
+/// object.
+pub fn with_init_estimate(mut doc: String, e: &InitEstimate) -> String {
+    if doc.ends_with('}') {
+        doc.pop();
+        doc.push_str(",\"init_estimate\":");
+        doc.push_str(&init_estimate(e));
+        doc.push('}');
+    }
+    doc
 }
 
 /// Inserts `"compare":{"<name>":<summary>}` before the closing brace of a JSON object.

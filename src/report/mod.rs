@@ -12,6 +12,20 @@ pub mod json;
 pub mod svg;
 pub mod text;
 
+/// Milliseconds as seconds, trailing zeros dropped: `31949` → `31.949`, `2600` → `2.6`,
+/// `650` → `0.65`, `3000` → `3`.
+pub(crate) fn seconds(ms: u64) -> alloc::string::String {
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        return alloc::format!("{whole}");
+    }
+    let mut f = alloc::format!("{frac:03}");
+    while f.ends_with('0') {
+        f.pop();
+    }
+    alloc::format!("{whole}.{f}")
+}
+
 /// What a report says about the input besides the plan itself.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
@@ -19,4 +33,21 @@ pub struct Context<'a> {
     pub memory: &'a crate::memmap::MemoryMap,
     /// The CMRs planned against.
     pub cmrs: &'a crate::memmap::Cmrs,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seconds_drop_trailing_zeros() {
+        for (ms, s) in [
+            (31949, "31.949"),
+            (2600, "2.6"),
+            (650, "0.65"),
+            (3000, "3"),
+            (0, "0"),
+            (5, "0.005"),
+        ] {
+            assert_eq!(super::seconds(ms), s);
+        }
+    }
 }

@@ -242,6 +242,9 @@ pub fn readiness(r: &Readiness, ctx: &Context<'_>) -> String {
     }
     out.push('\n');
     verdict(r, ctx, &mut out);
+    if let Some(e) = &r.init_estimate {
+        init_estimate(e, &mut out);
+    }
     if r.warnings.is_empty() {
         let _ = writeln!(out, "warnings: none");
     } else {
@@ -249,6 +252,34 @@ pub fn readiness(r: &Readiness, ctx: &Context<'_>) -> String {
         warnings(&r.warnings, &mut out);
     }
     out
+}
+
+/// The TDH.SYS.TDMR.INIT line(s) of the readiness report.
+fn init_estimate(e: &crate::readiness::InitEstimate, out: &mut String) {
+    use super::seconds;
+    let _ = writeln!(
+        out,
+        "TDMR.INIT: {} calls; Linux issues them serially: {} s at {} s per TiB; here on {} CPU{}: {} s ({} TDMRs)",
+        e.calls,
+        seconds(e.linux_serial_ms),
+        seconds(e.ms_per_tib),
+        e.cpus,
+        if e.cpus == 1 { "" } else { "s" },
+        seconds(e.tdmr_ms),
+        e.tdmrs
+    );
+    if let Some(s) = e.split {
+        let _ = writeln!(
+            out,
+            "  shaped for {} CPUs: {} more TDMR{}, {} more PAMT, {} s saved",
+            e.cpus,
+            s.extra_tdmrs,
+            if s.extra_tdmrs == 1 { "" } else { "s" },
+            Bytes(s.extra_pamt_bytes),
+            seconds(s.saved_ms)
+        );
+    }
+    let _ = writeln!(out, "  rate: {}", crate::readiness::RATE_SOURCE);
 }
 
 /// How a strategy is called in sentences.

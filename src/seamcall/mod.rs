@@ -1,6 +1,7 @@
 //! Issuing SEAMCALLs: the one-method [`Seamcall`] trait every backend implements, the real
 //! instruction ([`SeamcallInstruction`], x86_64 only), [`FaultInjector`] (wraps any backend to
-//! inject the module's transient failures) and [`SeamcallCounts`].
+//! inject the module's transient failures), [`FuzzInjector`] (wraps any backend to make it lie:
+//! corrupted statuses, output registers and metadata values) and [`SeamcallCounts`].
 //!
 //! The software TDX module that implements the trait for tests is `tdmr::mock` (feature
 //! `mock`); the registers and status codes are the module's contract, in [`crate::tdx`].
@@ -9,12 +10,14 @@
 mod asm;
 mod counts;
 mod fault;
+mod fuzz;
 pub(crate) mod lock;
 
 #[cfg(target_arch = "x86_64")]
 pub use asm::SeamcallInstruction;
 pub use counts::SeamcallCounts;
 pub use fault::{FaultInjector, FaultKind, FaultSpec, FaultSpecError, Injection};
+pub use fuzz::{FuzzInjector, Observed};
 
 use crate::tdx::leaf::Leaf;
 use crate::tdx::{Output, Regs};

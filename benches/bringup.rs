@@ -1,0 +1,131 @@
+//! TDX bring-up: the mock module in work mode (each TDH.SYS.TDMR.INIT writes its chunk's PAMT
+//! entries) bringing up a 64 GiB map on 1 CPU — Linux's design: one CPU issues every
+//! TDH.SYS.TDMR.INIT, over Linux's own layout — and on 2 CPUs (`LpThreads`, TDMRs shaped for 2
+//! with `Planner::with_init_cpus`), in the same run; then the modelled wall time of
+//! TDH.SYS.TDMR.INIT for the 16-node 12 TiB fixture at the published 2.6 s per TiB, on 1, 16
+//! and 64 CPUs, with and without shaping, printed as a table (it is arithmetic, not a
+//! measurement), and the cost of the shaping pass itself.
+//!
+//! `cargo bench --bench bringup`, then
+//! `python3 scripts/bench-ratios.py bringup linux_1cpu ours_2cpus` and
+//! `python3 scripts/bench-ratios.py bringup_plan plain shaped_64`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use tdmr::init::Bringup;
+use tdmr::layout::{Planner, Strategy};
+use tdmr::memmap::{Cmr, MemoryMap, MemoryRegion, parse_kernel_log};
+use tdmr::mock::{LpThreads, MockModule, Platform};
+use tdmr::readiness::InitEstimate;
+
+const GIB: u64 = 1 << 30;
+
+/// 64 GiB on two nodes (32 GiB each, above 4 GiB) plus the low 2 GiB.
+fn map_64g() -> (MemoryMap, Vec<Cmr>) {
+    let regions = vec![
+        MemoryRegion::new(0x10_0000, 2 * GIB - 0x10_0000 - (64 << 20), 0),
+        MemoryRegion::new(4 * GIB, 32 * GIB - (64 << 20), 0),
+        MemoryRegion::new(36 * GIB, 32 * GIB - (64 << 20), 1),
+    ];
+    let cmrs = regions.iter().map(|r| Cmr::new(r.base, r.size)).collect();
+    (MemoryMap::new(regions).unwrap(), cmrs)
+}
+
+fn bring_up(memory: &MemoryMap, cmrs: &[Cmr], cpus: u32, planner: Planner) {
+    let p = Platform::new(cmrs).unwrap().with_topology(cpus, 1).unwrap();
+    let module = MockModule::new(p).with_tdmr_init_work(true);
+    let threads = LpThreads::new(&module);
+    let done = Bringup::new(
+        &module,
+        &threads,
+        &module,
+        module.platform().private_keyids(),
+    )
+    .with_planner(planner)
+    .run(memory)
+    .unwrap();
+    assert_eq!(module.lp_conflicts(), 0);
+    black_box(done);
+}
+
+fn work_mode(c: &mut Criterion) {
+    let (memory, cmrs) = map_64g();
+    let mut g = c.benchmark_group("bringup");
+    g.sample_size(10);
+    g.bench_with_input(BenchmarkId::new("linux_1cpu", "64g"), &(), |b, _| {
+        b.iter(|| {
+            bring_up(
+                &memory,
+                &cmrs,
+                1,
+                Planner::new().with_strategy(Strategy::Linux),
+            )
+        })
+    });
+    g.bench_with_input(BenchmarkId::new("ours_1cpu", "64g"), &(), |b, _| {
+        b.iter(|| bring_up(&memory, &cmrs, 1, Planner::new()))
+    });
+    g.bench_with_input(BenchmarkId::new("ours_2cpus", "64g"), &(), |b, _| {
+        b.iter(|| bring_up(&memory, &cmrs, 2, Planner::new().with_init_cpus(2)))
+    });
+    g.finish();
+}
+
+fn twelve_tib() -> tdmr::memmap::ParsedLog {
+    parse_kernel_log(include_str!("../tests/fixtures/hp-16s-12t.log")).unwrap()
+}
+
+fn modelled(c: &mut Criterion) {
+    let input = twelve_tib();
+    let (memory, cmrs) = (input.memory(), input.cmrs());
+    let linux = Planner::new()
+        .with_strategy(Strategy::Linux)
+        .plan(memory, cmrs)
+        .unwrap();
+    let one = Planner::new().plan(memory, cmrs).unwrap();
+    println!(
+        "\nmodelled TDH.SYS.TDMR.INIT wall time, hp-16s-12t.log (12 TiB, 16 nodes), 2.6 s/TiB:"
+    );
+    println!(
+        "| CPUs | Linux (serial) | spread, no shaping | spread, shaped | shaped TDMRs | extra PAMT | serial / shaped |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for cpus in [1u32, 16, 64] {
+        let plain = InitEstimate::new(&one, Some(&linux), None, cpus);
+        let split = Planner::new()
+            .with_init_cpus(cpus)
+            .plan(memory, cmrs)
+            .unwrap();
+        let shaped = InitEstimate::new(&split, Some(&linux), Some(&one), cpus);
+        let extra = shaped.split.map_or(0, |s| s.extra_pamt_bytes);
+        println!(
+            "| {cpus} | {} ms | {} ms | {} ms | {} | {} KiB | {:.1}× |",
+            plain.linux_serial_ms,
+            plain.tdmr_ms,
+            shaped.tdmr_ms,
+            shaped.tdmrs,
+            extra / 1024,
+            plain.linux_serial_ms as f64 / shaped.tdmr_ms.max(1) as f64
+        );
+    }
+    let mut g = c.benchmark_group("bringup_plan");
+    g.sample_size(20);
+    g.bench_with_input(BenchmarkId::new("plain", "12t"), &(), |b, _| {
+        b.iter(|| black_box(Planner::new().plan(memory, cmrs).unwrap()))
+    });
+    g.bench_with_input(BenchmarkId::new("shaped_64", "12t"), &(), |b, _| {
+        b.iter(|| {
+            black_box(
+                Planner::new()
+                    .with_init_cpus(64)
+                    .plan(memory, cmrs)
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, work_mode, modelled);
+criterion_main!(benches);

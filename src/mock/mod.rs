@@ -93,8 +93,18 @@ pub struct MockModule {
     metadata: Metadata,
     state: Lock<State>,
     lp: LpContext,
+    /// The host's answer to "which CPU am I" (see [`MockModule::with_lp_source`]).
+    lp_source: Option<fn() -> u32>,
     work: bool,
 }
+
+// The module, the injectors around it and its host side are shared between CPUs with or
+// without `std` (a UEFI program drives it from its APs).
+const _: () = {
+    const fn sync<T: Sync + Send>() {}
+    sync::<MockModule>();
+    sync::<crate::seamcall::FaultInjector<&MockModule>>();
+};
 
 /// Leaves the dispatcher lets through before SYS_READY.
 fn allowed_before_ready(leaf: Leaf) -> bool {
@@ -114,7 +124,42 @@ impl MockModule {
             state: Lock::new(State::new(&platform, mode)),
             platform,
             lp: LpContext::new(),
+            lp_source: None,
             work: false,
+        }
+    }
+
+    /// Tells the mock which LP each call comes from by asking `source` (the host's "which CPU
+    /// am I": a kernel's `smp_processor_id`, UEFI MP Services' `WhoAmI`, the local APIC id
+    /// mapped to a CPU number), instead of its own [`Cpus::run_on`] context. For hosts that run
+    /// the calls on CPUs of their own — through another [`Cpus`] than the mock's — where the
+    /// mock cannot see who calls. The answer must be below [`Platform::lps`]; calls answered
+    /// with another number are served as that LP's anyway and refused by the per-LP checks.
+    ///
+    /// ```
+    /// use tdmr::memmap::Cmr;
+    /// use tdmr::mock::{MockModule, Platform};
+    /// use tdmr::seamcall::Seamcall;
+    /// use tdmr::tdx::{leaf, Regs};
+    /// fn always_cpu_one() -> u32 { 1 }
+    /// let p = Platform::new(&[Cmr::new(0x10_0000, 0x7ff0_0000)])?.with_topology(2, 1)?;
+    /// let m = MockModule::new(p).with_lp_source(always_cpu_one);
+    /// m.seamcall(leaf::TDH_SYS_INIT, &Regs::ZERO);
+    /// assert!(m.seamcall(leaf::TDH_SYS_LP_INIT, &Regs::ZERO).status.is_success());
+    /// assert!(m.lp_initialized(1) && !m.lp_initialized(0));
+    /// # Ok::<(), tdmr::mock::PlatformError>(())
+    /// ```
+    pub fn with_lp_source(mut self, source: fn() -> u32) -> Self {
+        self.lp_source = Some(source);
+        self
+    }
+
+    /// The LP the current call comes from: the host's answer when it gave a source, else the
+    /// innermost [`Cpus::run_on`] of this module, else none (served as LP 0).
+    fn calling_lp(&self) -> Option<u32> {
+        match self.lp_source {
+            Some(source) => Some(source()),
+            None => self.lp.current(),
         }
     }
 
@@ -294,9 +339,10 @@ impl MockModule {
         self.state.with(|s| s.mem.pages())
     }
 
-    /// The LP calls from this thread execute on now (LP 0 outside [`Cpus::run_on`]).
+    /// The LP calls from here execute on now (LP 0 outside [`Cpus::run_on`], unless the host
+    /// gave an [LP source](MockModule::with_lp_source)).
     pub fn current_lp(&self) -> u32 {
-        self.lp.current().unwrap_or(0)
+        self.calling_lp().unwrap_or(0)
     }
 
     /// Holds TDMR `base`'s mutex as if LP `lp` were inside TDH.SYS.TDMR.INIT on it, until the
@@ -393,7 +439,7 @@ impl Seamcall for MockModule {
     /// Calls made outside any [`Cpus::run_on`] (threads standing for CPUs of their own, as in
     /// tests of the Dynamic PAMT manager) are served as LP 0's without that check.
     fn seamcall(&self, leaf: Leaf, regs: &Regs) -> Output {
-        let entered = self.lp.current();
+        let entered = self.calling_lp();
         let lp = entered.unwrap_or(0);
         let first = self.state.with(|s| {
             if entered.is_some() {

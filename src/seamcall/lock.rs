@@ -1,5 +1,6 @@
 //! Interior mutability of the software backends ([`super::FaultInjector`], the mock module):
-//! a mutex with `std`, a `RefCell` without (single-threaded).
+//! `std`'s mutex with `std`, a spin lock without, so that the backends are `Sync` either way
+//! (a UEFI program or a kernel drives them from several CPUs).
 
 #[cfg(feature = "std")]
 pub(crate) struct Lock<T>(std::sync::Mutex<T>);
@@ -22,17 +23,18 @@ impl<T> Lock<T> {
 }
 
 #[cfg(not(feature = "std"))]
-pub(crate) struct Lock<T>(core::cell::RefCell<T>);
+pub(crate) struct Lock<T>(spin::mutex::SpinMutex<T>);
 
 #[cfg(not(feature = "std"))]
 impl<T> Lock<T> {
     pub(crate) fn new(value: T) -> Self {
-        Lock(core::cell::RefCell::new(value))
+        Lock(spin::mutex::SpinMutex::new(value))
     }
 
-    /// Runs `f` with the value borrowed. Callers never re-enter the lock from `f`.
+    /// Runs `f` with the value locked. Callers never re-enter the lock from `f` (it would
+    /// spin for ever), and hold it only for one update of the backend's state.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.0.borrow_mut())
+        f(&mut self.0.lock())
     }
 }
 

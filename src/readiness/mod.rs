@@ -7,6 +7,7 @@
 //! The `report` feature's text renderer prints it.
 
 mod init_estimate;
+mod summary;
 mod warning;
 
 pub use init_estimate::{InitEstimate, LINUX_MS_PER_TIB, RATE_SOURCE, SplitCost, tdmr_init_ms};

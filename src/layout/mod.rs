@@ -8,6 +8,7 @@
 mod error;
 mod job;
 mod linux;
+mod nodes;
 mod optimal;
 mod plan;
 mod planner;
@@ -17,7 +18,7 @@ mod strategy;
 mod tdmr_info;
 
 pub use error::{BadPamtReason, Obstacle, PlanError};
-pub use plan::{PamtOrigin, Plan, Tdmr};
+pub use plan::{OffNodeReason, PamtOrigin, Plan, Tdmr};
 pub use planner::Planner;
 pub use reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 pub use strategy::{HolePolicy, Strategy, UnknownName};

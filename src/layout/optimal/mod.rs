@@ -368,6 +368,13 @@ fn finish(
             mixes_nodes: layout.mixed[t],
             reserved,
             pamt: split_block(blocks[t], sizes[t]),
+            nodes: crate::layout::nodes::from_allocator(
+                memory,
+                range,
+                blocks[t],
+                layout.nodes[t],
+                crate::layout::OffNodeReason::NoRoomOnNode,
+            ),
         });
     }
     Ok(Plan {

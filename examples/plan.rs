@@ -179,10 +179,7 @@ fn main() -> ExitCode {
     if let Some(h) = opts.holes {
         planner = planner.with_holes(h);
     }
-    let ctx = Context {
-        memory: parsed.memory(),
-        cmrs: parsed.cmrs(),
-    };
+    let ctx = Context::of(&parsed);
     // Linux mainline on the same machine and limits (its own hole basis).
     let linux_planner = Planner::new()
         .with_strategy(Strategy::Linux)
@@ -194,7 +191,7 @@ fn main() -> ExitCode {
             let result = planner.plan(parsed.memory(), parsed.cmrs());
             let mut doc = match &result {
                 Ok(plan) => report::json::plan(plan, &ctx),
-                Err(e) => report::json::infeasible(strategy, e),
+                Err(e) => report::json::infeasible_in(strategy, e, &ctx),
             };
             if opts.compare {
                 doc = report::json::with_comparison(

@@ -45,7 +45,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::{Cmr, CmrError, Cmrs, MemoryMap, MemoryMapError, MemoryRegion, NodeId};
-use crate::addr::{PhysRange, RangeSet, SZ_1M, SZ_4K, align_down, align_up};
+use crate::addr::{Bytes, PhysRange, RangeSet, SZ_1M, SZ_4K, align_down, align_up};
 
 /// Uncovered RAM above which x86 Linux turns NUMA off (its coverage check allows 1 MiB).
 const NUMA_COVERAGE_SLACK: u64 = SZ_1M;
@@ -88,11 +88,13 @@ impl fmt::Display for LogWarning {
         match *self {
             LogWarning::NumaOff { uncovered, first } => write!(
                 f,
-                "{uncovered:#x} bytes of RAM lie in no SRAT node (the first: {first}): Linux turns NUMA off, so all memory is planned on node 0"
+                "{} of RAM in no SRAT node (the first: {first}): Linux turns NUMA off, so all memory is planned on node 0",
+                Bytes(uncovered)
             ),
             LogWarning::RamWithoutNode { uncovered, first } => write!(
                 f,
-                "{uncovered:#x} bytes of RAM lie in no SRAT node (the first: {first}): Linux keeps NUMA on and gives them no node; planned on node 0"
+                "{} of RAM in no SRAT node (the first: {first}): Linux keeps NUMA on and gives it no node; planned on node 0",
+                Bytes(uncovered)
             ),
         }
     }

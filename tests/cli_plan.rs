@@ -500,7 +500,13 @@ fn json_names_each_pamts_node_and_why_it_is_off_node() {
         }
         let log = std::fs::read_to_string(&path).unwrap();
         for strategy in ["linux", "optimal"] {
-            let o = run(&["--strategy", strategy, "--format", "json", path.to_str().unwrap()]);
+            let o = run(&[
+                "--strategy",
+                strategy,
+                "--format",
+                "json",
+                path.to_str().unwrap(),
+            ]);
             let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
             if doc["status"] == "ok" {
                 assert_pamt_nodes_true(&doc, &log);
@@ -519,7 +525,13 @@ fn json_names_each_pamts_node_and_why_it_is_off_node() {
                ACPI: SRAT: Node 0 PXM 0 [mem 0x40000000-0x4fffffff]\n\
                ACPI: SRAT: Node 1 PXM 1 [mem 0x50000000-0x7fffffff]\n";
     std::fs::write(&f, log).unwrap();
-    let o = run(&["--strategy", "linux", "--format", "json", f.to_str().unwrap()]);
+    let o = run(&[
+        "--strategy",
+        "linux",
+        "--format",
+        "json",
+        f.to_str().unwrap(),
+    ]);
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(assert_pamt_nodes_true(&doc, log), 1);
     let t = &doc["tdmrs"][0];

@@ -414,7 +414,10 @@ fn generator_reaches_both_kinds_of_map() {
     assert!(mixed > 10, "{mixed} plans mixing nodes");
     assert!(bridged > 10, "{bridged} plans bridging gaps");
     // Maps whose best layout must leave some memory remote (checked exactly above).
-    assert!(remote > 20, "{remote} docking maps with remote memory at the optimum");
+    assert!(
+        remote > 20,
+        "{remote} docking maps with remote memory at the optimum"
+    );
 }
 
 #[test]

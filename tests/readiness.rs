@@ -208,12 +208,22 @@ fn a_linux_verdict_that_depends_on_where_its_pamts_land_is_flagged() {
         .with_pamt_model(PamtModel::TopDown)
         .plan(memory, cmrs)
         .unwrap();
-    assert!(top_down.tdmrs().iter().all(|t| t.pamt_bytes() > 0
-        && t.pamt(tdmr::addr::PageSize::Size4K).start() >= 7 * g));
+    assert!(
+        top_down
+            .tdmrs()
+            .iter()
+            .all(|t| t.pamt_bytes() > 0 && t.pamt(tdmr::addr::PageSize::Size4K).start() >= 7 * g)
+    );
 
     let r = Readiness::assess(&Planner::new(), memory, cmrs);
-    let flip = r.linux_placement_flip.as_ref().expect("the flip is flagged");
-    assert_eq!((flip.predicted, flip.other), (PamtModel::BottomUp, PamtModel::TopDown));
+    let flip = r
+        .linux_placement_flip
+        .as_ref()
+        .expect("the flip is flagged");
+    assert_eq!(
+        (flip.predicted, flip.other),
+        (PamtModel::BottomUp, PamtModel::TopDown)
+    );
     assert!(flip.other_result.is_ok());
     assert!(!r.linux.is_ok() && r.ours.is_ok());
     assert_eq!(
@@ -233,7 +243,10 @@ fn a_linux_verdict_that_depends_on_where_its_pamts_land_is_flagged() {
         cmrs,
     );
     let flip = r.linux_placement_flip.as_ref().unwrap();
-    assert_eq!((flip.predicted, flip.other), (PamtModel::TopDown, PamtModel::BottomUp));
+    assert_eq!(
+        (flip.predicted, flip.other),
+        (PamtModel::TopDown, PamtModel::BottomUp)
+    );
     assert!(r.linux.is_ok() && flip.other_result.is_err());
 
     // What the report prints.

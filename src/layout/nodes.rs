@@ -46,10 +46,10 @@ pub(crate) fn from_allocator(
 ) -> PamtNodes {
     let majority = node_bytes(memory, tdmr).first().map_or(asked, |e| e.0);
     let (pamt, spans) = block_node(memory, block, asked);
-    let reason = if pamt == majority {
-        None
-    } else if spans {
+    let reason = if spans {
         Some(OffNodeReason::SpansNodes)
+    } else if pamt == majority {
+        None
     } else if pamt != asked {
         Some(OffNodeReason::AllocatorFallback)
     } else {

@@ -45,9 +45,7 @@ impl core::fmt::Display for OffNodeReason {
             OffNodeReason::LowestNode => {
                 "Linux puts a TDMR's PAMT on the node of its lowest memory"
             }
-            OffNodeReason::AllocatorFallback => {
-                "the allocator had no room on the node asked for"
-            }
+            OffNodeReason::AllocatorFallback => "the allocator had no room on the node asked for",
             OffNodeReason::NoRoomOnNode => {
                 "no memory of the majority node can take it within the module's limits"
             }
@@ -65,7 +63,7 @@ pub(crate) struct PamtNodes {
     pub(crate) pamt: NodeId,
     /// Node holding most of the TDMR's TDX memory.
     pub(crate) majority: NodeId,
-    /// Why they differ (`None` when they do not).
+    /// Why the block is not wholly on `majority` (`None` when it is).
     pub(crate) reason: Option<OffNodeReason>,
 }
 
@@ -146,7 +144,7 @@ impl Tdmr {
         self.nodes.majority
     }
 
-    /// Why the PAMT does not lie on the majority node, when it does not.
+    /// Why the PAMT does not lie (wholly) on the majority node, when it does not.
     #[inline]
     pub fn off_node_reason(&self) -> Option<OffNodeReason> {
         self.nodes.reason
@@ -333,11 +331,12 @@ impl Plan {
         self.tdmrs.iter().filter(|t| t.mixes_nodes).count()
     }
 
-    /// TDMRs whose PAMT does not lie on the node holding most of their memory.
+    /// TDMRs whose PAMT does not lie (wholly) on the node holding most of their memory, as
+    /// the planner recorded it ([`Tdmr::off_node_reason`]).
     pub fn off_node_pamts(&self) -> usize {
         self.tdmrs
             .iter()
-            .filter(|t| t.nodes.pamt != t.nodes.majority)
+            .filter(|t| t.nodes.reason.is_some())
             .count()
     }
 

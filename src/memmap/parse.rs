@@ -765,11 +765,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             regions(&p),
-            [
-                (0x10_0000, 2 * G, 0),
-                (4 * G, 6 * G, 0),
-                (6 * G, 10 * G, 0)
-            ]
+            [(0x10_0000, 2 * G, 0), (4 * G, 6 * G, 0), (6 * G, 10 * G, 0)]
         );
         // Two hotplug ranges of one node that touch are one region; plain ones too.
         let p = parse_kernel_log(

@@ -291,8 +291,7 @@ fn span_nodes(
         }
         let (lo, hi) = (free[k].lo, free[end - 1].hi);
         let last = &sites[end - 1];
-        let joins =
-            free[end - 1].stacked_high || (last.dock_high && hi == last.range.end());
+        let joins = free[end - 1].stacked_high || (last.dock_high && hi == last.range.end());
         if end - k > 1 && hi - lo >= size {
             let t = sites[k].tdmr;
             let new_area = !joins;

@@ -217,11 +217,7 @@ impl PamtModel {
 
 /// Zones in the order the kernel's zonelist tries them for a `GFP_KERNEL` request on one node:
 /// ZONE_NORMAL `[4 GiB, ∞)`, ZONE_DMA32 `[16 MiB, 4 GiB)`, ZONE_DMA `[0, 16 MiB)`.
-const ZONES: [(u64, u64); 3] = [
-    (4 * SZ_1G, u64::MAX),
-    (16 << 20, 4 * SZ_1G),
-    (0, 16 << 20),
-];
+const ZONES: [(u64, u64); 3] = [(4 * SZ_1G, u64::MAX), (16 << 20, 4 * SZ_1G), (0, 16 << 20)];
 
 /// The kernel's `ALIGN(x, a)`: mask arithmetic, `(x + a - 1) & !(a - 1)`. For an `a` that is not
 /// a power of two the result is not a multiple of `a` (but lies in `[x, x + a)`), and that is

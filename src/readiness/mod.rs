@@ -163,13 +163,12 @@ impl Readiness {
             },
             || linux.with_pamt_model(other).plan(memory, cmrs),
         );
-        let linux_placement_flip = (linux.result.is_ok() != other_result.is_ok()).then(|| {
-            PlacementFlip {
+        let linux_placement_flip =
+            (linux.result.is_ok() != other_result.is_ok()).then(|| PlacementFlip {
                 predicted,
                 other,
                 other_result,
-            }
-        });
+            });
         let mut warnings = Vec::new();
         if let Some(flip) = &linux_placement_flip {
             warnings.push(Warning::LinuxDependsOnPamtPlacement {
@@ -222,6 +221,7 @@ pub(crate) fn majority_node(memory: &MemoryMap, range: PhysRange) -> Option<Node
 
 /// The node holding most of `t`'s PAMT blocks and the node holding most of its memory,
 /// measured from the memory map (`None` where no TDX memory holds them).
+#[cfg(feature = "report")]
 pub(crate) fn pamt_nodes(
     memory: &MemoryMap,
     t: &crate::layout::Tdmr,

@@ -5,7 +5,7 @@
 //!  "cmrs":[{"base":B,"size":Z}],
 //!  "tdmrs":[{"base":B,"size":Z,"node":N,"mixes_nodes":false,
 //!            "pamt_node":P,"majority_node":M,            (measured from the memory map)
-//!            "pamt_node_reason":"lowest-node",           (only when P != M)
+//!            "pamt_node_reason":"lowest-node",           (only when off the node)
 //!            "reserved":[{"offset":O,"size":Z,"kind":"hole"}],
 //!            "pamt":{"4k":{"base":B,"size":Z},"2m":{...},"1g":{...}}}],
 //!  "pamt_bytes":P,"off_node_pamts":K,"excluded":[{"base":B,"size":Z}],
@@ -14,7 +14,8 @@
 //!
 //! `node` is the node the PAMT was placed for; `pamt_node` the node whose memory holds the PAMT
 //! block (most of it); `majority_node` the node holding most of the TDMR's memory (`null` when
-//! no TDX memory holds them). `pamt_node_reason` says why the two differ: `lowest-node` (Linux
+//! no TDX memory holds them). `pamt_node_reason`, present when the block is not wholly on the
+//! majority node, says why: `lowest-node` (Linux
 //! takes the node of the TDMR's lowest memory), `allocator-fallback` (no room on the node asked
 //! for), `no-room-on-node` (the planner found no room on the majority node within the limits),
 //! `spans-nodes` (the block spans a node boundary), `unknown` (a plan that does not say).
@@ -109,14 +110,15 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
             t.mixes_nodes()
         );
         let (pamt_node, majority) = pamt_nodes(ctx.memory, t);
-        let node = |n: Option<u32>| n.map_or_else(|| String::from("null"), |n| alloc::format!("{n}"));
+        let node =
+            |n: Option<u32>| n.map_or_else(|| String::from("null"), |n| alloc::format!("{n}"));
         let _ = write!(
             out,
             "\"pamt_node\":{},\"majority_node\":{},",
             node(pamt_node),
             node(majority)
         );
-        if pamt_node != majority {
+        if pamt_node != majority || t.off_node_reason().is_some() {
             out.push_str("\"pamt_node_reason\":");
             string(
                 &mut out,

@@ -4,8 +4,8 @@
 //! input as a whole) and formats; on success the memory map and CMRs satisfy their invariants.
 
 use tdmr::addr::{MAX_PA, PhysRange, SZ_1M, SZ_4K, is_aligned};
-use tdmr::memmap::{LogWarning, parse_kernel_log};
 use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap};
+use tdmr::memmap::{LogWarning, parse_kernel_log};
 
 /// Runs one input.
 pub fn run(data: &[u8]) {

@@ -614,7 +614,10 @@ mod tests {
             bound += usize::from(p.cost[2] == 8);
             remote += usize::from(p.cost[1] > 0);
         }
-        assert!(bound > 100 && remote > 100, "bound {bound}, remote {remote}");
+        assert!(
+            bound > 100 && remote > 100,
+            "bound {bound}, remote {remote}"
+        );
     }
 
     #[test]

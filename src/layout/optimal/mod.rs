@@ -82,7 +82,7 @@ struct Layout {
 
 impl Layout {
     fn off_node(&self) -> usize {
-        self.placed.iter().filter(|n| n.pamt != n.majority).count()
+        self.placed.iter().filter(|n| n.reason.is_some()).count()
     }
 
     /// The planner's cost of the finished layout: span (GiB), remote-PAMT bytes, TDMRs,
@@ -104,10 +104,7 @@ impl Layout {
             .zip(&self.placed)
             .map(|(bytes, placed)| {
                 let all: u64 = bytes.iter().map(|e| e.1).sum();
-                let local = bytes
-                    .iter()
-                    .find(|e| e.0 == placed.pamt)
-                    .map_or(0, |e| e.1);
+                let local = bytes.iter().find(|e| e.0 == placed.pamt).map_or(0, |e| e.1);
                 all - local
             })
             .sum();
@@ -324,7 +321,7 @@ fn plan_map(p: &Job<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<Layou
                 let mut stuck: Vec<NodeId> = layout
                     .placed
                     .iter()
-                    .filter(|n| n.pamt != n.majority)
+                    .filter(|n| n.reason.is_some())
                     .map(|n| n.majority)
                     .filter(|n| !slack.contains(n))
                     .collect();
@@ -355,10 +352,12 @@ fn plan_map(p: &Job<'_>, memory: &MemoryMap, caller_alloc: bool) -> Result<Layou
             // (whole regions, possibly across a TDMR boundary): on this partition, then on
             // mainline's, which Linux itself would use. Never worse than Linux.
             let Some((node, size)) = no_room else {
-                return Err(first_error.unwrap_or(PlanError::Infeasible(Obstacle::TdmrLimit {
-                    needed: limits.max_tdmrs() + 1,
-                    limit: limits.max_tdmrs(),
-                })));
+                return Err(
+                    first_error.unwrap_or(PlanError::Infeasible(Obstacle::TdmrLimit {
+                        needed: limits.max_tdmrs() + 1,
+                        limit: limits.max_tdmrs(),
+                    })),
+                );
             };
             let mut tries: Vec<(Vec<PhysRange>, Vec<NodeId>, OffNodeReason)> = Vec::new();
             if let Some((tdmrs, nodes)) = last_tdmrs {
@@ -520,11 +519,11 @@ fn dock_layout(
             } else {
                 pl.node
             };
-            let reason = (pamt != majority).then_some(if pl.spans {
-                OffNodeReason::SpansNodes
+            let reason = if pl.spans {
+                Some(OffNodeReason::SpansNodes)
             } else {
-                OffNodeReason::NoRoomOnNode
-            });
+                (pamt != majority).then_some(OffNodeReason::NoRoomOnNode)
+            };
             PamtNodes {
                 pamt,
                 majority,

@@ -2,8 +2,9 @@
 //! binary form ([`Plan::tdmr_infos`]).
 //!
 //! Strategies: `linux.rs` (Linux mainline, exactly) and `optimal/` (the least PAMT, then the
-//! fewest node-mixing TDMRs, TDMRs and reserved areas). `reserved.rs` builds reserved areas
-//! from holes and PAMT blocks.
+//! least memory whose PAMT lies on another node, the fewest TDMRs and reserved areas).
+//! `reserved.rs` builds reserved areas from holes and PAMT blocks; `nodes.rs` says which node
+//! holds a TDMR's memory and its PAMT.
 
 mod error;
 mod job;

@@ -8,7 +8,8 @@ use crate::addr::{PhysRange, SZ_1G, SZ_4K, is_aligned};
 use crate::memmap::{MemoryMap, NodeId};
 
 /// Source of physically contiguous memory for PAMT blocks — the kernel's contiguous allocator
-/// (`alloc_contig_pages` in Linux), or [`TopDownAllocator`] for planning offline.
+/// (`alloc_contig_pages` in Linux). Offline, [`BottomUpAllocator`] and [`TopDownAllocator`]
+/// model it.
 ///
 /// The planner checks what comes back (size, 4 KiB alignment, inside TDX memory, no overlap with
 /// another PAMT) and fails with a typed error naming the block otherwise. What it cannot check

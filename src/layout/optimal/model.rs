@@ -216,8 +216,10 @@ impl Model {
         }
 
         // Adjacent plain windows of one node merge: no run lies at the boundary between them,
-        // so splitting there never lowers any group's reserved areas, and never helps the span,
-        // the node mixing or the TDMR count. Some optimal partition keeps them together.
+        // so splitting there never lowers any group's reserved areas, and never helps the span
+        // or the TDMR count. Nor the remote-PAMT memory: moving the boundary to either end of
+        // the stretch (towards the side whose PAMT is not on this node, or either way when
+        // neither is) never adds remote memory. Some optimal partition keeps them together.
         let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
         let mut last_plain = false;
         let mut others = other_nodes.iter_mut().peekable();

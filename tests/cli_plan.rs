@@ -543,3 +543,57 @@ fn json_names_each_pamts_node_and_why_it_is_off_node() {
     assert_eq!(u(&doc["tdmrs"][0]["pamt_node"]), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_svg_marks_pamt_blocks_off_their_node() {
+    let dir = std::env::temp_dir().join(format!("tdmr-cli-svg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("minor-node.log");
+    std::fs::write(
+        &f,
+        "BIOS-e820: [mem 0x0000000040000000-0x000000007fffffff] usable\n\
+         ACPI: SRAT: Node 0 PXM 0 [mem 0x40000000-0x4fffffff]\n\
+         ACPI: SRAT: Node 1 PXM 1 [mem 0x50000000-0x7fffffff]\n",
+    )
+    .unwrap();
+    // Linux's PAMT (node 0, most memory on node 1) above ours (node 1).
+    let o = run(&["--format", "svg", "--compare", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc = common::parse_xml(&stdout(&o)).unwrap();
+    let off: Vec<_> = doc
+        .descendants()
+        .into_iter()
+        .filter(|e| e.has_class("bo") && e.title().is_some())
+        .collect();
+    let titles: Vec<&str> = off.iter().filter_map(|e| e.title()).collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("PAMT of TDMR 0, off its node")),
+        "{titles:?}"
+    );
+    // Only Linux's section has one: the legend's swatch, plus Linux's block.
+    let sections: Vec<_> = doc
+        .descendants()
+        .into_iter()
+        .filter(|e| e.attr("id").is_some_and(|i| i.starts_with("section-")))
+        .collect();
+    let marked = |id: &str| {
+        sections
+            .iter()
+            .find(|s| s.attr("id") == Some(id))
+            .unwrap()
+            .descendants()
+            .iter()
+            .any(|e| e.has_class("bo"))
+    };
+    assert!(marked("section-linux"));
+    assert!(!marked("section-optimal"));
+    let tdmr_tip = doc
+        .descendants()
+        .into_iter()
+        .filter_map(|e| e.title())
+        .any(|t| t.contains("on node 0, most of its memory on node 1"));
+    assert!(tdmr_tip);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

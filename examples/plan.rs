@@ -191,10 +191,7 @@ fn main() -> ExitCode {
     if let Some(h) = opts.holes {
         planner = planner.with_holes(h);
     }
-    let ctx = Context {
-        memory: parsed.memory(),
-        cmrs: parsed.cmrs(),
-    };
+    let ctx = Context::of(&parsed);
     // Linux mainline on the same machine and limits (its own hole basis).
     let linux_planner = Planner::new()
         .with_strategy(Strategy::Linux)
@@ -218,7 +215,7 @@ fn main() -> ExitCode {
                     let e = InitEstimate::new(plan, linux.as_ref(), one_cpu.as_ref(), opts.cpus);
                     report::json::with_init_estimate(report::json::plan(plan, &ctx), &e)
                 }
-                Err(e) => report::json::infeasible(strategy, e),
+                Err(e) => report::json::infeasible_in(strategy, e, &ctx),
             };
             if opts.compare {
                 doc = report::json::with_comparison(

@@ -83,9 +83,10 @@
 //! PAMT) — and [`layout::Planner::plan`] applies it to the map and the CMRs, returning a
 //! [`layout::Plan`]: TDMRs with their reserved areas and PAMT blocks.
 //! [`layout::Strategy::Optimal`] (the default) finds the layout with the least covered span
-//! (so the least PAMT), then the fewest node-mixing TDMRs, TDMRs and reserved areas, or names
-//! the smallest obstacle; [`layout::Strategy::Linux`] reproduces Linux mainline, failure
-//! included.
+//! (so the least PAMT), then the least memory whose PAMT lies on another NUMA node, the fewest
+//! TDMRs and reserved areas, or names the smallest obstacle; [`layout::Strategy::Linux`]
+//! reproduces Linux mainline, failure included, its PAMTs placed by a model of the kernel's
+//! allocator ([`pamt::PamtModel`]).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -439,3 +439,201 @@ fn cpus_64_on_twelve_tib_estimates_a_thirtieth_of_linux_and_the_plan_validates()
         assert_eq!(run(&["--cpus", bad, &path]).status.code(), Some(2));
     }
 }
+
+#[test]
+fn linux_keeps_a_hotplug_range_a_tdmr_of_its_own_as_the_kernel_does() {
+    // Node 0's RAM [4 GiB, 6 GiB) is plain and [6 GiB, 10 GiB) lies in an SRAT range marked
+    // hotplug, one usable e820 block across both: memblock keeps them apart, so does Linux.
+    let f = fixture("hotplug-srat.log");
+    let o = run(&["--strategy", "linux", &f]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("32844 KB allocated for PAMT"), "{out}");
+    assert!(out.contains("\n3 TDMRs, "), "{out}");
+    let o = run(&["--strategy", "linux", "--format", "json", &f]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tdmrs: Vec<(u64, u64)> = doc["tdmrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (u(&t["base"]) >> 30, u(&t["size"]) >> 30))
+        .collect();
+    assert_eq!(tdmrs, [(0, 2), (4, 2), (6, 4)]);
+    assert_json_plan_valid(&doc, &std::fs::read_to_string(&f).unwrap());
+}
+
+#[test]
+fn ram_outside_every_srat_node_plans_on_node_0_with_a_warning() {
+    let f = fixture("numa-off.log");
+    let o = run(&[&f]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "! log: 4 GiB of RAM in no SRAT node (the first: [0x2100000000, 0x2200000000)): Linux turns NUMA off"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("on 1 node;"), "{out}");
+    for strategy in ["linux", "optimal"] {
+        let o = run(&["--strategy", strategy, "--format", "json", &f]);
+        assert_eq!(o.status.code(), Some(0), "{strategy}");
+        let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_json_plan_valid(&doc, &std::fs::read_to_string(&f).unwrap());
+        let warnings = doc["log_warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].as_str().unwrap().contains("NUMA off"));
+        for t in doc["tdmrs"].as_array().unwrap() {
+            assert_eq!((u(&t["node"]), u(&t["pamt_node"])), (0, 0), "{strategy}");
+        }
+    }
+}
+
+/// The node of the TDX memory at `pa`, from the log.
+fn node_at(log: &str, pa: u64) -> Option<u64> {
+    let parsed = parse_kernel_log(log).unwrap();
+    parsed
+        .memory()
+        .regions()
+        .iter()
+        .find(|r| r.base <= pa && pa < r.end())
+        .map(|r| u64::from(r.node))
+}
+
+/// Every TDMR's `pamt_node` is the node of the memory at its PAMT block, `majority_node` the
+/// node holding most of its memory, and `pamt_node_reason` is there exactly when they differ.
+fn assert_pamt_nodes_true(doc: &Value, log: &str) -> usize {
+    let parsed = parse_kernel_log(log).unwrap();
+    let mut off = 0;
+    for t in doc["tdmrs"].as_array().unwrap() {
+        let (base, end) = (u(&t["base"]), u(&t["base"]) + u(&t["size"]));
+        let mut per_node = std::collections::BTreeMap::<u64, u64>::new();
+        for r in parsed.memory().regions() {
+            let (s, e) = (r.base.max(base), r.end().min(end));
+            if s < e {
+                *per_node.entry(u64::from(r.node)).or_default() += e - s;
+            }
+        }
+        let majority = per_node
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|e| *e.0);
+        assert_eq!(t["majority_node"].as_u64(), majority, "{t}");
+        let at = node_at(log, u(&t["pamt"]["4k"]["base"]));
+        assert_eq!(t["pamt_node"].as_u64(), at, "{t}");
+        let differs = at != majority;
+        assert_eq!(t.get("pamt_node_reason").is_some(), differs, "{t}");
+        off += usize::from(differs);
+    }
+    assert_eq!(u(&doc["off_node_pamts"]) as usize, off);
+    off
+}
+
+#[test]
+fn json_names_each_pamts_node_and_why_it_is_off_node() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let log = std::fs::read_to_string(&path).unwrap();
+        for strategy in ["linux", "optimal"] {
+            let o = run(&[
+                "--strategy",
+                strategy,
+                "--format",
+                "json",
+                path.to_str().unwrap(),
+            ]);
+            let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+            if doc["status"] == "ok" {
+                assert_pamt_nodes_true(&doc, &log);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked} plans checked");
+
+    // One GiB window: 256 MiB of node 0, then 768 MiB of node 1. Linux asks for node 0 (the
+    // lowest memory); the optimal strategy puts the PAMT on node 1.
+    let dir = std::env::temp_dir().join(format!("tdmr-cli-nodes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("minor-node.log");
+    let log = "BIOS-e820: [mem 0x0000000040000000-0x000000007fffffff] usable\n\
+               ACPI: SRAT: Node 0 PXM 0 [mem 0x40000000-0x4fffffff]\n\
+               ACPI: SRAT: Node 1 PXM 1 [mem 0x50000000-0x7fffffff]\n";
+    std::fs::write(&f, log).unwrap();
+    let o = run(&[
+        "--strategy",
+        "linux",
+        "--format",
+        "json",
+        f.to_str().unwrap(),
+    ]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(assert_pamt_nodes_true(&doc, log), 1);
+    let t = &doc["tdmrs"][0];
+    assert_eq!((u(&t["pamt_node"]), u(&t["majority_node"])), (0, 1));
+    assert_eq!(t["pamt_node_reason"], "lowest-node");
+    let o = run(&["--format", "json", f.to_str().unwrap()]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(assert_pamt_nodes_true(&doc, log), 0);
+    assert_eq!(u(&doc["tdmrs"][0]["pamt_node"]), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_svg_marks_pamt_blocks_off_their_node() {
+    let dir = std::env::temp_dir().join(format!("tdmr-cli-svg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("minor-node.log");
+    std::fs::write(
+        &f,
+        "BIOS-e820: [mem 0x0000000040000000-0x000000007fffffff] usable\n\
+         ACPI: SRAT: Node 0 PXM 0 [mem 0x40000000-0x4fffffff]\n\
+         ACPI: SRAT: Node 1 PXM 1 [mem 0x50000000-0x7fffffff]\n",
+    )
+    .unwrap();
+    // Linux's PAMT (node 0, most memory on node 1) above ours (node 1).
+    let o = run(&["--format", "svg", "--compare", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc = common::parse_xml(&stdout(&o)).unwrap();
+    let off: Vec<_> = doc
+        .descendants()
+        .into_iter()
+        .filter(|e| e.has_class("bo") && e.title().is_some())
+        .collect();
+    let titles: Vec<&str> = off.iter().filter_map(|e| e.title()).collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("PAMT of TDMR 0, off its node")),
+        "{titles:?}"
+    );
+    // Only Linux's section has one: the legend's swatch, plus Linux's block.
+    let sections: Vec<_> = doc
+        .descendants()
+        .into_iter()
+        .filter(|e| e.attr("id").is_some_and(|i| i.starts_with("section-")))
+        .collect();
+    let marked = |id: &str| {
+        sections
+            .iter()
+            .find(|s| s.attr("id") == Some(id))
+            .unwrap()
+            .descendants()
+            .iter()
+            .any(|e| e.has_class("bo"))
+    };
+    assert!(marked("section-linux"));
+    assert!(!marked("section-optimal"));
+    let tdmr_tip = doc
+        .descendants()
+        .into_iter()
+        .filter_map(|e| e.title())
+        .any(|t| t.contains("on node 0, most of its memory on node 1"));
+    assert!(tdmr_tip);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

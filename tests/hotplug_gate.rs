@@ -404,7 +404,7 @@ fn frozen_memory_matches_its_definition_on_every_fixture() {
 #[test]
 fn a_range_spanning_abutting_regions_and_tdmrs_is_admitted() {
     // Node 0: [4G, 6G) and [6G, 8G) as two regions; the Linux strategy plans one TDMR per
-    // region and puts both PAMTs at the top of [6G, 8G).
+    // region and, with the top-down allocator model, puts both PAMTs at the top of [6G, 8G).
     let memory = MemoryMap::new(vec![
         MemoryRegion::new(4 * SZ_1G, 2 * SZ_1G, 0),
         MemoryRegion::new(6 * SZ_1G, 2 * SZ_1G, 0),
@@ -413,6 +413,7 @@ fn a_range_spanning_abutting_regions_and_tdmrs_is_admitted() {
     let cmrs = Cmrs::covering(&memory);
     let plan = Planner::new()
         .with_strategy(Strategy::Linux)
+        .with_pamt_model(tdmr::pamt::PamtModel::TopDown)
         .plan(&memory, &cmrs)
         .unwrap();
     assert_eq!(plan.tdmrs().len(), 2);

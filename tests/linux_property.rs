@@ -1,6 +1,11 @@
 //! Property: on any memory map, `Strategy::Linux` either fails for a documented reason or
 //! produces a plan the TDX module would accept (`validate::sys_config`) and that makes every
-//! byte of TDX memory usable (`validate::covers_memory`).
+//! byte of TDX memory usable (`validate::covers_memory`). Its PAMT blocks are where each model
+//! of the kernel's allocator puts them, checked against a reference written here from the
+//! models' rules: bottom-up (`alloc_contig_pages()`: the node's zones highest first, candidates
+//! from the zone start rounded with the kernel's ALIGN, stepping by the request; then higher
+//! node ids, then lower) and top-down (the top of the node's highest region with room, then of
+//! any node's).
 //!
 //! Maps are random regions with random gaps (none, page-sized, 2 MiB-sized, GiB-sized, any
 //! number of pages), sizes from one page to many GiB, NUMA nodes changing at random region
@@ -12,6 +17,7 @@ use proptest::prelude::*;
 use tdmr::addr::PhysRange;
 use tdmr::layout::{HolePolicy, PlanError, Planner, Strategy as PlanStrategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
+use tdmr::pamt::PamtModel;
 use tdmr::sysinfo::TdxLimits;
 use tdmr::tdx::validate::{ConfigEnv, covers_memory, sys_config};
 
@@ -76,6 +82,7 @@ struct Case {
     max_reserved: u16,
     dpamt: bool,
     holes: HolePolicy,
+    model: PamtModel,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -88,17 +95,21 @@ fn case() -> impl Strategy<Value = Case> {
         0u16..=16,
         any::<bool>(),
         prop_oneof![Just(HolePolicy::Memory), Just(HolePolicy::Cmr)],
+        prop_oneof![Just(PamtModel::BottomUp), Just(PamtModel::TopDown)],
     )
         .prop_map(
-            |(start, regions, cmrs, null_slot, max_tdmrs, max_reserved, dpamt, holes)| Case {
-                start,
-                regions,
-                cmrs,
-                null_slot,
-                max_tdmrs,
-                max_reserved,
-                dpamt,
-                holes,
+            |(start, regions, cmrs, null_slot, max_tdmrs, max_reserved, dpamt, holes, model)| {
+                Case {
+                    start,
+                    regions,
+                    cmrs,
+                    null_slot,
+                    max_tdmrs,
+                    max_reserved,
+                    dpamt,
+                    holes,
+                    model,
+                }
             },
         )
 }
@@ -186,6 +197,124 @@ fn pamt_bytes(tdmr: PhysRange, dpamt: bool) -> u64 {
     l4k + round(tdmr.size() / M2 * 16) + round(tdmr.size() / G * 16)
 }
 
+/// The node of the lowest memory of a TDMR (Linux's `tdmr_get_nid`).
+fn lowest_node(memory: &MemoryMap, tdmr: PhysRange) -> u32 {
+    memory
+        .regions()
+        .iter()
+        .find(|r| r.end() > tdmr.start())
+        .map_or(0, |r| r.node)
+}
+
+/// The reference models of the kernel's allocator: every TDMR's block, in TDMR order, or the
+/// index of the first TDMR whose block no memory holds.
+fn reference_blocks(
+    memory: &MemoryMap,
+    tdmrs: &[PhysRange],
+    dpamt: bool,
+    model: PamtModel,
+) -> Result<Vec<PhysRange>, usize> {
+    let mut taken: Vec<PhysRange> = Vec::new();
+    let mut out = Vec::new();
+    for (k, &t) in tdmrs.iter().enumerate() {
+        let size = pamt_bytes(t, dpamt);
+        let node = lowest_node(memory, t);
+        let block = match model {
+            PamtModel::TopDown => top_down(memory, &taken, size, node),
+            _ => bottom_up(memory, &taken, size, node),
+        };
+        let block = block.ok_or(k)?;
+        taken.push(block);
+        out.push(block);
+    }
+    Ok(out)
+}
+
+/// Top-down: from the top of the highest region of `node` whose untaken top part holds `size`,
+/// else of any node. Blocks are taken from region tops down, so a region's free part is
+/// `[base, lowest block taken in it)`.
+fn top_down(memory: &MemoryMap, taken: &[PhysRange], size: u64, node: u32) -> Option<PhysRange> {
+    let top = |r: &MemoryRegion| {
+        taken
+            .iter()
+            .filter(|b| b.start() >= r.base && b.end() <= r.end())
+            .map(|b| b.start())
+            .min()
+            .unwrap_or(r.end())
+    };
+    let fits = |r: &&MemoryRegion| top(r) - r.base >= size;
+    let regions = memory.regions();
+    let r = regions
+        .iter()
+        .rev()
+        .filter(|r| r.node == node)
+        .find(fits)
+        .or_else(|| regions.iter().rev().find(fits))?;
+    let t = top(r);
+    Some(PhysRange::new(t - size, t).unwrap())
+}
+
+/// Bottom-up, `alloc_contig_pages()`' order.
+fn bottom_up(memory: &MemoryMap, taken: &[PhysRange], size: u64, node: u32) -> Option<PhysRange> {
+    let mut nodes: Vec<u32> = memory.regions().iter().map(|r| r.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let order = nodes
+        .iter()
+        .filter(|&&n| n >= node)
+        .chain(nodes.iter().filter(|&&n| n < node));
+    let pages = size / K4;
+    for &n in order {
+        let mine: Vec<&MemoryRegion> = memory.regions().iter().filter(|r| r.node == n).collect();
+        let node_start = mine[0].base;
+        let node_end = mine[mine.len() - 1].end();
+        for (lo, hi) in [(4 * G, u64::MAX), (16 << 20, 4 * G), (0, 16 << 20)] {
+            if !mine.iter().any(|r| r.base < hi && r.end() > lo) {
+                continue;
+            }
+            let zone_start = node_start.clamp(lo, hi);
+            let zone_end = node_end.min(hi);
+            // The kernel's ALIGN: mask arithmetic.
+            let mut c = ((zone_start / K4 + pages - 1) & !(pages - 1)) * K4;
+            while c + size <= zone_end {
+                let cand = PhysRange::new(c, c + size).unwrap();
+                // Wholly memory of node n in the zone: walk the abutting regions.
+                let mut cursor = c;
+                let mut obstacle = None;
+                for r in &mine {
+                    if r.end() <= cursor || r.base >= cand.end() {
+                        continue;
+                    }
+                    if r.base > cursor {
+                        break;
+                    }
+                    cursor = r.end();
+                }
+                if cursor < cand.end() {
+                    // Not memory from `cursor`: skip past the next memory start beyond it.
+                    obstacle = Some(cursor + 1);
+                }
+                if obstacle.is_none()
+                    && let Some(b) = taken.iter().find(|b| b.overlaps(cand))
+                {
+                    obstacle = Some(b.end());
+                }
+                match obstacle {
+                    None => return Some(cand),
+                    Some(past) => {
+                        // The next candidate starting at or after `past`... any candidate
+                        // overlapping the obstacle fails too, so jump to the first one whose
+                        // start is not below it.
+                        let k = (past.saturating_sub(c)).div_ceil(size).max(1);
+                        c += k * size;
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 fn check(c: &Case) -> Result<(), TestCaseError> {
     let memory = memory_of(c);
     let cmrs = cmrs_of(c, &memory);
@@ -199,7 +328,8 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let planner = Planner::new()
         .with_strategy(PlanStrategy::Linux)
         .with_holes(c.holes)
-        .with_limits(limits);
+        .with_limits(limits)
+        .with_pamt_model(c.model);
     let result = planner.plan(&memory, &cmrs);
     prop_assert_eq!(
         &result,
@@ -215,6 +345,16 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             prop_assert!(plan.excluded().is_empty());
             let ranges: Vec<PhysRange> = plan.tdmrs().iter().map(|t| t.range()).collect();
             prop_assert_eq!(&ranges, &expected_tdmrs);
+            let blocks: Vec<PhysRange> = plan
+                .tdmrs()
+                .iter()
+                .map(|t| {
+                    let s = t.pamt(tdmr::addr::PageSize::Size4K).start();
+                    PhysRange::new(s, s + t.pamt_bytes()).unwrap()
+                })
+                .collect();
+            let reference = reference_blocks(&memory, &expected_tdmrs, c.dpamt, c.model);
+            prop_assert_eq!(Ok(blocks), reference, "{:?} model", c.model);
 
             let infos = plan
                 .tdmr_infos()
@@ -259,17 +399,13 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             prop_assert!(expected_tdmrs.len() <= c.max_tdmrs as usize);
             let index = expected_tdmrs.iter().position(|&t| t == tdmr);
             prop_assert!(index.is_some(), "{} is not a TDMR of the layout", tdmr);
-            let index = index.unwrap();
             prop_assert_eq!(size, pamt_bytes(tdmr, c.dpamt));
-            let lowest = memory.regions().iter().find(|r| r.end() > tdmr.start());
-            prop_assert_eq!(Some(node), lowest.map(|r| r.node));
-            // Top-down allocation only fails when no region has `size` bytes left after the
-            // earlier TDMRs' PAMTs.
-            let earlier: u64 = expected_tdmrs[..index]
-                .iter()
-                .map(|&t| pamt_bytes(t, c.dpamt))
-                .sum();
-            prop_assert!(memory.regions().iter().all(|r| r.size < size + earlier));
+            prop_assert_eq!(node, lowest_node(&memory, tdmr));
+            // The model finds no room for exactly this TDMR's block, after the earlier ones'.
+            prop_assert_eq!(
+                reference_blocks(&memory, &expected_tdmrs, c.dpamt, c.model),
+                Err(index.unwrap())
+            );
         }
         Err(other) => {
             return Err(TestCaseError::fail(format!(
@@ -307,6 +443,7 @@ fn every_outcome_is_reachable() {
         max_reserved: 16,
         dpamt: false,
         holes: HolePolicy::Memory,
+        model: PamtModel::BottomUp,
     };
     let outcome = |c: &Case| {
         check(c).unwrap();
@@ -320,6 +457,7 @@ fn every_outcome_is_reachable() {
             .with_strategy(PlanStrategy::Linux)
             .with_holes(c.holes)
             .with_limits(limits)
+            .with_pamt_model(c.model)
             .plan(&memory, &cmrs)
             .map(|p| p.tdmrs().len())
     };
@@ -359,4 +497,39 @@ fn every_outcome_is_reachable() {
         ..base
     };
     assert_eq!(outcome(&with_cmrs), Ok(2));
+}
+
+/// Maps whose Linux verdict flips between the two models of where its PAMTs land exist among
+/// the generator's, and the readiness assessment flags exactly those.
+#[test]
+fn flips_between_the_allocator_models_are_found_and_flagged() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use tdmr::readiness::Readiness;
+    let mut runner = TestRunner::deterministic();
+    let (mut flips, mut checked) = (0, 0);
+    for _ in 0..3000 {
+        let c = case().new_tree(&mut runner).unwrap().current();
+        let memory = memory_of(&c);
+        let cmrs = cmrs_of(&c, &memory);
+        let mut limits = TdxLimits::default()
+            .with_max_tdmrs(c.max_tdmrs)
+            .unwrap()
+            .with_max_reserved_per_tdmr(c.max_reserved);
+        if c.dpamt {
+            limits = limits.with_dynamic_pamt(1).unwrap();
+        }
+        let linux = Planner::new()
+            .with_strategy(PlanStrategy::Linux)
+            .with_holes(c.holes)
+            .with_limits(limits);
+        let ok = |m: PamtModel| linux.with_pamt_model(m).plan(&memory, &cmrs).is_ok();
+        let flip = ok(PamtModel::BottomUp) != ok(PamtModel::TopDown);
+        let r = Readiness::assess(&linux, &memory, &cmrs);
+        assert_eq!(r.linux_placement_flip.is_some(), flip, "{c:?}");
+        flips += usize::from(flip);
+        checked += 1;
+    }
+    eprintln!("{flips} of {checked} maps flip");
+    assert!(flips >= 10, "only {flips} of {checked} maps flip");
 }

@@ -29,7 +29,8 @@ fn dpamt_limits() -> TdxLimits {
     TdxLimits::default().with_dynamic_pamt(1).unwrap()
 }
 
-/// The Linux plan, sized for Dynamic PAMT (a bitmap at the 4K level) or not.
+/// The Linux plan, sized for Dynamic PAMT (a bitmap at the 4K level) or not, its PAMTs at the
+/// top of node memory (the top-down model: the pages these tests use stay free).
 fn plan(dpamt: bool) -> Plan {
     let input = parse_kernel_log(LOG).unwrap();
     let limits = if dpamt {
@@ -40,6 +41,7 @@ fn plan(dpamt: bool) -> Plan {
     Planner::new()
         .with_limits(limits)
         .with_strategy(Strategy::Linux)
+        .with_pamt_model(tdmr::pamt::PamtModel::TopDown)
         .plan(input.memory(), input.cmrs())
         .unwrap()
 }

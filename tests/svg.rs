@@ -228,7 +228,7 @@ fn render_both(memory: &MemoryMap, cmrs: &Cmrs) -> String {
         .plan(memory, cmrs);
     let ours = Planner::new().plan(memory, cmrs);
     assert!(ours.is_ok(), "{:?}", ours.as_ref().err());
-    let ctx = Context { memory, cmrs };
+    let ctx = Context::new(memory, cmrs);
     svg::render(
         &ctx,
         "synthetic 16 TiB",

@@ -30,7 +30,8 @@ use core::cmp::Reverse;
 
 use super::Job;
 use super::linux::{mixes_nodes, split_block};
-use super::plan::{PamtOrigin, Plan, Tdmr};
+use super::nodes;
+use super::plan::{OffNodeReason, PamtOrigin, Plan, Tdmr};
 use super::reserved::build_merged;
 use crate::addr::{PhysRange, RangeSet, SZ_1G, SZ_1M};
 use crate::memmap::MemoryMap;
@@ -310,16 +311,34 @@ fn build(job: &Job<'_>, memory: &MemoryMap, plan: &Plan, shape: &Shape) -> Optio
             if reserved.len() > max {
                 return None;
             }
+            let whole = parts[i].len() == 1;
+            // A piece keeps its parent's PAMT node; where it lies is judged for the piece.
+            let block = PhysRange::new_unchecked(
+                pamt.iter().map(|p| p.start()).min().unwrap_or(0),
+                pamt.iter().map(|p| p.end()).max().unwrap_or(0),
+            );
+            let nodes = if whole {
+                t.nodes
+            } else {
+                nodes::from_allocator(
+                    memory,
+                    range,
+                    block,
+                    t.pamt_node(),
+                    t.nodes.reason.unwrap_or(OffNodeReason::NoRoomOnNode),
+                )
+            };
             out.push(Tdmr {
                 range,
                 node: t.node(),
-                mixes_nodes: if parts[i].len() == 1 {
+                mixes_nodes: if whole {
                     t.mixes_nodes()
                 } else {
                     mixes_nodes(memory, range)
                 },
                 reserved,
                 pamt,
+                nodes,
             });
         }
     }

@@ -4,7 +4,9 @@
 //!    by the current TDMR is skipped; one that starts inside it is clipped to its end; otherwise
 //!    a new TDMR starts. More than MAX_TDMRS fails ("TDMRs exhausted").
 //! 2. Each TDMR gets one contiguous PAMT block (4K, 2M, 1G levels in that order) from the
-//!    allocator, on the node of the lowest memory inside the TDMR.
+//!    allocator, on the node of the lowest memory inside the TDMR. Planned offline, the
+//!    allocator is a model of the kernel's (`Planner::with_pamt_model`): by default the order
+//!    of `alloc_contig_pages()`, bottom-up from the start of the node's highest zone.
 //! 3. Each TDMR reserves every hole of its hole basis, then every PAMT block (of any TDMR) that
 //!    overlaps it, one area each, never merged, then sorted. More than MAX_RESERVED_PER_TDMR
 //!    fails ("reserved areas exhausted").
@@ -12,7 +14,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::plan::{PamtOrigin, Tdmr};
+use super::nodes;
+use super::plan::{OffNodeReason, PamtOrigin, Tdmr};
 use super::reserved::{gaps_in, relative};
 use super::reserved_areas::{ReservedAreas, ReservedKind};
 use super::{BadPamtReason, Job, Plan, PlanError};
@@ -181,6 +184,13 @@ pub(super) fn plan(
             mixes_nodes: mixes_nodes(memory, tdmr),
             reserved,
             pamt: pamts[i],
+            nodes: nodes::from_allocator(
+                memory,
+                tdmr,
+                blocks[i],
+                nodes[i],
+                OffNodeReason::LowestNode,
+            ),
         });
     }
     Ok(Plan {

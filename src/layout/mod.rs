@@ -2,14 +2,16 @@
 //! binary form ([`Plan::tdmr_infos`]).
 //!
 //! Strategies: `linux.rs` (Linux mainline, exactly) and `optimal/` (the least PAMT, then the
-//! fewest node-mixing TDMRs, TDMRs and reserved areas). `reserved.rs` builds reserved areas
-//! from holes and PAMT blocks. `init_split.rs` shapes a finished plan's TDMRs for
+//! least memory whose PAMT lies on another node, the fewest TDMRs and reserved areas).
+//! `reserved.rs` builds reserved areas from holes and PAMT blocks; `nodes.rs` says which node
+//! holds a TDMR's memory and its PAMT; `init_split.rs` shapes a finished plan's TDMRs for
 //! TDH.SYS.TDMR.INIT on several CPUs ([`Planner::with_init_cpus`], [`Plan::init_work`]).
 
 mod error;
 mod init_split;
 mod job;
 mod linux;
+mod nodes;
 mod optimal;
 mod plan;
 mod planner;
@@ -20,7 +22,7 @@ mod tdmr_info;
 
 pub use error::{BadPamtReason, Obstacle, PlanError};
 pub use init_split::{InitWork, tdmr_init_step};
-pub use plan::{PamtOrigin, Plan, Tdmr};
+pub use plan::{OffNodeReason, PamtOrigin, Plan, Tdmr};
 pub use planner::Planner;
 pub use reserved_areas::{ReservedArea, ReservedAreas, ReservedKind};
 pub use strategy::{HolePolicy, Strategy, UnknownName};

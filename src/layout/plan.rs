@@ -8,6 +8,65 @@ use crate::addr::{PageSize, PhysRange, RangeSet};
 use crate::memmap::NodeId;
 use crate::sysinfo::TdxLimits;
 
+/// Why a TDMR's PAMT does not lie on the node holding most of the TDMR's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OffNodeReason {
+    /// Linux's rule: the PAMT goes to the node of the TDMR's lowest memory, however little of
+    /// the TDMR that node holds.
+    LowestNode,
+    /// The allocator had no room on the node asked for and gave memory of another node.
+    AllocatorFallback,
+    /// No memory of the majority node could take the block within the module's limits: no
+    /// reserved area of that node to join, no TDMR holding its memory with a reserved area to
+    /// spare, or no piece large enough.
+    NoRoomOnNode,
+    /// The last resort: the block spans memory of more than one node (the module needs it
+    /// contiguous and convertible, nothing more).
+    SpansNodes,
+}
+
+impl OffNodeReason {
+    /// Short label for reports (`lowest-node`, `allocator-fallback`, `no-room-on-node`,
+    /// `spans-nodes`).
+    pub fn label(self) -> &'static str {
+        match self {
+            OffNodeReason::LowestNode => "lowest-node",
+            OffNodeReason::AllocatorFallback => "allocator-fallback",
+            OffNodeReason::NoRoomOnNode => "no-room-on-node",
+            OffNodeReason::SpansNodes => "spans-nodes",
+        }
+    }
+}
+
+impl core::fmt::Display for OffNodeReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            OffNodeReason::LowestNode => {
+                "Linux puts a TDMR's PAMT on the node of its lowest memory"
+            }
+            OffNodeReason::AllocatorFallback => "the allocator had no room on the node asked for",
+            OffNodeReason::NoRoomOnNode => {
+                "no memory of the majority node can take it within the module's limits"
+            }
+            OffNodeReason::SpansNodes => {
+                "no single node's memory can take it; it spans a node boundary"
+            }
+        })
+    }
+}
+
+/// Where a TDMR's PAMT block lies, by NUMA node, against where the TDMR's memory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PamtNodes {
+    /// Node holding most of the PAMT block.
+    pub(crate) pamt: NodeId,
+    /// Node holding most of the TDMR's TDX memory.
+    pub(crate) majority: NodeId,
+    /// Why the block is not wholly on `majority` (`None` when it is).
+    pub(crate) reason: Option<OffNodeReason>,
+}
+
 /// One TDMR of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tdmr {
@@ -16,6 +75,7 @@ pub struct Tdmr {
     pub(crate) mixes_nodes: bool,
     pub(crate) reserved: ReservedAreas,
     pub(crate) pamt: [PhysRange; 3],
+    pub(crate) nodes: PamtNodes,
 }
 
 impl Tdmr {
@@ -32,6 +92,11 @@ impl Tdmr {
             mixes_nodes: false,
             reserved,
             pamt,
+            nodes: PamtNodes {
+                pamt: node,
+                majority: node,
+                reason: None,
+            },
         }
     }
 
@@ -59,10 +124,30 @@ impl Tdmr {
         self.range.end()
     }
 
-    /// The NUMA node the PAMT was placed for.
+    /// The NUMA node the PAMT was placed for (asked of the allocator, or chosen for docking).
     #[inline]
     pub fn node(&self) -> NodeId {
         self.node
+    }
+
+    /// The NUMA node whose memory holds the PAMT block (most of it, should it span nodes). For
+    /// a TDMR assembled with [`Tdmr::new`] or read back, the node it was given.
+    #[inline]
+    pub fn pamt_node(&self) -> NodeId {
+        self.nodes.pamt
+    }
+
+    /// The NUMA node holding most of the TDMR's TDX memory (the lowest such node on a tie). For
+    /// a TDMR assembled with [`Tdmr::new`] or read back, the node it was given.
+    #[inline]
+    pub fn majority_node(&self) -> NodeId {
+        self.nodes.majority
+    }
+
+    /// Why the PAMT does not lie (wholly) on the majority node, when it does not.
+    #[inline]
+    pub fn off_node_reason(&self) -> Option<OffNodeReason> {
+        self.nodes.reason
     }
 
     /// Whether the TDMR holds TDX memory of more than one NUMA node.
@@ -244,6 +329,15 @@ impl Plan {
     /// TDMRs holding memory of more than one NUMA node.
     pub fn node_mixing_tdmrs(&self) -> usize {
         self.tdmrs.iter().filter(|t| t.mixes_nodes).count()
+    }
+
+    /// TDMRs whose PAMT does not lie (wholly) on the node holding most of their memory, as
+    /// the planner recorded it ([`Tdmr::off_node_reason`]).
+    pub fn off_node_pamts(&self) -> usize {
+        self.tdmrs
+            .iter()
+            .filter(|t| t.nodes.reason.is_some())
+            .count()
     }
 
     /// Bytes of TDX memory excluded.

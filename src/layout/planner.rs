@@ -6,7 +6,9 @@ use super::plan::PamtOrigin;
 use super::plan::Plan;
 use super::{HolePolicy, PlanError, Strategy, init_split, linux, optimal};
 use crate::memmap::{Cmrs, MemoryMap};
-use crate::pamt::{FromAllocator, PamtAllocator, TopDownAllocator};
+use crate::pamt::{
+    BlockSource, BottomUpAllocator, FromAllocator, PamtAllocator, PamtModel, TopDownAllocator,
+};
 use crate::sysinfo::TdxLimits;
 
 /// Plans TDMRs and PAMTs: a configuration (strategy, hole policy, the module's limits,
@@ -30,6 +32,7 @@ pub struct Planner {
     holes: Option<HolePolicy>,
     exclusions: bool,
     init_cpus: u32,
+    pamt_model: PamtModel,
 }
 
 impl Default for Planner {
@@ -47,6 +50,7 @@ impl Planner {
             holes: None,
             exclusions: false,
             init_cpus: 1,
+            pamt_model: PamtModel::BottomUp,
         }
     }
 
@@ -93,6 +97,21 @@ impl Planner {
         self.init_cpus
     }
 
+    /// With the Linux strategy, places the PAMT blocks with this model of the kernel's allocator
+    /// ([`PamtModel::BottomUp`], the order of `alloc_contig_pages()`, unless given). Where
+    /// Linux's PAMTs land decides which TDMRs reserve them, so the verdict can depend on it:
+    /// [`crate::readiness::Readiness`] plans both and says when they disagree. The optimal
+    /// strategy docks its own blocks and ignores this.
+    pub const fn with_pamt_model(mut self, model: PamtModel) -> Self {
+        self.pamt_model = model;
+        self
+    }
+
+    /// The model of the kernel's allocator the Linux strategy plans with.
+    pub const fn pamt_model(&self) -> PamtModel {
+        self.pamt_model
+    }
+
     /// The limits planned against ([`TdxLimits::DEFAULT`] unless given).
     pub const fn limits(&self) -> TdxLimits {
         match self.limits {
@@ -134,17 +153,21 @@ impl Planner {
     }
 
     /// Plans `memory` inside `cmrs`, placing PAMTs itself (then shaping the TDMRs for
-    /// [`Planner::with_init_cpus`]): the optimal strategy carves them
-    /// from TDX memory against reserved areas; the Linux strategy uses [`TopDownAllocator`]
-    /// (top of the chosen node's memory). Either way the PAMT blocks are TDX memory the kernel
-    /// must take out of its page allocator before TDH.SYS.CONFIG
-    /// ([`crate::init::HostMemory::claim_pamt`] is how bring-up asks for it).
+    /// [`Planner::with_init_cpus`]): the optimal strategy carves them from TDX memory against
+    /// reserved areas; the Linux strategy uses the model of the kernel's allocator set with
+    /// [`Planner::with_pamt_model`] ([`BottomUpAllocator`] unless told otherwise). Either way
+    /// the PAMT blocks are TDX memory the kernel must take out of its page allocator before
+    /// TDH.SYS.CONFIG ([`crate::init::HostMemory::claim_pamt`] is how bring-up asks for it).
     pub fn plan(&self, memory: &MemoryMap, cmrs: &Cmrs) -> Result<Plan, PlanError> {
         memory.check_within(cmrs)?;
         let job = self.job(memory, cmrs);
         let plan = match self.strategy {
             Strategy::Linux => {
-                linux::plan(&job, &mut TopDownAllocator::new(memory), PamtOrigin::Carved)
+                let mut model: alloc::boxed::Box<dyn BlockSource> = match self.pamt_model {
+                    PamtModel::BottomUp => alloc::boxed::Box::new(BottomUpAllocator::new(memory)),
+                    PamtModel::TopDown => alloc::boxed::Box::new(TopDownAllocator::new(memory)),
+                };
+                linux::plan(&job, &mut *model, PamtOrigin::Carved)
             }
             Strategy::Optimal => optimal::plan(&job, None),
         }?;
@@ -190,21 +213,32 @@ mod tests {
     }
 
     #[test]
-    fn pamt_lands_top_down_and_is_reserved_where_it_overlaps() {
+    fn pamt_lands_where_the_model_puts_it_and_is_reserved_where_it_overlaps() {
         let m = map(&[(G, 4 * G, 0)]);
         let cmrs = Cmrs::covering(&m);
-        let plan = Planner::new()
-            .with_strategy(Strategy::Linux)
-            .plan(&m, &cmrs)
-            .unwrap();
+        let linux = Planner::new().with_strategy(Strategy::Linux);
+        assert_eq!(linux.pamt_model(), PamtModel::BottomUp);
+        // Bottom-up: ZONE_NORMAL of node 0 starts at 4 GiB; the request's 4108 pages are not a
+        // power of two, so the kernel's ALIGN lands a little above it.
+        let plan = linux.plan(&m, &cmrs).unwrap();
         let t = &plan.tdmrs()[0];
         assert_eq!(t.range(), PhysRange::new(G, 5 * G).unwrap());
         let total = t.pamt_bytes();
-        assert_eq!(t.pamt(PageSize::Size4K).start(), 5 * G - total);
+        let pages = total / 4096;
+        let start = ((4 * G / 4096 + pages - 1) & !(pages - 1)) * 4096;
+        assert_eq!(t.pamt(PageSize::Size4K).start(), start);
         assert_eq!(t.reserved().len(), 1);
-        assert_eq!(t.reserved()[0].offset, 4 * G - total);
+        assert_eq!(t.reserved()[0].offset, start - G);
         assert_eq!(t.reserved()[0].kind, ReservedKind::Pamt);
         assert_eq!(plan.holes(), HolePolicy::Memory);
+        // Top-down: the top of the node's highest region.
+        let plan = linux
+            .with_pamt_model(PamtModel::TopDown)
+            .plan(&m, &cmrs)
+            .unwrap();
+        let t = &plan.tdmrs()[0];
+        assert_eq!(t.pamt(PageSize::Size4K).start(), 5 * G - total);
+        assert_eq!(t.reserved()[0].offset, 4 * G - total);
     }
 
     #[test]

@@ -11,19 +11,27 @@ use core::str::FromStr;
 pub enum Strategy {
     /// Linux mainline's algorithm, reproduced exactly: one TDMR per memory region after 1 GiB
     /// rounding, one contiguous PAMT block per TDMR on the node of its lowest memory, one
-    /// reserved area per hole and per overlapping PAMT, no merging.
+    /// reserved area per hole and per overlapping PAMT, no merging. Where the blocks land is
+    /// predicted by a model of the kernel's allocator ([`crate::pamt::PamtModel`], bottom-up as
+    /// `alloc_contig_pages()` searches, unless [`super::Planner::with_pamt_model`] says
+    /// otherwise), or given by the caller's [`crate::pamt::PamtAllocator`].
     Linux,
-    /// The least covered span (so the least PAMT), then the fewest TDMRs mixing NUMA nodes,
-    /// the fewest TDMRs, the fewest reserved areas; PAMTs node-local and docked against
-    /// existing reserved areas, so they cost no reserved area.
+    /// The least covered span (so the least PAMT), then the least remote-PAMT memory (bytes of
+    /// TDX memory whose PAMT lies on another NUMA node), the fewest TDMRs, the fewest reserved
+    /// areas. Each PAMT lies on the node holding most of its TDMR's memory, docked against a
+    /// reserved area that exists anyway (so it costs no area) or in a fresh area on that node.
     ///
-    /// The TDMR boundaries are exactly optimal for the hole-induced reserved areas (a dynamic
-    /// program, checked against brute force). When every node's PAMT can dock — as on every real
-    /// map we know, PAMT being about 0.4 % of memory — the whole layout is exactly optimal.
-    /// Otherwise a PAMT takes a reserved area of its own, and if no TDMR can spare one, the
-    /// partition is planned again keeping one spare; as a last resort PAMTs are placed as the
-    /// kernel's allocator would, on this partition and then on Linux's. It never fails where the
-    /// Linux strategy succeeds, and when it fails it names the smallest obstacle.
+    /// The TDMR boundaries are exactly optimal for that tuple, with the reserved areas of holes
+    /// (a dynamic program, checked against brute force on multi-node maps). When every node's
+    /// PAMT can dock — as on every real map we know, PAMT being about 0.4 % of memory — the whole
+    /// layout is exactly optimal. Otherwise a PAMT takes a reserved area of its own; when no TDMR
+    /// holding its node's memory can spare one, it goes to the TDMR's next node, any node, and
+    /// as the last resort across a node boundary, the partition is planned again keeping a
+    /// spare, and the cheaper layout wins; one that would leave more PAMTs off their node than
+    /// Linux's layout gives way to Linux's TDMRs. As the last resort before failing, PAMTs are
+    /// placed as the kernel's allocator would, on this partition and then on Linux's. It never
+    /// fails where the Linux strategy succeeds, never leaves more PAMTs off their node, and when
+    /// it fails it names the smallest obstacle.
     Optimal,
 }
 

@@ -9,7 +9,7 @@ mod parse;
 mod windows;
 
 pub use cmr::{Cmr, CmrError, Cmrs, MAX_CMRS};
-pub use parse::{ParseError, ParseErrorKind, ParsedLog, parse_kernel_log};
+pub use parse::{LogWarning, ParseError, ParseErrorKind, ParsedLog, parse_kernel_log};
 pub(crate) use windows::Windows;
 
 use alloc::vec::Vec;

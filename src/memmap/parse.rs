@@ -16,6 +16,16 @@
 //! boundaries (node 0 for everything when there is no SRAT line). With CMR lines but no RAM
 //! lines the memory is the CMRs; with no CMR lines the CMRs are the memory itself.
 //!
+//! Two things follow the kernel's memory regions rather than the raw tables:
+//!
+//! - RAM in an SRAT range marked `hotplug` stays a region of its own even where it abuts plain
+//!   RAM of the same node: the kernel flags such memory in memblock, and memblock never merges
+//!   regions whose flags differ (Linux then starts a TDMR run there).
+//! - When more than 1 MiB of RAM lies in no SRAT node, x86 Linux discards the SRAT (flags
+//!   included) and runs with NUMA off: all memory on node 0. The log is planned that way and
+//!   [`ParsedLog::warnings`] says so ([`LogWarning::NumaOff`]). Less than that stays NUMA, and
+//!   the few uncovered pages are planned on node 0 with [`LogWarning::RamWithoutNode`].
+//!
 //! ```
 //! use tdmr::memmap::parse_kernel_log;
 //! let log = "\
@@ -35,7 +45,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::{Cmr, CmrError, Cmrs, MemoryMap, MemoryMapError, MemoryRegion, NodeId};
-use crate::addr::{PhysRange, RangeSet, SZ_1M, SZ_4K, align_down, align_up};
+use crate::addr::{Bytes, PhysRange, RangeSet, SZ_1M, SZ_4K, align_down, align_up};
+
+/// Uncovered RAM above which x86 Linux turns NUMA off (its coverage check allows 1 MiB).
+const NUMA_COVERAGE_SLACK: u64 = SZ_1M;
 
 /// A parsed kernel log: TDX memory and CMRs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +56,48 @@ pub struct ParsedLog {
     memory: MemoryMap,
     cmrs: Cmrs,
     cmrs_listed: bool,
+    warnings: Vec<LogWarning>,
+}
+
+/// Something the log says that changes how the kernel sees its memory, and so the plan; not an
+/// error: the kernel boots with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogWarning {
+    /// More than 1 MiB of RAM lies in no SRAT node. x86 Linux then discards the SRAT and runs
+    /// with NUMA off, all memory on node 0; the memory map says the same.
+    NumaOff {
+        /// RAM in no SRAT node, in bytes (whole pages, the first MiB included as the kernel
+        /// counts it).
+        uncovered: u64,
+        /// The first such range.
+        first: PhysRange,
+    },
+    /// Up to 1 MiB of TDX memory lies in no SRAT node: Linux keeps NUMA on and these pages
+    /// belong to no node; the memory map puts them on node 0.
+    RamWithoutNode {
+        /// TDX memory in no SRAT node, in bytes.
+        uncovered: u64,
+        /// The first such range.
+        first: PhysRange,
+    },
+}
+
+impl fmt::Display for LogWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LogWarning::NumaOff { uncovered, first } => write!(
+                f,
+                "{} of RAM in no SRAT node (the first: {first}): Linux turns NUMA off, so all memory is planned on node 0",
+                Bytes(uncovered)
+            ),
+            LogWarning::RamWithoutNode { uncovered, first } => write!(
+                f,
+                "{} of RAM in no SRAT node (the first: {first}): Linux keeps NUMA on and gives it no node; planned on node 0",
+                Bytes(uncovered)
+            ),
+        }
+    }
 }
 
 impl ParsedLog {
@@ -59,6 +114,24 @@ impl ParsedLog {
     /// Whether the log listed CMRs (rather than the memory standing in for them).
     pub fn cmrs_listed(&self) -> bool {
         self.cmrs_listed
+    }
+
+    /// What the log says that the kernel boots with but a reader should know (NUMA turned
+    /// off, RAM without a node), in the order found.
+    ///
+    /// ```
+    /// use tdmr::memmap::{LogWarning, parse_kernel_log};
+    /// let log = "\
+    /// BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable
+    /// ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x3fffffff]
+    /// ";
+    /// let parsed = parse_kernel_log(log)?;
+    /// assert!(matches!(parsed.warnings(), [LogWarning::NumaOff { uncovered: 0x4000_0000, .. }]));
+    /// assert!(parsed.memory().regions().iter().all(|r| r.node == 0));
+    /// # Ok::<(), tdmr::memmap::ParseError>(())
+    /// ```
+    pub fn warnings(&self) -> &[LogWarning] {
+        &self.warnings
     }
 
     /// The memory map and CMRs.
@@ -100,11 +173,6 @@ pub enum ParseErrorKind {
     },
     /// The CMR list is not valid (names the CMR on this line).
     Cmr(CmrError),
-    /// RAM that no SRAT entry assigns to a node.
-    MemoryWithoutNode {
-        /// The first such range.
-        range: PhysRange,
-    },
     /// The resulting memory map is not valid.
     Memory(MemoryMapError),
     /// Neither RAM lines (e820 / System RAM) nor CMR lines were found.
@@ -146,9 +214,6 @@ impl fmt::Display for ParseError {
                 "SRAT range {range} overlaps a range of node {other_node}"
             ),
             ParseErrorKind::Cmr(e) => write!(f, "{e}"),
-            ParseErrorKind::MemoryWithoutNode { range } => {
-                write!(f, "RAM {range} lies in no SRAT node")
-            }
             ParseErrorKind::Memory(e) => write!(f, "{e}"),
             ParseErrorKind::NoMemory => {
                 write!(f, "no BIOS-e820, System RAM or CMR lines found")
@@ -255,9 +320,19 @@ impl<'a> Line<'a> {
     }
 }
 
+/// One SRAT memory-affinity line.
+#[derive(Clone, Copy, Debug)]
+struct SratEntry {
+    range: PhysRange,
+    node: NodeId,
+    /// Marked `hotplug`: the kernel flags its memory in memblock.
+    hotplug: bool,
+    line: usize,
+}
+
 struct Collected {
     ram: Vec<PhysRange>,
-    srat: Vec<(PhysRange, NodeId, usize)>,
+    srat: Vec<SratEntry>,
     cmrs: Vec<(Cmr, usize)>,
 }
 
@@ -338,14 +413,17 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
                 line.rest = line.rest.trim_start();
                 let range = line.mem_range()?;
                 let tail = line.rest.trim();
-                if !(tail.is_empty()
-                    || tail == "hotplug"
-                    || tail == "non-volatile"
-                    || tail == "hotplug non-volatile")
-                {
-                    return Err(line.malformed("nothing or `hotplug` after the range"));
-                }
-                c.srat.push((range, node, line.no));
+                let hotplug = match tail {
+                    "" | "non-volatile" => false,
+                    "hotplug" | "hotplug non-volatile" => true,
+                    _ => return Err(line.malformed("nothing or `hotplug` after the range")),
+                };
+                c.srat.push(SratEntry {
+                    range,
+                    node,
+                    hotplug,
+                    line: line.no,
+                });
             }
             CMR => {
                 line.eat("[")?;
@@ -376,30 +454,76 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
     Ok(c)
 }
 
-/// SRAT entries sorted, same-node neighbours merged, cross-node overlaps refused.
-fn nodes(
-    mut srat: Vec<(PhysRange, NodeId, usize)>,
-) -> Result<Vec<(PhysRange, NodeId)>, ParseError> {
-    srat.sort_unstable_by_key(|(r, _, _)| (r.start(), r.end()));
-    let mut out: Vec<(PhysRange, NodeId)> = Vec::with_capacity(srat.len());
-    for (r, node, no) in srat {
+/// SRAT entries sorted; neighbours of one node and one hotplug flag merged (as memblock merges
+/// regions of equal node and flags); overlaps across nodes, or across flags of one node,
+/// refused.
+fn nodes(mut srat: Vec<SratEntry>) -> Result<Vec<SratEntry>, ParseError> {
+    srat.sort_unstable_by_key(|e| (e.range.start(), e.range.end()));
+    let mut out: Vec<SratEntry> = Vec::with_capacity(srat.len());
+    for e in srat {
         match out.last_mut() {
-            Some((last, n)) if r.start() < last.end() && *n != node => {
+            Some(last)
+                if e.range.start() < last.range.end()
+                    && (last.node != e.node || last.hotplug != e.hotplug) =>
+            {
                 return Err(ParseError {
-                    line: no,
+                    line: e.line,
                     kind: ParseErrorKind::SratOverlap {
-                        range: r,
-                        other_node: *n,
+                        range: e.range,
+                        other_node: last.node,
                     },
                 });
             }
-            Some((last, n)) if r.start() <= last.end() && *n == node => {
-                *last = PhysRange::new_unchecked(last.start(), last.end().max(r.end()));
+            Some(last)
+                if e.range.start() <= last.range.end()
+                    && last.node == e.node
+                    && last.hotplug == e.hotplug =>
+            {
+                last.range = PhysRange::new_unchecked(
+                    last.range.start(),
+                    last.range.end().max(e.range.end()),
+                );
             }
-            _ => out.push((r, node)),
+            _ => out.push(e),
         }
     }
     Ok(out)
+}
+
+/// The RAM no SRAT entry covers: bytes and the first range. O(RAM + SRAT).
+fn uncovered(ram: &[PhysRange], nodes: &[SratEntry]) -> (u64, Option<PhysRange>) {
+    let covered = RangeSet::from_ranges(nodes.iter().map(|e| e.range));
+    let left = RangeSet::from_ranges(ram.iter().copied()).subtract(&covered);
+    (left.total_bytes(), left.iter().next())
+}
+
+/// Splits each RAM range at the SRAT entries: one region per piece, with the entry's node.
+/// Pieces outside every entry go to node 0 (only ever up to 1 MiB: more turns NUMA off), as
+/// regions of their own: memblock keeps them apart from node 0's (they carry no node there).
+fn split_by_node(ram: &[PhysRange], nodes: &[SratEntry]) -> Vec<MemoryRegion> {
+    let mut regions = Vec::with_capacity(ram.len() + nodes.len());
+    for r in ram {
+        let mut cursor = r.start();
+        let first = nodes.partition_point(|e| e.range.end() <= r.start());
+        for e in &nodes[first..] {
+            if e.range.start() >= r.end() {
+                break;
+            }
+            if e.range.start() > cursor {
+                regions.push(MemoryRegion::new(cursor, e.range.start() - cursor, 0));
+                cursor = e.range.start();
+            }
+            let end = e.range.end().min(r.end());
+            // SRAT boundaries are at least page aligned on real machines; a boundary inside a
+            // page would make an unaligned region, refused by MemoryMap::new.
+            regions.push(MemoryRegion::new(cursor, end - cursor, e.node));
+            cursor = end;
+        }
+        if cursor < r.end() {
+            regions.push(MemoryRegion::new(cursor, r.end() - cursor, 0));
+        }
+    }
+    regions
 }
 
 /// Parses kernel-log text into TDX memory and CMRs. Cost is linear in the text.
@@ -445,9 +569,10 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
     } else {
         return Err(whole(ParseErrorKind::NoMemory));
     };
-    let ram: Vec<PhysRange> = RangeSet::from_ranges(ram)
-        .into_vec()
-        .into_iter()
+    let whole_pages = RangeSet::from_ranges(ram).into_vec();
+    let ram: Vec<PhysRange> = whole_pages
+        .iter()
+        .copied()
         .filter_map(|r| {
             let s = r.start().max(SZ_1M);
             (s < r.end()).then(|| PhysRange::new_unchecked(s, r.end()))
@@ -455,35 +580,35 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
         .collect();
 
     let nodes = nodes(c.srat)?;
-    let mut regions = Vec::with_capacity(ram.len() + nodes.len());
-    for r in &ram {
-        if nodes.is_empty() {
-            regions.push(MemoryRegion::new(r.start(), r.size(), 0));
-            continue;
-        }
-        let mut cursor = r.start();
-        let first = nodes.partition_point(|(n, _)| n.end() <= r.start());
-        for (n, node) in &nodes[first..] {
-            if n.start() >= r.end() {
-                break;
+    let mut warnings = Vec::new();
+    let regions = if nodes.is_empty() {
+        ram.iter()
+            .map(|r| MemoryRegion::new(r.start(), r.size(), 0))
+            .collect()
+    } else {
+        // The kernel counts uncovered RAM over all of memblock, the first MiB included.
+        let (lost, first) = uncovered(&whole_pages, &nodes);
+        match first {
+            Some(first) if lost > NUMA_COVERAGE_SLACK => {
+                warnings.push(LogWarning::NumaOff {
+                    uncovered: lost,
+                    first,
+                });
+                ram.iter()
+                    .map(|r| MemoryRegion::new(r.start(), r.size(), 0))
+                    .collect()
             }
-            if n.start() > cursor {
-                return Err(whole(ParseErrorKind::MemoryWithoutNode {
-                    range: PhysRange::new_unchecked(cursor, n.start()),
-                }));
+            _ => {
+                if let (lost, Some(first)) = uncovered(&ram, &nodes) {
+                    warnings.push(LogWarning::RamWithoutNode {
+                        uncovered: lost,
+                        first,
+                    });
+                }
+                split_by_node(&ram, &nodes)
             }
-            let end = n.end().min(r.end());
-            // SRAT boundaries are at least page aligned on real machines; a boundary inside a
-            // page would make an unaligned region, refused by MemoryMap::new below.
-            regions.push(MemoryRegion::new(cursor, end - cursor, *node));
-            cursor = end;
         }
-        if cursor < r.end() {
-            return Err(whole(ParseErrorKind::MemoryWithoutNode {
-                range: PhysRange::new_unchecked(cursor, r.end()),
-            }));
-        }
-    }
+    };
     let memory = MemoryMap::new(regions).map_err(|e| whole(ParseErrorKind::Memory(e)))?;
     let (cmrs, cmrs_listed) = match listed {
         Some(c) => (c, true),
@@ -493,6 +618,7 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
         memory,
         cmrs,
         cmrs_listed,
+        warnings,
     })
 }
 
@@ -594,7 +720,7 @@ mod tests {
     }
 
     #[test]
-    fn srat_splits_and_must_cover_ram() {
+    fn srat_splits_ram_and_overlaps_across_nodes_fail() {
         let p = parse_kernel_log(
             "BIOS-e820: [mem 0x100000-0x3fffffff] usable\n\
              ACPI: SRAT: Node 0 PXM 0 [mem 0x0-0x1fffffff]\n\
@@ -608,17 +734,119 @@ mod tests {
             .map(|r| (r.base, r.node))
             .collect();
         assert_eq!(v, [(0x10_0000, 0), (0x2000_0000, 1)]);
-        assert!(matches!(
-            kind(
-                "BIOS-e820: [mem 0x100000-0x3fffffff] usable\nACPI: SRAT: Node 0 PXM 0 [mem 0x0-0x1fffffff]\n"
-            ),
-            (0, ParseErrorKind::MemoryWithoutNode { .. })
-        ));
+        assert!(p.warnings().is_empty());
         assert!(matches!(
             kind(
                 "ACPI: SRAT: Node 0 PXM 0 [mem 0x0-0x1fffffff]\nACPI: SRAT: Node 1 PXM 1 [mem 0x1000000-0x3fffffff]\nCMR: [0x100000, 0x200000)\n"
             ),
             (2, ParseErrorKind::SratOverlap { other_node: 0, .. })
         ));
+    }
+
+    const G: u64 = 1 << 30;
+
+    fn regions(p: &ParsedLog) -> Vec<(u64, u64, NodeId)> {
+        p.memory()
+            .regions()
+            .iter()
+            .map(|r| (r.base, r.end(), r.node))
+            .collect()
+    }
+
+    #[test]
+    fn hotplug_ranges_stay_regions_of_their_own() {
+        // One usable e820 block over node 0's plain and hotplug SRAT ranges: two regions.
+        let p = parse_kernel_log(
+            "BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable\n\
+             BIOS-e820: [mem 0x0000000100000000-0x000000027fffffff] usable\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x17fffffff]\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x180000000-0x27fffffff] hotplug\n",
+        )
+        .unwrap();
+        assert_eq!(
+            regions(&p),
+            [(0x10_0000, 2 * G, 0), (4 * G, 6 * G, 0), (6 * G, 10 * G, 0)]
+        );
+        // Two hotplug ranges of one node that touch are one region; plain ones too.
+        let p = parse_kernel_log(
+            "BIOS-e820: [mem 0x0000000100000000-0x000000027fffffff] usable\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x100000000-0x17fffffff] hotplug\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x180000000-0x27fffffff] hotplug\n",
+        )
+        .unwrap();
+        assert_eq!(regions(&p), [(4 * G, 10 * G, 0)]);
+        // Overlapping ranges of one node with different flags are refused.
+        assert!(matches!(
+            kind(
+                "BIOS-e820: [mem 0x0000000100000000-0x000000027fffffff] usable\n\
+                 ACPI: SRAT: Node 0 PXM 0 [mem 0x100000000-0x1ffffffff]\n\
+                 ACPI: SRAT: Node 0 PXM 0 [mem 0x180000000-0x27fffffff] hotplug\n"
+            ),
+            (3, ParseErrorKind::SratOverlap { other_node: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn ram_outside_every_node_turns_numa_off() {
+        // 3 GiB of RAM in no node: NUMA off, everything on node 0, hotplug flags dropped.
+        let p = parse_kernel_log(
+            "BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable\n\
+             BIOS-e820: [mem 0x0000000100000000-0x000000027fffffff] usable\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x7fffffff]\n\
+             ACPI: SRAT: Node 1 PXM 1 [mem 0x100000000-0x1bfffffff] hotplug\n",
+        )
+        .unwrap();
+        assert_eq!(regions(&p), [(0x10_0000, 2 * G, 0), (4 * G, 10 * G, 0)]);
+        assert_eq!(
+            p.warnings(),
+            [LogWarning::NumaOff {
+                uncovered: 3 * G,
+                first: PhysRange::new(7 * G, 10 * G).unwrap()
+            }]
+        );
+        assert!(alloc::format!("{}", p.warnings()[0]).contains("NUMA off"));
+    }
+
+    #[test]
+    fn up_to_a_mebibyte_outside_the_nodes_keeps_numa() {
+        // Exactly 1 MiB in no node: NUMA stays on; the orphan pages are a node-0 region of
+        // their own, next to node 1.
+        let p = parse_kernel_log(
+            "BIOS-e820: [mem 0x0000000000000000-0x000000000009ffff] usable\n\
+             BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x3fffffff]\n\
+             ACPI: SRAT: Node 1 PXM 1 [mem 0x40100000-0x7fffffff]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            regions(&p),
+            [
+                (0x10_0000, G, 0),
+                (G, G + 0x10_0000, 0),
+                (G + 0x10_0000, 2 * G, 1)
+            ]
+        );
+        assert_eq!(
+            p.warnings(),
+            [LogWarning::RamWithoutNode {
+                uncovered: 0x10_0000,
+                first: PhysRange::new(G, G + 0x10_0000).unwrap()
+            }]
+        );
+        // One page more and NUMA is off.
+        let p = parse_kernel_log(
+            "BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable\n\
+             ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x3fffffff]\n\
+             ACPI: SRAT: Node 1 PXM 1 [mem 0x40101000-0x7fffffff]\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            p.warnings(),
+            [LogWarning::NumaOff {
+                uncovered: 0x10_1000,
+                ..
+            }]
+        ));
+        assert!(p.memory().regions().iter().all(|r| r.node == 0));
     }
 }

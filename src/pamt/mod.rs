@@ -1,14 +1,15 @@
 //! PAMT (Physical Address Metadata Table) sizing and placement.
 //!
 //! [`sizes`] gives the bytes of each PAMT level for a TDMR; a [`PamtAllocator`] (the kernel's
-//! contiguous allocator, or [`TopDownAllocator`] offline) says where the blocks live; the
-//! planner's docking (`dock.rs`) carves node-local blocks against reserved areas. The Dynamic
-//! PAMT pages supplied at run time are [`crate::dpamt`]'s.
+//! contiguous allocator) or, offline, a model of it ([`BottomUpAllocator`], the order of Linux's
+//! `alloc_contig_pages()`; [`TopDownAllocator`]) says where the blocks live; the planner's
+//! docking (`dock.rs`) carves node-local blocks against reserved areas. The Dynamic PAMT pages
+//! supplied at run time are [`crate::dpamt`]'s.
 
 pub(crate) mod dock;
 mod place;
 
-pub use place::{PamtAllocator, TopDownAllocator};
+pub use place::{BottomUpAllocator, PamtAllocator, PamtModel, TopDownAllocator};
 
 pub(crate) use place::{BlockSource, FromAllocator};
 

@@ -1,12 +1,15 @@
-//! Where PAMT blocks live: the allocator interface and the deterministic top-down allocator.
+//! Where PAMT blocks live: the allocator interface and two deterministic models of the kernel's
+//! allocator, bottom-up ([`BottomUpAllocator`], the order of Linux's `alloc_contig_pages`) and
+//! top-down ([`TopDownAllocator`]).
 
 use alloc::vec::Vec;
 
-use crate::addr::{PhysRange, SZ_4K, is_aligned};
+use crate::addr::{PhysRange, SZ_1G, SZ_4K, is_aligned};
 use crate::memmap::{MemoryMap, NodeId};
 
 /// Source of physically contiguous memory for PAMT blocks — the kernel's contiguous allocator
-/// (`alloc_contig_pages` in Linux), or [`TopDownAllocator`] for planning offline.
+/// (`alloc_contig_pages` in Linux). Offline, [`BottomUpAllocator`] and [`TopDownAllocator`]
+/// model it.
 ///
 /// The planner checks what comes back (size, 4 KiB alignment, inside TDX memory, no overlap with
 /// another PAMT) and fails with a typed error naming the block otherwise. What it cannot check
@@ -108,6 +111,23 @@ impl MaxTree {
         }
     }
 
+    /// The leftmost leaf at or after `from` holding at least `x`. O(log n).
+    fn leftmost_at_least_from(&self, from: usize, x: u64) -> Option<usize> {
+        self.leftmost_in(1, 0, self.leaves, from, x)
+    }
+
+    fn leftmost_in(&self, i: usize, lo: usize, hi: usize, from: usize, x: u64) -> Option<usize> {
+        if hi <= from || self.max.get(i).is_none_or(|&m| m < x) {
+            return None;
+        }
+        if hi - lo == 1 {
+            return Some(lo);
+        }
+        let mid = (lo + hi) / 2;
+        self.leftmost_in(2 * i, lo, mid, from, x)
+            .or_else(|| self.leftmost_in(2 * i + 1, mid, hi, from, x))
+    }
+
     fn rightmost_at_least(&self, x: u64) -> Option<usize> {
         if self.max.get(1).is_none_or(|&m| m < x) {
             return None;
@@ -165,8 +185,226 @@ impl TopDownAllocator {
     }
 }
 
+/// Which model of the kernel's allocator places the PAMT blocks of [`crate::layout::Strategy::Linux`]
+/// plans made offline.
+///
+/// Linux takes each TDMR's PAMT from `alloc_contig_pages()` at boot. Where it lands is part of
+/// Linux's verdict: a PAMT becomes a reserved area of whichever TDMR it lands in. Neither model
+/// knows what else the kernel reserved before (its image, the memory map's `struct page`
+/// arrays, crash kernels): both are predictions, the same input always giving the same one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PamtModel {
+    /// [`BottomUpAllocator`]: the order `alloc_contig_pages()` searches in — the preferred
+    /// node's zones highest first, each from its start. The default.
+    #[default]
+    BottomUp,
+    /// [`TopDownAllocator`]: from the top of the preferred node's highest region down.
+    TopDown,
+}
+
+impl PamtModel {
+    /// Both models, the default first.
+    pub const ALL: [PamtModel; 2] = [PamtModel::BottomUp, PamtModel::TopDown];
+
+    /// The name used in reports (`bottom-up`, `top-down`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PamtModel::BottomUp => "bottom-up",
+            PamtModel::TopDown => "top-down",
+        }
+    }
+}
+
+/// Zones in the order the kernel's zonelist tries them for a `GFP_KERNEL` request on one node:
+/// ZONE_NORMAL `[4 GiB, ∞)`, ZONE_DMA32 `[16 MiB, 4 GiB)`, ZONE_DMA `[0, 16 MiB)`.
+const ZONES: [(u64, u64); 3] = [(4 * SZ_1G, u64::MAX), (16 << 20, 4 * SZ_1G), (0, 16 << 20)];
+
+/// The kernel's `ALIGN(x, a)`: mask arithmetic, `(x + a - 1) & !(a - 1)`. For an `a` that is not
+/// a power of two the result is not a multiple of `a` (but lies in `[x, x + a)`), and that is
+/// the start `alloc_contig_pages()` steps from.
+fn kernel_align(x: u64, a: u64) -> u64 {
+    let mask = a - 1;
+    x.saturating_add(mask) & !mask
+}
+
+/// Contiguous memory of one node inside one zone, with the PAMT blocks taken from it.
+#[derive(Clone, Debug)]
+struct Span {
+    start: u64,
+    end: u64,
+    /// Blocks taken, sorted, disjoint.
+    taken: Vec<(u64, u64)>,
+}
+
+impl Span {
+    /// Free gaps in address order.
+    fn gaps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut cursor = self.start;
+        self.taken
+            .iter()
+            .copied()
+            .chain(core::iter::once((self.end, self.end)))
+            .filter_map(move |(s, e)| {
+                let gap = (cursor < s).then_some((cursor, s));
+                cursor = e;
+                gap
+            })
+    }
+
+    fn largest_gap(&self) -> u64 {
+        self.gaps().map(|(s, e)| e - s).max().unwrap_or(0)
+    }
+}
+
+/// One node's part of one zone, as `alloc_contig_pages()` sees it.
+#[derive(Clone, Debug)]
+struct ZoneOfNode {
+    /// `zone_start_pfn` (as an address): the node's first page clamped to the zone.
+    start: u64,
+    /// End of the zone's span on this node.
+    end: u64,
+    spans: Vec<Span>,
+    /// Largest free gap per span.
+    room: MaxTree,
+}
+
+/// Deterministic model of Linux's `alloc_contig_pages()` at boot, the call that gives each TDMR
+/// its PAMT: the preferred node's zones, highest first (ZONE_NORMAL, ZONE_DMA32, ZONE_DMA); in
+/// each, candidate blocks from the zone's start rounded with the kernel's `ALIGN` to the
+/// request's page count, stepping by the request; the first candidate that is wholly free
+/// memory of the node in that zone (abutting regions of one node are contiguous memory) wins.
+/// Then the other nodes, as a zonelist without distance information orders them: higher ids
+/// ascending, then lower ones. Allocations never overlap each other.
+///
+/// Like [`TopDownAllocator`] it is a placement model, not a [`PamtAllocator`]: it knows nothing
+/// of what the kernel reserved at boot, so it predicts where Linux's PAMTs land on a freshly
+/// booted machine. It is the Linux strategy's default ([`PamtModel::BottomUp`]).
+///
+/// ```
+/// use tdmr::memmap::{MemoryMap, MemoryRegion};
+/// use tdmr::pamt::BottomUpAllocator;
+/// let g = 1u64 << 30;
+/// let map = MemoryMap::new(vec![
+///     MemoryRegion::new(0x10_0000, 2 * g - 0x10_0000, 0),
+///     MemoryRegion::new(4 * g, 4 * g, 0),
+/// ])
+/// .unwrap();
+/// let mut a = BottomUpAllocator::new(&map);
+/// // Node 0's ZONE_NORMAL first, from its start.
+/// assert_eq!(a.allocate(0x2000, 0).unwrap().start(), 4 * g);
+/// assert_eq!(a.allocate(0x2000, 0).unwrap().start(), 4 * g + 0x2000);
+/// ```
+#[derive(Clone, Debug)]
+pub struct BottomUpAllocator {
+    /// Per node present in the map, sorted by id: its zones in the order tried.
+    nodes: Vec<(NodeId, Vec<ZoneOfNode>)>,
+}
+
+impl BottomUpAllocator {
+    /// An allocator over all of `memory`. O(regions).
+    pub fn new(memory: &MemoryMap) -> Self {
+        let mut by_node: Vec<(NodeId, u64, u64)> = memory
+            .regions()
+            .iter()
+            .map(|r| (r.node, r.base, r.end()))
+            .collect();
+        by_node.sort_unstable();
+        let mut nodes = Vec::new();
+        for chunk in by_node.chunk_by(|a, b| a.0 == b.0) {
+            let node = chunk[0].0;
+            let first = chunk[0].1;
+            let last = chunk[chunk.len() - 1].2;
+            let mut zones = Vec::new();
+            for (lo, hi) in ZONES {
+                let mut spans: Vec<Span> = Vec::new();
+                for &(_, s, e) in chunk {
+                    let (s, e) = (s.max(lo), e.min(hi));
+                    if s >= e {
+                        continue;
+                    }
+                    match spans.last_mut() {
+                        Some(sp) if sp.end == s => sp.end = e,
+                        _ => spans.push(Span {
+                            start: s,
+                            end: e,
+                            taken: Vec::new(),
+                        }),
+                    }
+                }
+                if spans.is_empty() {
+                    continue;
+                }
+                let room = MaxTree::new(spans.iter().map(|sp| sp.end - sp.start));
+                zones.push(ZoneOfNode {
+                    start: first.clamp(lo, hi),
+                    end: last.min(hi),
+                    spans,
+                    room,
+                });
+            }
+            nodes.push((node, zones));
+        }
+        BottomUpAllocator { nodes }
+    }
+
+    /// `size` bytes (a multiple of 4 KiB) where `alloc_contig_pages()` would find them for
+    /// `node` (see the type); `None` when no node has such a block free.
+    pub fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
+        if size == 0 || !is_aligned(size, SZ_4K) {
+            return None;
+        }
+        // Preferred node, then higher ids, then lower ones.
+        let split = self.nodes.partition_point(|(n, _)| *n < node);
+        let order = (split..self.nodes.len()).chain(0..split);
+        for k in order {
+            for zone in &mut self.nodes[k].1 {
+                if let Some(block) = take_in_zone(zone, size) {
+                    return Some(block);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The first free candidate of `zone` for `size` bytes, taken.
+fn take_in_zone(zone: &mut ZoneOfNode, size: u64) -> Option<PhysRange> {
+    let pages = size / SZ_4K;
+    let base = kernel_align(zone.start / SZ_4K, pages).checked_mul(SZ_4K)?;
+    let mut from = 0;
+    while let Some(i) = zone.room.leftmost_at_least_from(from, size) {
+        from = i + 1;
+        let span = &zone.spans[i];
+        let hit = span.gaps().find_map(|(s, e)| {
+            // The first candidate base + k * size at or after the gap's start.
+            let c = if s <= base {
+                base
+            } else {
+                base + (s - base).div_ceil(size) * size
+            };
+            (c.checked_add(size)? <= e.min(zone.end)).then_some(c)
+        });
+        if let Some(c) = hit {
+            let span = &mut zone.spans[i];
+            let at = span.taken.partition_point(|&(s, _)| s < c);
+            span.taken.insert(at, (c, c + size));
+            let room = span.largest_gap();
+            zone.room.set(i, room);
+            return Some(PhysRange::new_unchecked(c, c + size));
+        }
+    }
+    None
+}
+
+impl BlockSource for BottomUpAllocator {
+    fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange> {
+        BottomUpAllocator::allocate(self, size, node)
+    }
+}
+
 /// Where the planner gets PAMT blocks: the caller's [`PamtAllocator`] or a placement model
-/// ([`TopDownAllocator`]) whose blocks the host must still claim.
+/// ([`BottomUpAllocator`], [`TopDownAllocator`]) whose blocks the host must still claim.
 pub(crate) trait BlockSource {
     fn allocate(&mut self, size: u64, node: NodeId) -> Option<PhysRange>;
 }
@@ -211,6 +449,76 @@ mod tests {
     use super::*;
     use crate::memmap::MemoryRegion;
     use alloc::vec;
+
+    const G: u64 = SZ_1G;
+
+    fn map(v: &[(u64, u64, u32)]) -> MemoryMap {
+        MemoryMap::new(
+            v.iter()
+                .map(|&(b, s, n)| MemoryRegion::new(b, s, n))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn kernel_align_is_mask_arithmetic() {
+        assert_eq!(kernel_align(5, 4), 8);
+        assert_eq!(kernel_align(8, 4), 8);
+        // 2053 pages (an 8212 KiB PAMT): not a power of two.
+        let x = (4 * G) >> 12;
+        let a = kernel_align(x, 2053);
+        assert!(a >= x && a < x + 2053);
+        assert_eq!(a, (x + 2052) & !2052);
+    }
+
+    #[test]
+    fn bottom_up_steps_from_the_zone_start_by_the_request() {
+        // Node 1 starts 12 KiB past a multiple of the request (16 KiB): candidates 16 KiB apart
+        // from the rounded start, each fully free in the node's memory.
+        let start = 0x1_0000_0000 + 0x3000;
+        let m = map(&[(start, 0x10_0000, 1), (start + 0x20_0000, 0x40_0000, 1)]);
+        let mut a = BottomUpAllocator::new(&m);
+        let first = a.allocate(0x4000, 1).unwrap();
+        assert_eq!(first.start(), 0x1_0000_4000);
+        assert_eq!(a.allocate(0x4000, 1).unwrap().start(), 0x1_0000_8000);
+        // 1 MiB: candidates from 0x1_0010_0000 (the start rounded up) by 1 MiB; the first wholly
+        // in memory lies in the second region.
+        let big = a.allocate(0x10_0000, 1).unwrap();
+        assert_eq!(big.start(), 0x1_0030_0000);
+    }
+
+    #[test]
+    fn bottom_up_prefers_the_highest_zone_then_other_nodes() {
+        let m = map(&[
+            (0x10_0000, 2 * G - 0x10_0000, 0),
+            (4 * G, 0x10_0000, 0),
+            (8 * G, G, 1),
+            (10 * G, G, 2),
+        ]);
+        let mut a = BottomUpAllocator::new(&m);
+        // ZONE_NORMAL of node 0 has 1 MiB; a 2 MiB request goes to ZONE_DMA32, from 16 MiB.
+        assert_eq!(a.allocate(0x20_0000, 0).unwrap().start(), 16 << 20);
+        assert_eq!(a.allocate(0x10_0000, 0).unwrap().start(), 4 * G);
+        // Node 2 full and no higher node: the lower ones from the lowest, node 0 (its
+        // ZONE_NORMAL is full, ZONE_DMA32 has a 1 GiB-aligned candidate at 1 GiB).
+        assert_eq!(a.allocate(G, 2).unwrap().start(), 10 * G);
+        assert_eq!(a.allocate(G, 2).unwrap().start(), G);
+        // Node 1 first: higher ids before lower ones.
+        assert_eq!(a.allocate(G, 1).unwrap().start(), 8 * G);
+        assert!(a.allocate(2 * G, 1).is_none());
+        assert_eq!(a.allocate(0x800, 0), None);
+    }
+
+    #[test]
+    fn bottom_up_treats_abutting_regions_of_a_node_as_contiguous() {
+        let m = map(&[(4 * G, G, 3), (5 * G, G, 3), (6 * G, G, 4)]);
+        let mut a = BottomUpAllocator::new(&m);
+        let b = a.allocate(G + 0x1000, 3).unwrap();
+        assert_eq!(b, PhysRange::new(4 * G, 5 * G + 0x1000).unwrap());
+        // Never across a node boundary.
+        assert!(a.allocate(G, 3).is_none_or(|x| x.start() >= 6 * G));
+    }
 
     #[test]
     fn falls_back_to_other_nodes_and_never_overlaps() {

@@ -3,7 +3,9 @@
 //! [`Readiness::assess`] plans the same memory map with Linux mainline's strategy and with this
 //! crate's planner, each with static PAMT and with Dynamic PAMT, and collects what a person
 //! bringing TDX up should know before trying: who succeeds, PAMT footprints, how close each
-//! layout comes to the module's limits, node locality, and memory left out.
+//! layout comes to the module's limits, node locality (each TDMR's PAMT node against the node
+//! holding most of its memory), memory left out, and whether Linux's verdict depends on where
+//! its PAMTs land (it plans Linux with both models of the kernel's allocator).
 //! The `report` feature's text renderer prints it.
 
 mod init_estimate;
@@ -19,6 +21,7 @@ use self::warning::warnings_for;
 use crate::addr::{PageSize, PhysRange};
 use crate::layout::{HolePolicy, Plan, PlanError, Planner, Strategy};
 use crate::memmap::{Cmrs, MemoryMap, NodeId};
+use crate::pamt::PamtModel;
 use crate::sysinfo::TdxLimits;
 
 /// Linux warns `consumed TDMRs reaching limit` when fewer than this many TDMRs stay unused
@@ -84,6 +87,23 @@ impl Verdict {
     }
 }
 
+/// Linux's verdict flips with where its PAMTs land: planned with the other model of the
+/// kernel's allocator, Linux succeeds where the prediction fails, or the other way round.
+///
+/// Each PAMT becomes a reserved area of whichever TDMR it lands in, and what else the kernel
+/// reserved at boot (so where `alloc_contig_pages()` really finds room) is unknowable offline.
+/// On such a machine Linux's outcome is a coin the boot flips; the layout of this crate's
+/// planner does not depend on it.
+#[derive(Clone, Debug)]
+pub struct PlacementFlip {
+    /// The model Linux's verdict was planned with ([`Verdict::result`]).
+    pub predicted: PamtModel,
+    /// The model that disagrees.
+    pub other: PamtModel,
+    /// What the Linux strategy does with the other model.
+    pub other_result: Result<Plan, PlanError>,
+}
+
 /// Everything the readiness report says.
 #[derive(Clone, Debug)]
 pub struct Readiness {
@@ -99,7 +119,10 @@ pub struct Readiness {
     pub limits: TdxLimits,
     /// Whether the chosen planner may leave memory out.
     pub exclusions_allowed: bool,
-    /// Warnings about the plans that succeeded, Linux's first.
+    /// `Some` when Linux's verdict depends on where its PAMTs land.
+    pub linux_placement_flip: Option<PlacementFlip>,
+    /// Warnings about the plans that succeeded, Linux's first (with, first of all, a flip of
+    /// Linux's verdict).
     pub warnings: Vec<Warning>,
     /// How long TDH.SYS.TDMR.INIT takes with the chosen plan on the planner's
     /// [`Planner::init_cpus`], next to Linux's serial loop (`None`: no plan).
@@ -108,8 +131,8 @@ pub struct Readiness {
 
 impl Readiness {
     /// Plans `memory` inside `cmrs` with `planner` and with the other side of the comparison
-    /// (Linux mainline or the optimal strategy), each with static and Dynamic PAMT: four plans
-    /// in all.
+    /// (Linux mainline or the optimal strategy), each with static and Dynamic PAMT, and Linux
+    /// once more with the other model of where its PAMTs land: five plans in all.
     ///
     /// ```
     /// use tdmr::layout::Planner;
@@ -132,11 +155,34 @@ impl Readiness {
             ),
             _ => (base.with_strategy(Strategy::Linux), *planner),
         };
-        let (linux, ours) = both(
-            || Verdict::assess(&linux, memory, cmrs),
-            || Verdict::assess(&ours, memory, cmrs),
+        let predicted = linux.pamt_model();
+        let other = PamtModel::ALL
+            .into_iter()
+            .find(|&m| m != predicted)
+            .unwrap_or(predicted);
+        let ((linux, ours), other_result) = both(
+            || {
+                both(
+                    || Verdict::assess(&linux, memory, cmrs),
+                    || Verdict::assess(&ours, memory, cmrs),
+                )
+            },
+            || linux.with_pamt_model(other).plan(memory, cmrs),
         );
+        let linux_placement_flip =
+            (linux.result.is_ok() != other_result.is_ok()).then(|| PlacementFlip {
+                predicted,
+                other,
+                other_result,
+            });
         let mut warnings = Vec::new();
+        if let Some(flip) = &linux_placement_flip {
+            warnings.push(Warning::LinuxDependsOnPamtPlacement {
+                predicted: flip.predicted,
+                predicted_ok: linux.result.is_ok(),
+                other: flip.other,
+            });
+        }
         for v in [&linux, &ours] {
             if let Ok(plan) = &v.result {
                 warnings_for(plan, memory, &mut warnings);
@@ -161,6 +207,7 @@ impl Readiness {
             chosen: planner.strategy(),
             limits: planner.limits(),
             exclusions_allowed: planner.exclusions(),
+            linux_placement_flip,
             warnings,
         }
     }
@@ -191,6 +238,31 @@ pub(crate) fn majority_node(memory: &MemoryMap, range: PhysRange) -> Option<Node
         .map(|e| e.0)
 }
 
+/// The node holding most of `t`'s PAMT blocks and the node holding most of its memory,
+/// measured from the memory map (`None` where no TDX memory holds them).
+#[cfg(feature = "report")]
+pub(crate) fn pamt_nodes(
+    memory: &MemoryMap,
+    t: &crate::layout::Tdmr,
+) -> (Option<NodeId>, Option<NodeId>) {
+    let mut per_node: Vec<(NodeId, u64)> = Vec::new();
+    for level in PageSize::ALL {
+        let b = t.pamt(level);
+        for r in memory.regions_in(b) {
+            let bytes = r.range().intersect(b).map_or(0, |x| x.size());
+            match per_node.iter_mut().find(|(n, _)| *n == r.node) {
+                Some(e) => e.1 += bytes,
+                None => per_node.push((r.node, bytes)),
+            }
+        }
+    }
+    let pamt = per_node
+        .iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|e| e.0);
+    (pamt, majority_node(memory, t.range()))
+}
+
 /// Runs both closures, at once on two threads with the `parallel` feature (the two
 /// strategies' plans are independent), one after the other without it.
 fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
@@ -205,7 +277,8 @@ fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + 
 }
 
 /// `(TDMR index, PAMT node, memory node)` of every TDMR whose PAMT blocks are not all on the
-/// node holding most of its memory. PAMT blocks outside TDX memory are not judged.
+/// node holding most of its memory, measured from the memory map (not from what the plan says
+/// of itself). PAMT blocks outside TDX memory are not judged.
 pub(crate) fn off_node<'a>(
     plan: &'a Plan,
     memory: &'a MemoryMap,

@@ -5,8 +5,9 @@ use core::fmt;
 
 use super::{TDMR_NR_WARN, off_node};
 use crate::addr::{Bytes, PhysRange};
-use crate::layout::{Plan, Strategy};
+use crate::layout::{OffNodeReason, Plan, Strategy};
 use crate::memmap::{MemoryMap, NodeId};
+use crate::pamt::PamtModel;
 
 /// Something worth knowing about a plan that nonetheless works.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,19 @@ pub enum Warning {
         pamt_node: NodeId,
         /// The node holding most of the TDMR's memory.
         memory_node: NodeId,
+        /// Why, as the planner recorded it (`None` for a plan that does not say).
+        reason: Option<OffNodeReason>,
+    },
+    /// Linux's verdict depends on where its PAMTs land: planned with the `predicted` model of
+    /// the kernel's allocator it succeeds (`predicted_ok`) or fails, with the `other` model the
+    /// opposite (see [`super::PlacementFlip`]).
+    LinuxDependsOnPamtPlacement {
+        /// The model Linux's verdict was planned with.
+        predicted: PamtModel,
+        /// Whether Linux succeeds with it.
+        predicted_ok: bool,
+        /// The model that disagrees.
+        other: PamtModel,
     },
 }
 
@@ -67,6 +81,7 @@ impl Warning {
             | Warning::ReservedAreasFull { strategy, .. }
             | Warning::Excluded { strategy, .. }
             | Warning::PamtOffNode { strategy, .. } => strategy,
+            Warning::LinuxDependsOnPamtPlacement { .. } => Strategy::Linux,
         }
     }
 }
@@ -110,11 +125,41 @@ impl fmt::Display for Warning {
                 tdmr,
                 pamt_node,
                 memory_node,
-            } => write!(
-                f,
-                "{}: TDMR {index} {tdmr} has its PAMT on node {pamt_node}, most of its memory on node {memory_node}",
-                strategy.name()
-            ),
+                reason,
+            } => {
+                write!(
+                    f,
+                    "{}: TDMR {index} {tdmr} has its PAMT on node {pamt_node}, most of its memory on node {memory_node}",
+                    strategy.name()
+                )?;
+                match reason {
+                    Some(r) => write!(f, " ({r})"),
+                    None => Ok(()),
+                }
+            }
+            Warning::LinuxDependsOnPamtPlacement {
+                predicted,
+                predicted_ok,
+                other,
+            } => {
+                let (a, b) = if predicted_ok {
+                    ("succeeds", "fails")
+                } else {
+                    ("fails", "succeeds")
+                };
+                let order = |m: PamtModel| match m {
+                    PamtModel::BottomUp => " (the order of alloc_contig_pages)",
+                    _ => "",
+                };
+                write!(
+                    f,
+                    "linux: the verdict depends on where its PAMTs land: it {a} with {} placement{}, the prediction, and {b} with {} placement{}",
+                    predicted.name(),
+                    order(predicted),
+                    other.name(),
+                    order(other)
+                )
+            }
         }
     }
 }
@@ -142,12 +187,14 @@ pub(super) fn warnings_for(plan: &Plan, memory: &MemoryMap, out: &mut Vec<Warnin
         }
     }
     for (index, pamt_node, memory_node) in off_node(plan, memory) {
+        let t = &plan.tdmrs()[index];
         out.push(Warning::PamtOffNode {
             strategy,
             index,
-            tdmr: plan.tdmrs()[index].range(),
+            tdmr: t.range(),
             pamt_node,
             memory_node,
+            reason: t.off_node_reason(),
         });
     }
     if !plan.excluded().is_empty() {

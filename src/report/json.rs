@@ -4,10 +4,21 @@
 //! {"status":"ok","strategy":"linux","holes":"memory","limits":{...},
 //!  "cmrs":[{"base":B,"size":Z}],
 //!  "tdmrs":[{"base":B,"size":Z,"node":N,"mixes_nodes":false,
+//!            "pamt_node":P,"majority_node":M,            (measured from the memory map)
+//!            "pamt_node_reason":"lowest-node",           (only when off the node)
 //!            "reserved":[{"offset":O,"size":Z,"kind":"hole"}],
 //!            "pamt":{"4k":{"base":B,"size":Z},"2m":{...},"1g":{...}}}],
-//!  "pamt_bytes":P,"excluded":[{"base":B,"size":Z}]}
+//!  "pamt_bytes":P,"off_node_pamts":K,"excluded":[{"base":B,"size":Z}],
+//!  "log_warnings":["..."]}
 //! ```
+//!
+//! `node` is the node the PAMT was placed for; `pamt_node` the node whose memory holds the PAMT
+//! block (most of it); `majority_node` the node holding most of the TDMR's memory (`null` when
+//! no TDX memory holds them). `pamt_node_reason`, present when the block is not wholly on the
+//! majority node, says why: `lowest-node` (Linux
+//! takes the node of the TDMR's lowest memory), `allocator-fallback` (no room on the node asked
+//! for), `no-room-on-node` (the planner found no room on the majority node within the limits),
+//! `spans-nodes` (the block spans a node boundary), `unknown` (a plan that does not say).
 
 use alloc::string::String;
 use core::fmt::Write;
@@ -16,6 +27,7 @@ use super::Context;
 use crate::addr::{PageSize, PhysRange};
 use crate::layout::{Plan, PlanError};
 use crate::readiness::InitEstimate;
+use crate::readiness::pamt_nodes;
 use crate::sysinfo::TdxLimits;
 
 fn limits(out: &mut String, l: &TdxLimits) {
@@ -92,12 +104,30 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
         }
         let _ = write!(
             out,
-            "{{\"base\":{},\"size\":{},\"node\":{},\"mixes_nodes\":{},\"reserved\":[",
+            "{{\"base\":{},\"size\":{},\"node\":{},\"mixes_nodes\":{},",
             t.base(),
             t.size(),
             t.node(),
             t.mixes_nodes()
         );
+        let (pamt_node, majority) = pamt_nodes(ctx.memory, t);
+        let node =
+            |n: Option<u32>| n.map_or_else(|| String::from("null"), |n| alloc::format!("{n}"));
+        let _ = write!(
+            out,
+            "\"pamt_node\":{},\"majority_node\":{},",
+            node(pamt_node),
+            node(majority)
+        );
+        if pamt_node != majority || t.off_node_reason().is_some() {
+            out.push_str("\"pamt_node_reason\":");
+            string(
+                &mut out,
+                t.off_node_reason().map_or("unknown", |r| r.label()),
+            );
+            out.push(',');
+        }
+        out.push_str("\"reserved\":[");
         for (j, a) in t.reserved().iter().enumerate() {
             if j > 0 {
                 out.push(',');
@@ -120,10 +150,30 @@ pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
         }
         out.push_str("}}");
     }
-    let _ = write!(out, "],\"pamt_bytes\":{},\"excluded\":", plan.pamt_bytes());
+    let off_node = crate::readiness::off_node(plan, ctx.memory).count();
+    let _ = write!(
+        out,
+        "],\"pamt_bytes\":{},\"off_node_pamts\":{off_node},\"excluded\":",
+        plan.pamt_bytes()
+    );
     ranges(&mut out, plan.excluded().iter().copied());
+    out.push_str(",\"log_warnings\":");
+    log_warnings(&mut out, ctx);
     out.push('}');
     out
+}
+
+fn log_warnings(out: &mut String, ctx: &Context<'_>) {
+    out.push('[');
+    for (i, w) in ctx.log_warnings.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut msg = String::new();
+        let _ = write!(msg, "{w}");
+        string(out, &msg);
+    }
+    out.push(']');
 }
 
 /// The JSON document for a planning failure.
@@ -138,8 +188,19 @@ pub fn infeasible(strategy: &str, error: &PlanError) -> String {
     out
 }
 
+/// [`infeasible`] with the log's warnings (`"log_warnings":[...]`), which may explain it.
+pub fn infeasible_in(strategy: &str, error: &PlanError, ctx: &Context<'_>) -> String {
+    let mut out = infeasible(strategy, error);
+    out.pop();
+    out.push_str(",\"log_warnings\":");
+    log_warnings(&mut out, ctx);
+    out.push('}');
+    out
+}
+
 /// A compact summary of a result, for comparisons:
-/// `{"status":"ok","tdmrs":T,"reserved_areas":R,"pamt_bytes":P,"node_mixing_tdmrs":M,"excluded_bytes":E}`
+/// `{"status":"ok","tdmrs":T,"reserved_areas":R,"pamt_bytes":P,"node_mixing_tdmrs":M,"off_node_pamts":O,"excluded_bytes":E}`
+/// (`off_node_pamts` as the plan records it)
 /// or `{"status":"infeasible","error":"..."}`.
 pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
     let mut out = String::new();
@@ -147,11 +208,12 @@ pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
         Ok(p) => {
             let _ = write!(
                 out,
-                "{{\"status\":\"ok\",\"tdmrs\":{},\"reserved_areas\":{},\"pamt_bytes\":{},\"node_mixing_tdmrs\":{},\"excluded_bytes\":{}}}",
+                "{{\"status\":\"ok\",\"tdmrs\":{},\"reserved_areas\":{},\"pamt_bytes\":{},\"node_mixing_tdmrs\":{},\"off_node_pamts\":{},\"excluded_bytes\":{}}}",
                 p.tdmrs().len(),
                 p.reserved_area_count(),
                 p.pamt_bytes(),
                 p.node_mixing_tdmrs(),
+                p.off_node_pamts(),
                 p.excluded_bytes()
             );
         }

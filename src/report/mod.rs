@@ -33,6 +33,29 @@ pub struct Context<'a> {
     pub memory: &'a crate::memmap::MemoryMap,
     /// The CMRs planned against.
     pub cmrs: &'a crate::memmap::Cmrs,
+    /// What the kernel log said that changes how the kernel sees its memory (NUMA turned off,
+    /// RAM without a node); empty for input that did not come from a log.
+    pub log_warnings: &'a [crate::memmap::LogWarning],
+}
+
+impl<'a> Context<'a> {
+    /// The context of memory and CMRs given directly (no log warnings).
+    pub fn new(memory: &'a crate::memmap::MemoryMap, cmrs: &'a crate::memmap::Cmrs) -> Self {
+        Context {
+            memory,
+            cmrs,
+            log_warnings: &[],
+        }
+    }
+
+    /// The context of a parsed kernel log: its memory, CMRs and warnings.
+    pub fn of(log: &'a crate::memmap::ParsedLog) -> Self {
+        Context {
+            memory: log.memory(),
+            cmrs: log.cmrs(),
+            log_warnings: log.warnings(),
+        }
+    }
 }
 
 #[cfg(test)]

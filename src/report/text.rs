@@ -43,7 +43,7 @@ pub fn layout(plan: &Plan, verbose: bool) -> String {
         }
     );
     for (i, t) in plan.tdmrs().iter().enumerate() {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "TDMR {i:>2} {}  {}  node {}{}  {} of {} reserved  PAMT {}",
             t.range(),
@@ -58,6 +58,18 @@ pub fn layout(plan: &Plan, verbose: bool) -> String {
             l.max_reserved_per_tdmr(),
             Bytes(t.pamt_bytes()),
         );
+        if t.pamt_node() != t.majority_node() {
+            let _ = write!(
+                out,
+                " on node {}, most memory on node {}",
+                t.pamt_node(),
+                t.majority_node()
+            );
+            if let Some(r) = t.off_node_reason() {
+                let _ = write!(out, " ({})", r.label());
+            }
+        }
+        out.push('\n');
         if !verbose {
             continue;
         }
@@ -139,6 +151,9 @@ fn header(ctx: &Context<'_>, l: &crate::sysinfo::TdxLimits) -> String {
             let _ = writeln!(out, ", Dynamic PAMT ({b} bit per 4 KiB page)");
         }
         None => out.push('\n'),
+    }
+    for w in ctx.log_warnings {
+        let _ = writeln!(out, "  ! log: {w}");
     }
     out
 }
@@ -282,6 +297,15 @@ fn init_estimate(e: &crate::readiness::InitEstimate, out: &mut String) {
     let _ = writeln!(out, "  rate: {}", crate::readiness::RATE_SOURCE);
 }
 
+/// ` (or not: …)` when `v` is Linux's verdict and it depends on where Linux's PAMTs land.
+fn coin(r: &Readiness, v: &Verdict) -> &'static str {
+    if v.strategy == Strategy::Linux && r.linux_placement_flip.is_some() {
+        " (or not: that depends on where its PAMTs land)"
+    } else {
+        ""
+    }
+}
+
 /// How a strategy is called in sentences.
 fn called(v: &Verdict) -> String {
     match v.strategy {
@@ -301,21 +325,25 @@ fn verdict(r: &Readiness, ctx: &Context<'_>, out: &mut String) {
     let _ = match (&chosen.result, &other.result) {
         (Ok(_), Ok(_)) => writeln!(
             out,
-            "verdict: TDX comes up, with {} and with {}",
+            "verdict: TDX comes up, with {}{} and with {}{}",
             called(chosen),
-            called(other)
+            coin(r, chosen),
+            called(other),
+            coin(r, other)
         ),
         (Ok(_), Err(_)) => writeln!(
             out,
-            "verdict: TDX comes up with {}; {} fails here",
+            "verdict: TDX comes up with {}; {} fails here{}",
             called(chosen),
-            called(other)
+            called(other),
+            coin(r, other)
         ),
         (Err(_), Ok(_)) => writeln!(
             out,
-            "verdict: no layout with {}; {} brings TDX up",
+            "verdict: no layout with {}; {} brings TDX up{}",
             called(chosen),
-            called(other)
+            called(other),
+            coin(r, other)
         ),
         (Err(e), Err(_)) => writeln!(
             out,

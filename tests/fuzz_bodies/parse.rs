@@ -4,8 +4,8 @@
 //! input as a whole) and formats; on success the memory map and CMRs satisfy their invariants.
 
 use tdmr::addr::{MAX_PA, PhysRange, SZ_1M, SZ_4K, is_aligned};
-use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap};
+use tdmr::memmap::{LogWarning, parse_kernel_log};
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
@@ -33,7 +33,8 @@ pub fn run(data: &[u8]) {
     let cmrs = parsed.cmrs();
 
     // Memory: non-empty, sorted, disjoint, page aligned, from 1 MiB up, below 2^52; abutting
-    // regions only at a node boundary (same-node neighbours are merged).
+    // regions only at a node boundary (same-node neighbours are merged), unless one of them is
+    // an SRAT `hotplug` range (memblock keeps those apart) or RAM in no node.
     let regions = memory.regions();
     assert!(!regions.is_empty());
     let mut total = 0u64;
@@ -48,8 +49,13 @@ pub fn run(data: &[u8]) {
         if k > 0 {
             let prev = &regions[k - 1];
             assert!(prev.end() <= r.base, "{prev:?} and {r:?} out of order");
+            let kept_apart = text.contains("hotplug")
+                || parsed
+                    .warnings()
+                    .iter()
+                    .any(|w| matches!(w, LogWarning::RamWithoutNode { .. }));
             assert!(
-                prev.end() < r.base || prev.node != r.node,
+                prev.end() < r.base || prev.node != r.node || kept_apart,
                 "{prev:?} and {r:?} abut on one node"
             );
         }
@@ -57,8 +63,16 @@ pub fn run(data: &[u8]) {
     }
     assert_eq!(memory.total_bytes(), total);
     assert_eq!(MemoryMap::new(regions.to_vec()).as_ref(), Ok(memory));
-    if !text.contains("SRAT: Node ") {
-        assert!(regions.iter().all(|r| r.node == 0), "a node without SRAT");
+    if !text.contains("SRAT: Node ")
+        || parsed
+            .warnings()
+            .iter()
+            .any(|w| matches!(w, LogWarning::NumaOff { .. }))
+    {
+        assert!(
+            regions.iter().all(|r| r.node == 0),
+            "a node without SRAT, or with NUMA off"
+        );
     }
 
     // CMRs: valid as the module reports them, merged view consistent with the list.

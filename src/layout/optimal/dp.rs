@@ -2,33 +2,57 @@
 //!
 //! A layout is a partition of the window list into consecutive groups; each group becomes the
 //! TDMR from its first window to its last (bridging the empty windows between). The cost of a
-//! layout is the tuple (span in GiB, TDMRs mixing nodes, TDMRs, reserved areas for holes),
+//! layout is the tuple (span in GiB, remote-PAMT memory, TDMRs, reserved areas for holes),
 //! compared lexicographically, and a group is allowed when its reserved areas fit the limit.
+//! The remote-PAMT memory of a group is its memory less the memory of the node holding the most
+//! of it (the node its PAMT goes to): the bytes whose PAMT lies on another node.
 //!
-//! Every part of a group's cost splits into a term of its first window and a term of its last
-//! one, except two 0/1 facts that hold on a contiguous range of first windows: "mixes nodes"
-//! and "holds memory that needs a spare reserved area for a PAMT". The allowed first windows of
-//! a group ending at `j` also form a range, whose ends never move left as `j` grows. So each
-//! `f[j]` is a minimum over at most four sliding ranges, kept with monotone deques: O(windows)
-//! per pass. Without a binding TDMR limit one pass suffices (the TDMR count is part of the
-//! cost); otherwise one pass per allowed TDMR count, O(windows × max TDMRs).
+//! Span, TDMRs and reserved areas split into a term of a group's first window and one of its
+//! last (the areas because of how runs are counted, see [`super::model`]); the allowed first
+//! windows of a group ending at `j` form a range `[first[j], j]` whose left end never moves left
+//! as `j` grows (also when some node's PAMT needs a spare area: see [`Problem::needs_slack`]).
+//! Only the best node's memory does not split. Three ways to take the minimum over first
+//! windows, all exact:
+//!
+//! - Maps of at most [`EXACT_WINDOWS`] windows: every allowed group, its best node counted
+//!   directly. O(windows² × TDMRs).
+//! - Larger maps, TDMR limit not binding: one pass, each group's node taken among the *runs*
+//!   (see [`super::runs`]) present in both its first and its last window, with one monotone
+//!   deque per run. In a cheapest partition every group's best run has memory in its first and
+//!   last window — otherwise splitting the group where that run's memory ends keeps the span,
+//!   never adds areas to any TDMR, and strictly lowers the remote memory. O(windows + runs).
+//! - Larger maps, TDMR limit binding: one layer per TDMR count, each by divide and conquer
+//!   over the (monotone) best first window, with the best run of a group read from a range
+//!   maximum. Every term is Monge over the allowed band when each node's memory is one address
+//!   interval, so the best first window moves right with `j`. O(TDMRs × windows × log windows).
+//!
+//! With the TDMR limit binding, ties are broken by the sum of the TDMRs' squared spans, which
+//! spreads the PAMTs over TDMRs of similar size (on 256 equal nodes and 64 TDMRs: four nodes
+//! each, not 63 of one node and one of 193).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use bitvec::slice::BitSlice;
 
-use super::model::{Model, WindowNodes};
+use super::model::Model;
+use super::runs::Runs;
+use crate::addr::SZ_4K;
+use crate::memmap::NodeId;
 
-/// The lexicographic cost: span (GiB), node-mixing TDMRs, TDMRs, reserved areas.
+/// Maps with at most this many windows are solved by direct enumeration of the groups.
+pub(crate) const EXACT_WINDOWS: usize = 96;
+
+/// The lexicographic cost: span (GiB), remote-PAMT memory (4 KiB pages), TDMRs, reserved areas.
 pub(crate) type Cost = [i64; 4];
 
 /// A cost packed into one integer whose order is the lexicographic order of the tuple. Every
-/// component (and every partial sum the DP forms, including the negative start terms) stays
-/// far inside its field: span and counts below 2^23 (2^52 / 1 GiB windows), areas below 2^43.
+/// component of a complete partition's cost stays inside its field: span and TDMRs below 2^22
+/// (2^52 / 1 GiB windows), remote pages below 2^40, areas below 2^35. Partial sums the DP forms
+/// (with negative start terms) stay below 2^127 in magnitude.
 type Key = i128;
 
-const WEIGHTS: [Key; 4] = [1 << 92, 1 << 68, 1 << 44, 1];
+const WEIGHTS: [Key; 4] = [1 << 102, 1 << 60, 1 << 36, 1];
 const NONE: Key = Key::MAX;
 
 fn key(c: Cost) -> Key {
@@ -75,19 +99,6 @@ pub(crate) enum Infeasible {
     TooFewTdmrs { needed: usize },
 }
 
-/// Per-window bounds of the allowed first windows of a group ending there.
-struct Bounds {
-    /// Smallest first window with areas <= max.
-    lo: Vec<usize>,
-    /// Smallest first window with areas <= max - 1 (only with slack).
-    lo_slack: Vec<usize>,
-    /// Smallest first window such that the group holds a single node's memory.
-    single_from: Vec<usize>,
-    /// Number of windows up to and including `j` ... as "last window index holding slack
-    /// memory, plus one" (0 when none).
-    slack_upto: Vec<usize>,
-}
-
 fn lower_bounds(model: &Model, max: i64) -> Vec<usize> {
     let n = model.windows.len();
     let mut lo = vec![0usize; n];
@@ -101,199 +112,74 @@ fn lower_bounds(model: &Model, max: i64) -> Vec<usize> {
     lo
 }
 
-fn bounds(p: &Problem<'_>) -> Bounds {
+/// Per window `j`: the smallest first window of an allowed group ending at `j` (`j + 1`: none).
+/// A group needs `areas <= max`, and `areas <= max - 1` when it holds slack memory; the second
+/// applies to first windows below `q` (the last slack window up to `j`, plus one), so the
+/// allowed first windows are `[max(lo, min(q, lo_slack)), j]`: one range, both ends monotone.
+fn first_windows(p: &Problem<'_>) -> (Vec<usize>, Vec<usize>) {
     let m = p.model;
-    let n = m.windows.len();
     let lo = lower_bounds(m, p.max_areas);
-    let lo_slack = if p.needs_slack.is_empty() {
-        Vec::new()
-    } else {
-        lower_bounds(m, p.max_areas - 1)
-    };
-    let mut single_from = vec![0usize; n];
-    let mut slack_upto = vec![0usize; n];
-    for j in 0..n {
-        single_from[j] = match m.windows[j].nodes {
-            WindowNodes::Mixed => j + 1,
-            WindowNodes::Single(node) => {
-                if j > 0 && m.windows[j - 1].nodes == WindowNodes::Single(node) {
-                    single_from[j - 1]
-                } else {
-                    j
-                }
+    if p.needs_slack.is_empty() {
+        return (lo.clone(), lo);
+    }
+    let lo_slack = lower_bounds(m, p.max_areas - 1);
+    let mut q = 0usize;
+    let first = (0..m.windows.len())
+        .map(|j| {
+            if p.needs_slack.get(j).is_some_and(|b| *b) {
+                q = j + 1;
             }
-        };
-        slack_upto[j] = if p.needs_slack.get(j).is_some_and(|b| *b) {
-            j + 1
-        } else if j > 0 {
-            slack_upto[j - 1]
-        } else {
-            0
-        };
-    }
-    Bounds {
-        lo,
-        lo_slack,
-        single_from,
-        slack_upto,
-    }
+            lo[j].max(q.min(lo_slack[j]))
+        })
+        .collect();
+    (lo, first)
 }
 
-/// One sliding range of first windows: `[l, r]` inclusive, with the mixing flag it implies.
-#[derive(Clone, Copy)]
-struct Range {
-    l: usize,
-    r_excl: usize,
-    mix: i64,
-}
-
-/// The ranges of first windows for a group ending at `j`: with and without node mixing, and
-/// (only when some node needs a spare area) the same two for groups holding that node's memory.
-fn ranges(b: &Bounds, j: usize) -> [Range; 4] {
-    let p = b.single_from[j];
-    let q = b.slack_upto[j]; // first windows < q hold slack memory
-    let lo = b.lo[j].max(q);
-    let lo_s = if b.lo_slack.is_empty() {
-        j + 1
-    } else {
-        b.lo_slack[j]
-    };
-    [
-        Range {
-            l: lo,
-            r_excl: p.min(j + 1),
-            mix: 1,
-        },
-        Range {
-            l: lo.max(p),
-            r_excl: j + 1,
-            mix: 0,
-        },
-        Range {
-            l: lo_s,
-            r_excl: p.min(q),
-            mix: 1,
-        },
-        Range {
-            l: lo_s.max(p),
-            r_excl: q,
-            mix: 0,
-        },
-    ]
-}
-
-/// Monotone deque of first-window candidates for one range type. Indices enter in increasing
-/// order and leave from the front as the range's left end advances, so a vector with a head
-/// index is enough.
-struct Slider {
-    next: usize,
-    head: usize,
-    items: Vec<(u32, Key)>,
-}
-
-impl Slider {
-    fn new(capacity: usize) -> Self {
-        Slider {
-            next: 0,
-            head: 0,
-            items: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Advances to range `r` and returns the best candidate in it.
-    fn best(&mut self, r: Range, cand: &[Key]) -> Option<(usize, Key)> {
-        while self.next < r.r_excl {
-            let i = self.next;
-            self.next += 1;
-            let c = cand[i];
-            if c == NONE {
-                continue;
-            }
-            while self.items.len() > self.head && self.items[self.items.len() - 1].1 > c {
-                self.items.pop();
-            }
-            self.items.push((i as u32, c));
-        }
-        while self.head < self.items.len() && (self.items[self.head].0 as usize) < r.l {
-            self.head += 1;
-        }
-        self.items
-            .get(self.head)
-            .map(|&(i, c)| (i as usize, c))
-            .filter(|&(i, _)| i < r.r_excl)
-    }
-}
-
-/// Each window's packed start term (`-index` span, its area term) and end term (`index + 1`
-/// span, one TDMR, its area term), computed once for every pass.
+/// Each window's packed start term (`-index` span, `-pages before it`, its area term) and end
+/// term (`last + 1` span, `pages up to it`, one TDMR, its area term): a group `(i, j)` whose
+/// best node has `g` pages costs `start[i] + end[j] - g · W[1]`.
 struct Terms {
     start: Vec<Key>,
     end: Vec<Key>,
+    /// First and last GiB of each window (for the balance tie-break).
+    index: Vec<(u64, u64)>,
 }
 
 impl Terms {
     fn new(m: &Model) -> Self {
+        let mut pages = 0i64;
+        let mut start = Vec::with_capacity(m.windows.len());
+        let mut end = Vec::with_capacity(m.windows.len());
+        for (k, w) in m.windows.iter().enumerate() {
+            start.push(key([-(w.index as i64), -pages, 0, w.start_term]));
+            pages += m.entries(k).map(|e| (e.1 / SZ_4K) as i64).sum::<i64>();
+            end.push(key([w.last as i64 + 1, pages, 1, w.end_term]));
+        }
         Terms {
-            start: m
-                .windows
-                .iter()
-                .map(|w| key([-(w.index as i64), 0, 0, w.start_term]))
-                .collect(),
-            end: m
-                .windows
-                .iter()
-                .map(|w| key([w.last as i64 + 1, 0, 1, w.end_term]))
-                .collect(),
+            start,
+            end,
+            index: m.windows.iter().map(|w| (w.index, w.last)).collect(),
         }
+    }
+
+    #[inline]
+    fn group(&self, i: usize, j: usize, best_pages: u64) -> Key {
+        self.start[i] + self.end[j] - Key::from(best_pages) * WEIGHTS[1]
+    }
+
+    /// The balance tie-break of a group: its span squared (GiB²).
+    #[inline]
+    fn balance(&self, i: usize, j: usize) -> u64 {
+        let span = self.index[j].1 + 1 - self.index[i].0;
+        span * span
     }
 }
 
-/// One pass: `cur[j + 1]` = best over groups `(i, j)` of `prev[i]` + group cost. Without `prev`,
-/// `cur` itself feeds the candidates (unbounded TDMR count).
-fn pass(
-    p: &Problem<'_>,
-    b: &Bounds,
-    terms: &Terms,
-    prev: Option<&[Key]>,
-    cur: &mut [Key],
-    parent: &mut [u32],
-) {
-    let n = p.model.windows.len();
-    let types = if p.needs_slack.is_empty() { 2 } else { 4 };
-    let mut sliders: Vec<Slider> = (0..types).map(|_| Slider::new(n)).collect();
-    // cand[i] = f(i) + start term of window i, filled as f(i) becomes known.
-    let start = |i: usize, f: Key| if f == NONE { NONE } else { f + terms.start[i] };
-    let mut cand: Vec<Key> = match prev {
-        Some(prev) => (0..n).map(|i| start(i, prev[i])).collect(),
-        None => alloc::vec![NONE; n],
-    };
-    for j in 0..n {
-        if prev.is_none() {
-            cand[j] = start(j, cur[j]);
-        }
-        let mut best: Option<(usize, Key)> = None;
-        for (s, r) in sliders.iter_mut().zip(ranges(b, j)) {
-            if let Some((i, c)) = s.best(r, &cand) {
-                let c = c + Key::from(r.mix) * WEIGHTS[1];
-                if best.is_none_or(|(bi, bc)| c < bc || (c == bc && i < bi)) {
-                    best = Some((i, c));
-                }
-            }
-        }
-        match best {
-            Some((i, c)) => {
-                cur[j + 1] = c + terms.end[j];
-                parent[j + 1] = i as u32;
-            }
-            None => {
-                cur[j + 1] = NONE;
-                parent[j + 1] = u32::MAX;
-            }
-        }
-    }
-}
+/// A layer's value at a boundary: the packed cost, then the balance tie-break.
+type Val = (Key, u64);
+const NO_VAL: Val = (NONE, u64::MAX);
 
-fn groups_from(parents: &[&[u32]], n: usize) -> Vec<(usize, usize)> {
+fn groups_from(parents: &[Vec<u32>], n: usize, layered: bool) -> Vec<(usize, usize)> {
     let mut groups = Vec::new();
     let mut j = n;
     let mut layer = parents.len();
@@ -301,7 +187,7 @@ fn groups_from(parents: &[&[u32]], n: usize) -> Vec<(usize, usize)> {
         let i = parents[layer - 1][j] as usize;
         groups.push((i, j - 1));
         j = i;
-        if parents.len() > 1 {
+        if layered {
             layer -= 1;
         }
     }
@@ -309,85 +195,447 @@ fn groups_from(parents: &[&[u32]], n: usize) -> Vec<(usize, usize)> {
     groups
 }
 
+/// How the minimum over first windows is taken (see the module documentation).
+enum Method {
+    Direct(Dense),
+    Runs(Runs),
+}
+
+impl Method {
+    fn for_model(m: &Model) -> Method {
+        if m.windows.len() <= EXACT_WINDOWS {
+            Method::Direct(Dense::new(m))
+        } else {
+            Method::Runs(Runs::new(m))
+        }
+    }
+
+    fn unbounded(&self, first: &[usize], terms: &Terms, f: &mut [Key], parent: &mut [u32]) {
+        match self {
+            Method::Direct(d) => unbounded_direct(d, first, terms, f, parent),
+            Method::Runs(r) => unbounded_runs(r, first, terms, f, parent),
+        }
+    }
+
+    fn layer(
+        &self,
+        first: &[usize],
+        terms: &Terms,
+        prev: &[Val],
+        cur: &mut [Val],
+        parent: &mut [u32],
+    ) {
+        match self {
+            Method::Direct(d) => layer_direct(d, first, terms, prev, cur, parent),
+            Method::Runs(r) => layer_runs(r, first, terms, prev, cur, parent),
+        }
+    }
+}
+
 /// The cheapest partition, or why there is none.
 pub(crate) fn solve(p: &Problem<'_>) -> Result<Partition, Infeasible> {
+    solve_by(p, &Method::for_model(p.model))
+}
+
+fn solve_by(p: &Problem<'_>, method: &Method) -> Result<Partition, Infeasible> {
     let m = p.model;
     let n = m.windows.len();
-    let b = bounds(p);
+    let (lo, first) = first_windows(p);
     for j in 0..n {
-        if b.lo[j] > j {
+        if lo[j] > j || first[j] > j {
             return Err(Infeasible::Window {
                 window: j,
                 areas: m.areas(j, j),
             });
         }
     }
+    let terms = Terms::new(m);
 
     // One pass with the TDMR count in the cost: optimal when its count fits the limit.
     let mut f = vec![NONE; n + 1];
     f[0] = 0;
     let mut parent = vec![u32::MAX; n + 1];
-    let terms = Terms::new(m);
-    pass(p, &b, &terms, None, &mut f, &mut parent);
+    method.unbounded(&first, &terms, &mut f, &mut parent);
     if f[n] == NONE {
-        // Only the slack requirement can make this happen (every window fits on its own).
-        let window = (0..n)
-            .find(|&j| ranges(&b, j).iter().all(|r| r.l >= r.r_excl))
-            .unwrap_or(0);
-        return Err(Infeasible::Window {
-            window,
-            areas: m.areas(window, window),
+        // Every window fits on its own, so this cannot happen; say what would be needed.
+        return Err(Infeasible::TooFewTdmrs {
+            needed: min_groups(&first),
         });
     }
     let unbounded = cost(f[n]);
     if unbounded[2] as usize <= p.max_tdmrs {
         return Ok(Partition {
-            groups: groups_from(&[&parent], n),
+            groups: groups_from(&[parent], n, false),
             cost: unbounded,
         });
     }
 
     // The TDMR limit binds: one layer per TDMR count.
     let layers = p.max_tdmrs.min(n);
-    let mut prev: Vec<Key> = vec![NONE; n + 1];
-    prev[0] = 0;
+    let mut prev: Vec<Val> = vec![NO_VAL; n + 1];
+    prev[0] = (0, 0);
     let mut parents: Vec<Vec<u32>> = Vec::with_capacity(layers);
-    let mut best: Option<(usize, Key)> = None;
+    let mut best: Option<(usize, Val)> = None;
     for k in 1..=layers {
-        let mut cur = vec![NONE; n + 1];
+        let mut cur = vec![NO_VAL; n + 1];
         let mut par = vec![u32::MAX; n + 1];
-        pass(p, &b, &terms, Some(&prev), &mut cur, &mut par);
+        method.layer(&first, &terms, &prev, &mut cur, &mut par);
         let c = cur[n];
-        if c != NONE && best.is_none_or(|(_, bc)| c < bc) {
+        if c.0 != NONE && best.is_none_or(|(_, bc)| c < bc) {
             best = Some((k, c));
         }
         parents.push(par);
         prev = cur;
     }
     match best {
-        Some((k, c)) => {
-            let refs: Vec<&[u32]> = parents[..k].iter().map(Vec::as_slice).collect();
-            Ok(Partition {
-                groups: groups_from(&refs, n),
-                cost: cost(c),
-            })
-        }
+        Some((k, c)) => Ok(Partition {
+            groups: groups_from(&parents[..k], n, true),
+            cost: cost(c.0),
+        }),
         None => Err(Infeasible::TooFewTdmrs {
-            needed: min_groups(p, &b),
+            needed: min_groups(&first),
         }),
     }
 }
 
 /// Fewest groups within the area limit (greedy longest groups from the right is optimal because
 /// allowed groups are intervals closed under shrinking).
-fn min_groups(p: &Problem<'_>, b: &Bounds) -> usize {
-    let n = p.model.windows.len();
+fn min_groups(first: &[usize]) -> usize {
     let mut count = 0;
-    let mut j = n;
+    let mut j = first.len();
     while j > 0 {
-        let first = b.lo[j - 1];
         count += 1;
-        j = first;
+        j = first[j - 1];
     }
     count
+}
+
+// ------------------------------------------------------------------ direct enumeration
+
+/// Nodes renumbered densely, and each window's memory as (dense node, pages).
+struct Dense {
+    nodes: usize,
+    entries: Vec<Vec<(usize, u64)>>,
+}
+
+impl Dense {
+    fn new(m: &Model) -> Self {
+        let mut ids: Vec<NodeId> = (0..m.windows.len())
+            .flat_map(|w| m.entries(w).map(|e| e.0))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let entries = (0..m.windows.len())
+            .map(|w| {
+                m.entries(w)
+                    .map(|(node, bytes)| (ids.partition_point(|&x| x < node), bytes / SZ_4K))
+                    .collect()
+            })
+            .collect();
+        Dense {
+            nodes: ids.len(),
+            entries,
+        }
+    }
+
+    /// Walks the groups ending at `j` from the shortest to the longest, calling `visit(i,
+    /// best)` with the pages of the node holding the most memory in windows `i..=j`.
+    fn groups_ending_at(
+        &self,
+        first: usize,
+        j: usize,
+        counts: &mut [u64],
+        mut visit: impl FnMut(usize, u64),
+    ) {
+        let mut best = 0u64;
+        for i in (first..=j).rev() {
+            for &(node, pages) in &self.entries[i] {
+                counts[node] += pages;
+                best = best.max(counts[node]);
+            }
+            visit(i, best);
+        }
+        for i in first..=j {
+            for &(node, _) in &self.entries[i] {
+                counts[node] = 0;
+            }
+        }
+    }
+}
+
+fn unbounded_direct(d: &Dense, first: &[usize], terms: &Terms, f: &mut [Key], parent: &mut [u32]) {
+    let mut counts = vec![0u64; d.nodes];
+    for j in 0..first.len() {
+        let mut best: Option<(usize, Key)> = None;
+        d.groups_ending_at(first[j], j, &mut counts, |i, g| {
+            if f[i] == NONE {
+                return;
+            }
+            let c = f[i] + terms.group(i, j, g);
+            // Walking i downwards: on a tie the smaller first window wins.
+            if best.is_none_or(|(_, bc)| c <= bc) {
+                best = Some((i, c));
+            }
+        });
+        if let Some((i, c)) = best {
+            f[j + 1] = c;
+            parent[j + 1] = i as u32;
+        }
+    }
+}
+
+fn layer_direct(
+    d: &Dense,
+    first: &[usize],
+    terms: &Terms,
+    prev: &[Val],
+    cur: &mut [Val],
+    parent: &mut [u32],
+) {
+    let mut counts = vec![0u64; d.nodes];
+    for j in 0..first.len() {
+        let mut best: Option<(usize, Val)> = None;
+        d.groups_ending_at(first[j], j, &mut counts, |i, g| {
+            if prev[i].0 == NONE {
+                return;
+            }
+            let c = (
+                prev[i].0 + terms.group(i, j, g),
+                prev[i].1 + terms.balance(i, j),
+            );
+            if best.is_none_or(|(_, bc)| c <= bc) {
+                best = Some((i, c));
+            }
+        });
+        if let Some((i, c)) = best {
+            cur[j + 1] = c;
+            parent[j + 1] = i as u32;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ runs, large maps
+
+/// A monotone deque of first-window candidates of one run: indices enter in increasing order and
+/// leave from the front as the allowed range's left end advances.
+#[derive(Default)]
+struct Deque {
+    head: usize,
+    items: Vec<(u32, Key)>,
+}
+
+impl Deque {
+    fn push(&mut self, i: usize, c: Key) {
+        while self.items.len() > self.head && self.items[self.items.len() - 1].1 > c {
+            self.items.pop();
+        }
+        self.items.push((i as u32, c));
+    }
+
+    fn front_from(&mut self, lo: usize) -> Option<(usize, Key)> {
+        while self.head < self.items.len() && (self.items[self.head].0 as usize) < lo {
+            self.head += 1;
+        }
+        self.items.get(self.head).map(|&(i, c)| (i as usize, c))
+    }
+}
+
+fn unbounded_runs(r: &Runs, first: &[usize], terms: &Terms, f: &mut [Key], parent: &mut [u32]) {
+    let n = first.len();
+    let mut deques: Vec<Deque> = Vec::new();
+    for j in 0..n {
+        // Window j as a first window: for each run present, f[j] + start + the run's pages
+        // before j (so that subtracting its pages up to the last window leaves its pages in
+        // the group).
+        if f[j] != NONE {
+            for &run in r.in_window(j) {
+                let run = run as usize;
+                if deques.len() <= run {
+                    deques.resize_with(run + 1, Deque::default);
+                }
+                let before = if j == 0 { 0 } else { r.upto(run, j - 1) };
+                deques[run].push(j, f[j] + terms.start[j] + Key::from(before) * WEIGHTS[1]);
+            }
+        }
+        let mut best: Option<(usize, Key)> = None;
+        for &run in r.in_window(j) {
+            let run = run as usize;
+            let Some(d) = deques.get_mut(run) else {
+                continue;
+            };
+            if let Some((i, c)) = d.front_from(first[j].max(r.first(run))) {
+                let c = c + terms.end[j] - Key::from(r.upto(run, j)) * WEIGHTS[1];
+                if best.is_none_or(|(bi, bc)| c < bc || (c == bc && i < bi)) {
+                    best = Some((i, c));
+                }
+            }
+        }
+        if let Some((i, c)) = best {
+            f[j + 1] = c;
+            parent[j + 1] = i as u32;
+        }
+    }
+}
+
+fn layer_runs(
+    r: &Runs,
+    first: &[usize],
+    terms: &Terms,
+    prev: &[Val],
+    cur: &mut [Val],
+    parent: &mut [u32],
+) {
+    let n = first.len();
+    let eval = |i: usize, j: usize| -> Val {
+        if prev[i].0 == NONE {
+            return NO_VAL;
+        }
+        (
+            prev[i].0 + terms.group(i, j, r.best(i, j)),
+            prev[i].1 + terms.balance(i, j),
+        )
+    };
+    // The boundaries the previous layer reaches form one range (allowed groups are closed
+    // under shrinking, so a prefix that k groups can cover, k + 1 can too while it has the
+    // windows); the groups ending at j that can follow one of them, too.
+    let Some(reach_lo) = prev.iter().position(|v| v.0 != NONE) else {
+        return;
+    };
+    let reach_hi = prev.iter().rposition(|v| v.0 != NONE).unwrap_or(reach_lo);
+    let j_hi = first.partition_point(|&f| f <= reach_hi).min(n);
+    let band = |j: usize| (first[j].max(reach_lo), j.min(reach_hi));
+    // Divide and conquer over j with the best first window's range (explicit stack).
+    let mut stack: Vec<(usize, usize, usize, usize)> = vec![(reach_lo, j_hi, reach_lo, reach_hi)];
+    while let Some((jl, jh, ol, oh)) = stack.pop() {
+        if jl >= jh {
+            continue;
+        }
+        let mid = (jl + jh) / 2;
+        let scan = |lo: usize, hi: usize| {
+            let mut best: Option<(usize, Val)> = None;
+            for i in lo..=hi {
+                let c = eval(i, mid);
+                if c.0 != NONE && best.is_none_or(|(_, bc)| c < bc) {
+                    best = Some((i, c));
+                }
+            }
+            best
+        };
+        let (blo, bhi) = band(mid);
+        let (lo, hi) = (blo.max(ol), bhi.min(oh));
+        let found = if lo <= hi { scan(lo, hi) } else { None };
+        // Off the monotone path (only where the Monge assumptions fail): the whole band.
+        let found = found.or_else(|| scan(blo, bhi));
+        let (left_hi, right_lo) = match found {
+            Some((i, c)) => {
+                cur[mid + 1] = c;
+                parent[mid + 1] = i as u32;
+                (i, i)
+            }
+            None => (oh, ol),
+        };
+        stack.push((mid + 1, jh, right_lo, oh));
+        stack.push((jl, mid, ol, left_hi));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::SZ_1G;
+    use crate::layout::HolePolicy;
+    use crate::memmap::{Cmrs, MemoryMap, MemoryRegion};
+    use proptest::prelude::*;
+
+    const G: u64 = SZ_1G;
+
+    fn problem(m: &Model, max_tdmrs: usize) -> Problem<'_> {
+        Problem {
+            model: m,
+            max_areas: 16,
+            max_tdmrs,
+            needs_slack: BitSlice::empty(),
+        }
+    }
+
+    fn both(m: &Model, max_tdmrs: usize) -> [Result<Partition, Infeasible>; 2] {
+        let p = problem(m, max_tdmrs);
+        [
+            solve_by(&p, &Method::Direct(Dense::new(m))),
+            solve_by(&p, &Method::Runs(Runs::new(m))),
+        ]
+    }
+
+    /// Maps whose nodes are each one address interval, of MiB-granular pieces with gaps, node
+    /// boundaries inside windows included.
+    fn interval_map() -> impl Strategy<Value = MemoryMap> {
+        prop::collection::vec((0u64..3, 0u64..3000, 64u64..9000), 2..60).prop_map(|spec| {
+            let mut regions = Vec::new();
+            let mut cursor = G;
+            for (node, (gap_kind, gap, size_mib)) in spec.into_iter().enumerate() {
+                let gap = match gap_kind {
+                    0 => 0,
+                    1 => gap % 3 * G,
+                    _ => (gap % 700) << 20,
+                };
+                let base = cursor + gap;
+                let size = size_mib << 20;
+                regions.push(MemoryRegion::new(base, size, node as u32));
+                cursor = base + size;
+            }
+            MemoryMap::new(regions).unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The run-based passes find the same cost as direct enumeration where every node is
+        /// one address interval, with and without a binding TDMR limit.
+        #[test]
+        fn runs_agree_with_enumeration_on_interval_nodes(m in interval_map(), limit in 1usize..24) {
+            let model = Model::new(&m, &Cmrs::covering(&m), HolePolicy::Cmr);
+            let [direct, runs] = both(&model, limit);
+            prop_assert_eq!(direct.map(|p| p.cost), runs.map(|p| p.cost));
+        }
+    }
+
+    #[test]
+    fn the_runs_test_sees_binding_limits_and_remote_memory() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let (mut bound, mut remote) = (0, 0);
+        for _ in 0..200 {
+            let m = interval_map().new_tree(&mut runner).unwrap().current();
+            let model = Model::new(&m, &Cmrs::covering(&m), HolePolicy::Cmr);
+            let [direct, _] = both(&model, 8);
+            let p = direct.unwrap();
+            bound += usize::from(p.cost[2] == 8);
+            remote += usize::from(p.cost[1] > 0);
+        }
+        assert!(
+            bound > 100 && remote > 100,
+            "bound {bound}, remote {remote}"
+        );
+    }
+
+    #[test]
+    fn a_giant_tdmr_loses_to_one_per_node() {
+        // 8 nodes of 4 GiB each, contiguous: one TDMR per node, nothing remote.
+        let regions: Vec<_> = (0..8u64)
+            .map(|k| MemoryRegion::new(4 * G + 4 * k * G, 4 * G, k as u32))
+            .collect();
+        let m = MemoryMap::new(regions).unwrap();
+        let model = Model::new(&m, &Cmrs::covering(&m), HolePolicy::Cmr);
+        for p in both(&model, 64) {
+            assert_eq!(p.unwrap().cost, [32, 0, 8, 0]);
+        }
+        // Four TDMRs: each pairs two nodes, half of each TDMR's memory remote; balanced.
+        for p in both(&model, 4) {
+            let p = p.unwrap();
+            assert_eq!(p.cost, [32, (16 * G / SZ_4K) as i64, 4, 0]);
+            assert_eq!(p.groups, [(0, 1), (2, 3), (4, 5), (6, 7)]);
+        }
+    }
 }

@@ -77,6 +77,8 @@ pub(crate) struct Model {
     /// Bytes in a window of nodes other than its first: (window list index, node, bytes),
     /// sorted by window.
     pub other_nodes: Vec<(usize, NodeId, u64)>,
+    /// Where each window's entries start in `other_nodes` (one more entry: the end).
+    other_at: Vec<usize>,
 }
 
 /// The non-memory runs of `memory` that hold a must-reserve byte, with its extent. Runs without
@@ -214,8 +216,10 @@ impl Model {
         }
 
         // Adjacent plain windows of one node merge: no run lies at the boundary between them,
-        // so splitting there never lowers any group's reserved areas, and never helps the span,
-        // the node mixing or the TDMR count. Some optimal partition keeps them together.
+        // so splitting there never lowers any group's reserved areas, and never helps the span
+        // or the TDMR count. Nor the remote-PAMT memory: moving the boundary to either end of
+        // the stretch (towards the side whose PAMT is not on this node, or either way when
+        // neither is) never adds remote memory. Some optimal partition keeps them together.
         let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
         let mut last_plain = false;
         let mut others = other_nodes.iter_mut().peekable();
@@ -240,33 +244,48 @@ impl Model {
             }
             last_plain = is_plain;
         }
+        let mut other_at = Vec::with_capacity(merged.len() + 1);
+        let mut k = 0;
+        for w in 0..merged.len() {
+            while k < other_nodes.len() && other_nodes[k].0 < w {
+                k += 1;
+            }
+            other_at.push(k);
+        }
+        other_at.push(other_nodes.len());
         Model {
             windows: merged,
             runs,
             other_nodes,
+            other_at,
         }
     }
 
-    /// The node holding most memory in windows `i..=j` (ties: the lowest id), and whether they
-    /// hold memory of more than one node. O(windows in the group).
-    pub fn nodes(&self, i: usize, j: usize) -> (NodeId, bool) {
-        let mut per_node: Vec<(NodeId, u64)> = Vec::new();
-        let mut add = |node: NodeId, bytes: u64| match per_node.iter_mut().find(|e| e.0 == node) {
-            Some(e) => e.1 += bytes,
-            None => per_node.push((node, bytes)),
-        };
-        for w in &self.windows[i..=j] {
-            add(w.node, w.bytes);
+    /// The memory of window `w` by node: `(node, bytes)`, its first node first (a node may
+    /// appear twice when other nodes' memory lies between its pieces).
+    pub fn entries(&self, w: usize) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        let first = &self.windows[w];
+        core::iter::once((first.node, first.bytes)).chain(
+            self.other_nodes[self.other_at[w]..self.other_at[w + 1]]
+                .iter()
+                .map(|o| (o.1, o.2)),
+        )
+    }
+
+    /// Bytes per node in windows `i..=j`, most first (ties: the lower id first). O(windows
+    /// and entries in the group).
+    pub fn node_bytes(&self, i: usize, j: usize) -> smallvec::SmallVec<[(NodeId, u64); 4]> {
+        let mut per_node: smallvec::SmallVec<[(NodeId, u64); 4]> = smallvec::SmallVec::new();
+        for w in i..=j {
+            for (node, bytes) in self.entries(w) {
+                match per_node.iter_mut().find(|e| e.0 == node) {
+                    Some(e) => e.1 += bytes,
+                    None => per_node.push((node, bytes)),
+                }
+            }
         }
-        let lo = self.other_nodes.partition_point(|o| o.0 < i);
-        for o in self.other_nodes[lo..].iter().take_while(|o| o.0 <= j) {
-            add(o.1, o.2);
-        }
-        let majority = per_node
-            .iter()
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-            .map_or(0, |e| e.0);
-        (majority, per_node.len() > 1)
+        crate::layout::nodes::sort_by_bytes(&mut per_node);
+        per_node
     }
 
     /// Reserved areas for holes of the TDMR made of windows `i..=j` (list indices).

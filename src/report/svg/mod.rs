@@ -3,8 +3,9 @@
 //! [`render`] draws, on one address axis: the CMRs, TDX memory coloured by NUMA node, and for
 //! each [`Section`] (a strategy's result) its TDMRs as brackets with their index, its reserved
 //! areas hatched by cause (hole, PAMT, both, excluded memory), its PAMT blocks labelled with
-//! their TDMR — or, for a failure, the range it names in red with the message and the holes
-//! that range holds. A legend closes the picture; every drawn piece carries a tooltip.
+//! their TDMR (striped red when a block lies on another node than most of its TDMR's memory)
+//! — or, for a failure, the range it names in red with the message and the holes that range
+//! holds. A legend closes the picture; every drawn piece carries a tooltip.
 //!
 //! The axis is piecewise linear: empty address space collapses to a break mark labelled with
 //! its size, and every piece drawn keeps a minimum width while there is room, so a 16 TiB map
@@ -20,7 +21,7 @@
 //! let log = "virt/tdx: CMR: [0x100000, 0x77800000)\nvirt/tdx: CMR: [0x100000000, 0x407a000000)\n";
 //! let input = parse_kernel_log(log)?;
 //! let plan = Planner::new().plan(input.memory(), input.cmrs());
-//! let ctx = Context { memory: input.memory(), cmrs: input.cmrs() };
+//! let ctx = Context::of(&input);
 //! let doc = svg::render(&ctx, "example", &[svg::Section {
 //!     name: "optimal",
 //!     holes: HolePolicy::Cmr,
@@ -323,7 +324,7 @@ fn style(out: &mut String) {
 .v{fill:#f3f3f3}.g{fill:#d6d6d6}.fbg{fill:#fde2e2}\n\
 .c0{fill:#6a9fd0}.c1{fill:#4a7fb5}.t0{fill:#444}.t1{fill:#999}.f{fill:#d00}\n\
 .h{fill:url(#ph)}.p{fill:url(#pp)}.hp{fill:url(#php)}.x{fill:url(#px)}.u{fill:#999}\n\
-.b0{fill:#e8871e}.b1{fill:#a85a12}\n",
+.b0{fill:#e8871e}.b1{fill:#a85a12}.bo{fill:url(#pbo)}\n",
     );
     for (i, c) in NODE_FILL.iter().enumerate() {
         let _ = write!(out, ".n{i}{{fill:{c}}}");
@@ -347,6 +348,7 @@ fn style(out: &mut String) {
     hatch(out, "pp", -45, "#fff3e0", &[(0.0, "#e8871e")]);
     hatch(out, "php", 45, "#fff", &[(0.0, "#777"), (3.0, "#e8871e")]);
     hatch(out, "px", 45, "#fff", &[(0.0, "#d00")]);
+    hatch(out, "pbo", 90, "#e8871e", &[(0.0, "#d00")]);
     out.push_str("</defs>\n");
 }
 
@@ -574,7 +576,7 @@ fn section(out: &mut String, scale: &Scale, ctx: &Context<'_>, s: &Section<'_>, 
                 let _ = write!(head, ", {} excluded", Bytes(plan.excluded_bytes()));
             }
             text(out, 8.0, y + 16, "start", "hd lb", &head);
-            plan_tracks(out, scale, plan, bar_y, rsvd_y, pamt_y);
+            plan_tracks(out, scale, ctx.memory, plan, (bar_y, rsvd_y, pamt_y));
         }
         Err(e) => {
             let mut head = alloc::format!("{}: FAILS", s.name);
@@ -617,8 +619,20 @@ fn bracket(out: &mut String, x0: f64, x1: f64, bar_y: i64, class: &str, tooltip:
     out.push_str("</title></path>\n");
 }
 
-fn plan_tracks(out: &mut String, scale: &Scale, plan: &Plan, bar_y: i64, rsvd_y: i64, pamt_y: i64) {
+fn plan_tracks(
+    out: &mut String,
+    scale: &Scale,
+    memory: &MemoryMap,
+    plan: &Plan,
+    (bar_y, rsvd_y, pamt_y): (i64, i64, i64),
+) {
     let limit = plan.limits().max_reserved_per_tdmr();
+    // TDMRs whose PAMT lies off the node holding most of their memory: (PAMT node, memory
+    // node), measured from the map.
+    let mut off: Vec<Option<(u32, u32)>> = alloc::vec![None; plan.tdmrs().len()];
+    for (i, pamt_node, memory_node) in crate::readiness::off_node(plan, memory) {
+        off[i] = Some((pamt_node, memory_node));
+    }
     // TDMR bars (aggregated), then brackets and labels where there is room.
     let mut bars = Track::default();
     for (i, t) in plan.tdmrs().iter().enumerate() {
@@ -637,7 +651,7 @@ fn plan_tracks(out: &mut String, scale: &Scale, plan: &Plan, bar_y: i64, rsvd_y:
         if x1 - x0 < 2.0 {
             continue;
         }
-        let tip = alloc::format!(
+        let mut tip = alloc::format!(
             "TDMR {i} {} {}, node {}{}, {} of {limit} reserved areas, PAMT {}",
             t.range(),
             Bytes(t.size()),
@@ -650,6 +664,12 @@ fn plan_tracks(out: &mut String, scale: &Scale, plan: &Plan, bar_y: i64, rsvd_y:
             t.reserved().len(),
             Bytes(t.pamt_bytes())
         );
+        if let Some((p, m)) = off[i] {
+            let _ = write!(tip, " on node {p}, most of its memory on node {m}");
+            if let Some(r) = t.off_node_reason() {
+                let _ = write!(tip, " ({r})");
+            }
+        }
         bracket(out, x0, x1, bar_y, "br", &tip);
         let candidates = [
             alloc::format!(
@@ -711,10 +731,15 @@ fn plan_tracks(out: &mut String, scale: &Scale, plan: &Plan, bar_y: i64, rsvd_y:
     }
     let mut pamt = Track::default();
     for &(b, i) in &merged {
+        let class = if off[i].is_some() {
+            Class::PamtOffNode
+        } else {
+            Class::PamtBlock((i & 1) as u8)
+        };
         pamt.push(
             scale.x(b.start()),
             scale.x(b.end()),
-            Class::PamtBlock((i & 1) as u8),
+            class,
             b,
             Some(i as u64),
         );
@@ -823,6 +848,7 @@ fn legend(out: &mut String, memory: &MemoryMap, y: i64) -> i64 {
         ("hp", "reserved: hole + PAMT"),
         ("x", "excluded TDX memory"),
         ("b0", "PAMT block (label: its TDMR)"),
+        ("bo", "PAMT block off its TDMR's node"),
         ("v", "empty space, collapsed (size written)"),
     ] {
         items.push((String::from(class), String::from(label)));

@@ -44,6 +44,8 @@ pub(super) enum Class {
     Unknown,
     /// A PAMT block (parity of its TDMR's index).
     PamtBlock(u8),
+    /// A PAMT block on another node than most of its TDMR's memory.
+    PamtOffNode,
     /// Collapsed empty address space.
     Void,
 }
@@ -54,7 +56,7 @@ impl Class {
             Class::Node(_) | Class::Cmr(_) | Class::Tdmr(_) | Class::PamtBlock(_) => 1,
             Class::Hole | Class::Unknown | Class::Void => 1,
             Class::NoMemory | Class::NotConvertible => 2,
-            Class::Pamt | Class::HoleAndPamt => 2,
+            Class::Pamt | Class::HoleAndPamt | Class::PamtOffNode => 2,
             Class::Failure | Class::Excluded => 3,
         }
     }
@@ -75,6 +77,7 @@ impl Class {
             Class::Excluded => "x",
             Class::Unknown => "u",
             Class::PamtBlock(p) => ["b0", "b1"][p as usize & 1],
+            Class::PamtOffNode => "bo",
             Class::Void => "v",
         }
     }
@@ -94,6 +97,7 @@ impl Class {
             Class::Excluded => write!(out, "excluded TDX memory"),
             Class::Unknown => write!(out, "reserved"),
             Class::PamtBlock(_) => write!(out, "PAMT of TDMR {i}"),
+            Class::PamtOffNode => write!(out, "PAMT of TDMR {i}, off its node"),
             Class::Void => write!(out, "empty address space"),
         };
     }

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::addr::{MAX_PA, MAX_PA_BITS, PhysRange, RangeSet, SZ_1M};
+use crate::addr::{MAX_PA, MAX_PA_BITS, PhysRange, RangeSet, SZ_1G, SZ_1M};
 use crate::memmap::{Cmr, MAX_CMRS};
 use crate::sysinfo::{PrivateKeyIds, TdxLimits};
 use crate::tdx::metadata::{ModuleVersion, features0};
@@ -67,12 +67,25 @@ impl fmt::Display for PlatformError {
 
 impl core::error::Error for PlatformError {}
 
+/// 1 MiB from 1 GiB above the highest CMR, kept below 2^46 (the HKID bits with 6 KeyID bits).
+fn default_host_buffers(cmrs: &[Cmr]) -> PhysRange {
+    let top = cmrs
+        .iter()
+        .map(|c| c.base.saturating_add(c.size))
+        .max()
+        .unwrap_or(0);
+    let start = (top.saturating_add(2 * SZ_1G - 1) & !(SZ_1G - 1)).min((1 << 46) - SZ_1G);
+    PhysRange::new_unchecked(start, start + SZ_1M)
+}
+
 /// The simulated machine: logical processors and packages, CMRs, KeyIDs, the module's limits,
 /// features and version, and where the mock places host buffers.
 ///
 /// Defaults: 1 LP in 1 package; KeyIDs as on a Sapphire Rapids host (6 KeyID bits, 31 MKTME
 /// KeyIDs, TDX KeyIDs 32..=63); TDX module 1.5 limits and features; no SEAM range; host
-/// buffers in `[1 MiB, 2 MiB)`.
+/// buffers in 1 MiB starting 1 GiB above the highest CMR (below 2^46, where 6 KeyID bits
+/// start: host buffers need not be convertible, and outside the CMRs no PAMT the planner carves
+/// can meet them).
 ///
 /// ```
 /// use tdmr::memmap::Cmr;
@@ -123,7 +136,7 @@ impl Platform {
                 update: 0,
             },
             handoff_version: 1,
-            host_buffers: PhysRange::new_unchecked(SZ_1M, 2 * SZ_1M),
+            host_buffers: default_host_buffers(cmrs),
             pinned: RangeSet::new(),
         })
     }

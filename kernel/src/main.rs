@@ -28,8 +28,7 @@ use alloc::vec::Vec;
 use tdmr::addr::RangeSet;
 use tdmr::init::{Bringup, Cpus};
 use tdmr::layout::Planner;
-use tdmr::memmap::MemoryRegion;
-use tdmr::memmap::firmware::{Srat, UefiDescriptor, ram_from_uefi};
+use tdmr::memmap::firmware::{Srat, UefiDescriptor, memory_map, ram_from_uefi};
 use tdmr::memmap::{Cmrs, MemoryMap};
 use tdmr::mock::{MockModule, Platform};
 use tdmr::readiness::Readiness;
@@ -78,7 +77,8 @@ fn uefi_descriptors() -> Vec<UefiDescriptor> {
         .collect()
 }
 
-fn srat() -> Srat {
+/// The SRAT, or `None` when the firmware has none (no NUMA information: one node).
+fn srat() -> Option<Srat> {
     let rsdp = uefi::system::with_config_table(|t| {
         t.iter()
             .find(|e| e.guid == uefi::table::cfg::ACPI2_GUID)
@@ -91,36 +91,12 @@ fn srat() -> Srat {
     // services still run, so the tables are mapped and unchanged.
     let bytes = match unsafe { acpi::srat_bytes(rsdp) } {
         Ok(b) => b,
+        Err(acpi::AcpiError::NoSrat) => return None,
         Err(e) => fail("ACPI", &format!("{e}")),
     };
     match Srat::parse(&bytes) {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(e) => fail("SRAT", &format!("{e}")),
-    }
-}
-
-fn temp_map(ram: &RangeSet, srat: &Srat) -> MemoryMap {
-    let mut regions = Vec::new();
-    for r in ram.iter() {
-        let r = match r.intersect(tdmr::addr::PhysRange::new(1 << 20, u64::MAX >> 12).unwrap()) {
-            Some(x) => x,
-            None => continue,
-        };
-        let mut covered = false;
-        for m in srat.memory().iter().filter(|m| m.enabled) {
-            if let Some(x) = r.intersect(m.range) {
-                regions.push(MemoryRegion::new(x.start(), x.size(), m.node.unwrap_or(0)));
-                covered = true;
-            }
-        }
-        if !covered {
-            regions.push(MemoryRegion::new(r.start(), r.size(), 0));
-        }
-    }
-    regions.sort_by_key(|r| r.base);
-    match MemoryMap::new(regions) {
-        Ok(m) => m,
-        Err(e) => fail("memory map", &format!("{e}")),
     }
 }
 
@@ -145,7 +121,16 @@ fn main() -> Status {
         Err(e) => fail("memory map", &format!("{e}")),
     };
     let srat = srat();
-    let memory = &temp_map(&ram, &srat);
+    // The same rules as a kernel log: whole pages from 1 MiB up, split at the SRAT's nodes,
+    // NUMA off when more than 1 MiB of RAM has no node.
+    let firmware = match memory_map(&ram, srat.as_ref()) {
+        Ok(m) => m,
+        Err(e) => fail("memory map", &format!("{e}")),
+    };
+    for w in firmware.warnings() {
+        uefi::println!("tdmr-kernel: warning: {w}");
+    }
+    let memory = firmware.memory();
     let nodes = nodes_of(memory);
     uefi::println!(
         "tdmr-kernel: {} UEFI descriptors, {} MiB of RAM in {} ranges on {} NUMA nodes",

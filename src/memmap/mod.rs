@@ -3,13 +3,15 @@
 //! Both types validate on construction and cost O(number of ranges): nothing here allocates per
 //! page or per GiB of address space.
 
+mod build;
 mod cmr;
 pub mod firmware;
 mod parse;
 mod windows;
 
+pub use build::MapWarning;
 pub use cmr::{Cmr, CmrError, Cmrs, MAX_CMRS};
-pub use parse::{LogWarning, ParseError, ParseErrorKind, ParsedLog, parse_kernel_log};
+pub use parse::{ParseError, ParseErrorKind, ParsedLog, parse_kernel_log};
 pub(crate) use windows::Windows;
 
 use alloc::vec::Vec;

@@ -11,20 +11,12 @@
 //!
 //! Unrelated lines are ignored; a recognised line that is malformed is an error naming its line.
 //!
-//! TDX memory is the RAM (e820 `usable` and/or `System RAM`) trimmed to whole 4 KiB pages as the
-//! kernel's memblock does, from 1 MiB up, merged where ranges touch, and split at SRAT node
-//! boundaries (node 0 for everything when there is no SRAT line). With CMR lines but no RAM
-//! lines the memory is the CMRs; with no CMR lines the CMRs are the memory itself.
-//!
-//! Two things follow the kernel's memory regions rather than the raw tables:
-//!
-//! - RAM in an SRAT range marked `hotplug` stays a region of its own even where it abuts plain
-//!   RAM of the same node: the kernel flags such memory in memblock, and memblock never merges
-//!   regions whose flags differ (Linux then starts a TDMR run there).
-//! - When more than 1 MiB of RAM lies in no SRAT node, x86 Linux discards the SRAT (flags
-//!   included) and runs with NUMA off: all memory on node 0. The log is planned that way and
-//!   [`ParsedLog::warnings`] says so ([`LogWarning::NumaOff`]). Less than that stays NUMA, and
-//!   the few uncovered pages are planned on node 0 with [`LogWarning::RamWithoutNode`].
+//! TDX memory is the RAM (e820 `usable` and/or `System RAM`) split at the SRAT's nodes, by the
+//! kernel's rules (whole pages, from 1 MiB up, hotplug ranges kept apart, NUMA off when more than
+//! 1 MiB of RAM has no node: see [`MapWarning`]) — the same rules, in the same code, as
+//! [`firmware::memory_map`](super::firmware::memory_map) applies to firmware tables, so a
+//! machine's log and its tables give the same map. With CMR lines but no RAM lines the memory is
+//! the CMRs; with no CMR lines the CMRs are the memory itself.
 //!
 //! ```
 //! use tdmr::memmap::parse_kernel_log;
@@ -44,11 +36,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Cmr, CmrError, Cmrs, MemoryMap, MemoryMapError, MemoryRegion, NodeId};
-use crate::addr::{Bytes, PhysRange, RangeSet, SZ_1M, SZ_4K, align_down, align_up};
-
-/// Uncovered RAM above which x86 Linux turns NUMA off (its coverage check allows 1 MiB).
-const NUMA_COVERAGE_SLACK: u64 = SZ_1M;
+use super::build::{Affinity, BuildError, tdx_memory};
+use super::{Cmr, CmrError, Cmrs, MapWarning, MemoryMap, MemoryMapError, NodeId};
+use crate::addr::PhysRange;
 
 /// A parsed kernel log: TDX memory and CMRs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,48 +46,7 @@ pub struct ParsedLog {
     memory: MemoryMap,
     cmrs: Cmrs,
     cmrs_listed: bool,
-    warnings: Vec<LogWarning>,
-}
-
-/// Something the log says that changes how the kernel sees its memory, and so the plan; not an
-/// error: the kernel boots with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LogWarning {
-    /// More than 1 MiB of RAM lies in no SRAT node. x86 Linux then discards the SRAT and runs
-    /// with NUMA off, all memory on node 0; the memory map says the same.
-    NumaOff {
-        /// RAM in no SRAT node, in bytes (whole pages, the first MiB included as the kernel
-        /// counts it).
-        uncovered: u64,
-        /// The first such range.
-        first: PhysRange,
-    },
-    /// Up to 1 MiB of TDX memory lies in no SRAT node: Linux keeps NUMA on and these pages
-    /// belong to no node; the memory map puts them on node 0.
-    RamWithoutNode {
-        /// TDX memory in no SRAT node, in bytes.
-        uncovered: u64,
-        /// The first such range.
-        first: PhysRange,
-    },
-}
-
-impl fmt::Display for LogWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            LogWarning::NumaOff { uncovered, first } => write!(
-                f,
-                "{} of RAM in no SRAT node (the first: {first}): Linux turns NUMA off, so all memory is planned on node 0",
-                Bytes(uncovered)
-            ),
-            LogWarning::RamWithoutNode { uncovered, first } => write!(
-                f,
-                "{} of RAM in no SRAT node (the first: {first}): Linux keeps NUMA on and gives it no node; planned on node 0",
-                Bytes(uncovered)
-            ),
-        }
-    }
+    warnings: Vec<MapWarning>,
 }
 
 impl ParsedLog {
@@ -120,17 +69,17 @@ impl ParsedLog {
     /// off, RAM without a node), in the order found.
     ///
     /// ```
-    /// use tdmr::memmap::{LogWarning, parse_kernel_log};
+    /// use tdmr::memmap::{MapWarning, parse_kernel_log};
     /// let log = "\
     /// BIOS-e820: [mem 0x0000000000100000-0x000000007fffffff] usable
     /// ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x3fffffff]
     /// ";
     /// let parsed = parse_kernel_log(log)?;
-    /// assert!(matches!(parsed.warnings(), [LogWarning::NumaOff { uncovered: 0x4000_0000, .. }]));
+    /// assert!(matches!(parsed.warnings(), [MapWarning::NumaOff { uncovered: 0x4000_0000, .. }]));
     /// assert!(parsed.memory().regions().iter().all(|r| r.node == 0));
     /// # Ok::<(), tdmr::memmap::ParseError>(())
     /// ```
-    pub fn warnings(&self) -> &[LogWarning] {
+    pub fn warnings(&self) -> &[MapWarning] {
         &self.warnings
     }
 
@@ -175,7 +124,7 @@ pub enum ParseErrorKind {
     Cmr(CmrError),
     /// The resulting memory map is not valid.
     Memory(MemoryMapError),
-    /// Neither RAM lines (e820 / System RAM) nor CMR lines were found.
+    /// Neither RAM lines (e820 `usable`, `System RAM`) nor CMR lines were found.
     NoMemory,
 }
 
@@ -216,7 +165,10 @@ impl fmt::Display for ParseError {
             ParseErrorKind::Cmr(e) => write!(f, "{e}"),
             ParseErrorKind::Memory(e) => write!(f, "{e}"),
             ParseErrorKind::NoMemory => {
-                write!(f, "no BIOS-e820, System RAM or CMR lines found")
+                write!(
+                    f,
+                    "no RAM lines (BIOS-e820 usable, System RAM) and no CMR lines found"
+                )
             }
         }
     }
@@ -320,19 +272,10 @@ impl<'a> Line<'a> {
     }
 }
 
-/// One SRAT memory-affinity line.
-#[derive(Clone, Copy, Debug)]
-struct SratEntry {
-    range: PhysRange,
-    node: NodeId,
-    /// Marked `hotplug`: the kernel flags its memory in memblock.
-    hotplug: bool,
-    line: usize,
-}
-
+/// What the recognised lines say: RAM, SRAT affinity (with its line), CMRs (with their lines).
 struct Collected {
     ram: Vec<PhysRange>,
-    srat: Vec<SratEntry>,
+    srat: Vec<Affinity>,
     cmrs: Vec<(Cmr, usize)>,
 }
 
@@ -418,11 +361,11 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
                     "hotplug" | "hotplug non-volatile" => true,
                     _ => return Err(line.malformed("nothing or `hotplug` after the range")),
                 };
-                c.srat.push(SratEntry {
+                c.srat.push(Affinity {
                     range,
                     node,
                     hotplug,
-                    line: line.no,
+                    source: line.no,
                 });
             }
             CMR => {
@@ -454,78 +397,6 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
     Ok(c)
 }
 
-/// SRAT entries sorted; neighbours of one node and one hotplug flag merged (as memblock merges
-/// regions of equal node and flags); overlaps across nodes, or across flags of one node,
-/// refused.
-fn nodes(mut srat: Vec<SratEntry>) -> Result<Vec<SratEntry>, ParseError> {
-    srat.sort_unstable_by_key(|e| (e.range.start(), e.range.end()));
-    let mut out: Vec<SratEntry> = Vec::with_capacity(srat.len());
-    for e in srat {
-        match out.last_mut() {
-            Some(last)
-                if e.range.start() < last.range.end()
-                    && (last.node != e.node || last.hotplug != e.hotplug) =>
-            {
-                return Err(ParseError {
-                    line: e.line,
-                    kind: ParseErrorKind::SratOverlap {
-                        range: e.range,
-                        other_node: last.node,
-                    },
-                });
-            }
-            Some(last)
-                if e.range.start() <= last.range.end()
-                    && last.node == e.node
-                    && last.hotplug == e.hotplug =>
-            {
-                last.range = PhysRange::new_unchecked(
-                    last.range.start(),
-                    last.range.end().max(e.range.end()),
-                );
-            }
-            _ => out.push(e),
-        }
-    }
-    Ok(out)
-}
-
-/// The RAM no SRAT entry covers: bytes and the first range. O(RAM + SRAT).
-fn uncovered(ram: &[PhysRange], nodes: &[SratEntry]) -> (u64, Option<PhysRange>) {
-    let covered = RangeSet::from_ranges(nodes.iter().map(|e| e.range));
-    let left = RangeSet::from_ranges(ram.iter().copied()).subtract(&covered);
-    (left.total_bytes(), left.iter().next())
-}
-
-/// Splits each RAM range at the SRAT entries: one region per piece, with the entry's node.
-/// Pieces outside every entry go to node 0 (only ever up to 1 MiB: more turns NUMA off), as
-/// regions of their own: memblock keeps them apart from node 0's (they carry no node there).
-fn split_by_node(ram: &[PhysRange], nodes: &[SratEntry]) -> Vec<MemoryRegion> {
-    let mut regions = Vec::with_capacity(ram.len() + nodes.len());
-    for r in ram {
-        let mut cursor = r.start();
-        let first = nodes.partition_point(|e| e.range.end() <= r.start());
-        for e in &nodes[first..] {
-            if e.range.start() >= r.end() {
-                break;
-            }
-            if e.range.start() > cursor {
-                regions.push(MemoryRegion::new(cursor, e.range.start() - cursor, 0));
-                cursor = e.range.start();
-            }
-            let end = e.range.end().min(r.end());
-            // SRAT boundaries are at least page aligned on real machines; a boundary inside a
-            // page would make an unaligned region, refused by MemoryMap::new.
-            regions.push(MemoryRegion::new(cursor, end - cursor, e.node));
-            cursor = end;
-        }
-        if cursor < r.end() {
-            regions.push(MemoryRegion::new(cursor, r.end() - cursor, 0));
-        }
-    }
-    regions
-}
-
 /// Parses kernel-log text into TDX memory and CMRs. Cost is linear in the text.
 pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
     let c = collect(text)?;
@@ -554,62 +425,24 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
         })?)
     };
 
-    let ram: Vec<PhysRange> = if !c.ram.is_empty() {
-        // Whole pages only, as memblock hands them out.
-        c.ram
-            .iter()
-            .filter_map(|r| {
-                let s = align_up(r.start(), SZ_4K)?;
-                let e = align_down(r.end(), SZ_4K);
-                (s < e).then(|| PhysRange::new_unchecked(s, e))
-            })
-            .collect()
-    } else if let Some(cmrs) = &listed {
-        cmrs.merged().to_vec()
-    } else {
-        return Err(whole(ParseErrorKind::NoMemory));
+    let no_lines = c.ram.is_empty() && listed.is_none();
+    let ram: Vec<PhysRange> = match &listed {
+        Some(cmrs) if c.ram.is_empty() => cmrs.merged().to_vec(),
+        _ => c.ram,
     };
-    let whole_pages = RangeSet::from_ranges(ram).into_vec();
-    let ram: Vec<PhysRange> = whole_pages
-        .iter()
-        .copied()
-        .filter_map(|r| {
-            let s = r.start().max(SZ_1M);
-            (s < r.end()).then(|| PhysRange::new_unchecked(s, r.end()))
-        })
-        .collect();
-
-    let nodes = nodes(c.srat)?;
-    let mut warnings = Vec::new();
-    let regions = if nodes.is_empty() {
-        ram.iter()
-            .map(|r| MemoryRegion::new(r.start(), r.size(), 0))
-            .collect()
-    } else {
-        // The kernel counts uncovered RAM over all of memblock, the first MiB included.
-        let (lost, first) = uncovered(&whole_pages, &nodes);
-        match first {
-            Some(first) if lost > NUMA_COVERAGE_SLACK => {
-                warnings.push(LogWarning::NumaOff {
-                    uncovered: lost,
-                    first,
-                });
-                ram.iter()
-                    .map(|r| MemoryRegion::new(r.start(), r.size(), 0))
-                    .collect()
-            }
-            _ => {
-                if let (lost, Some(first)) = uncovered(&ram, &nodes) {
-                    warnings.push(LogWarning::RamWithoutNode {
-                        uncovered: lost,
-                        first,
-                    });
-                }
-                split_by_node(&ram, &nodes)
-            }
-        }
-    };
-    let memory = MemoryMap::new(regions).map_err(|e| whole(ParseErrorKind::Memory(e)))?;
+    let (memory, warnings) = tdx_memory(ram, c.srat).map_err(|e| match e {
+        BuildError::Overlap {
+            source,
+            range,
+            other_node,
+        } => ParseError {
+            line: source,
+            kind: ParseErrorKind::SratOverlap { range, other_node },
+        },
+        // The SRAT is checked first, as from firmware tables.
+        BuildError::Memory(MemoryMapError::NoMemory) if no_lines => whole(ParseErrorKind::NoMemory),
+        BuildError::Memory(e) => whole(ParseErrorKind::Memory(e)),
+    })?;
     let (cmrs, cmrs_listed) = match listed {
         Some(c) => (c, true),
         None => (Cmrs::covering(&memory), false),
@@ -664,6 +497,18 @@ mod tests {
         .unwrap();
         assert_eq!(p.memory().regions()[0].base, 0x10_0000);
         assert_eq!(p.memory().regions()[0].end(), 0x20_1000);
+    }
+
+    #[test]
+    fn touching_partial_pages_merge_before_they_are_trimmed() {
+        // memblock merges the two ranges first: the page across their boundary is whole.
+        let p = parse_kernel_log(
+            "BIOS-e820: [mem 0x0000000000100000-0x00000000002007ff] usable\n\
+             BIOS-e820: [mem 0x0000000000200800-0x0000000000300fff] usable\n",
+        )
+        .unwrap();
+        let r = p.memory().regions();
+        assert_eq!((r.len(), r[0].base, r[0].end()), (1, 0x10_0000, 0x30_1000));
     }
 
     #[test]
@@ -799,7 +644,7 @@ mod tests {
         assert_eq!(regions(&p), [(0x10_0000, 2 * G, 0), (4 * G, 10 * G, 0)]);
         assert_eq!(
             p.warnings(),
-            [LogWarning::NumaOff {
+            [MapWarning::NumaOff {
                 uncovered: 3 * G,
                 first: PhysRange::new(7 * G, 10 * G).unwrap()
             }]
@@ -828,7 +673,7 @@ mod tests {
         );
         assert_eq!(
             p.warnings(),
-            [LogWarning::RamWithoutNode {
+            [MapWarning::RamWithoutNode {
                 uncovered: 0x10_0000,
                 first: PhysRange::new(G, G + 0x10_0000).unwrap()
             }]
@@ -842,7 +687,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             p.warnings(),
-            [LogWarning::NumaOff {
+            [MapWarning::NumaOff {
                 uncovered: 0x10_1000,
                 ..
             }]

@@ -35,7 +35,7 @@ pub struct Context<'a> {
     pub cmrs: &'a crate::memmap::Cmrs,
     /// What the kernel log said that changes how the kernel sees its memory (NUMA turned off,
     /// RAM without a node); empty for input that did not come from a log.
-    pub log_warnings: &'a [crate::memmap::LogWarning],
+    pub log_warnings: &'a [crate::memmap::MapWarning],
 }
 
 impl<'a> Context<'a> {

@@ -5,7 +5,7 @@
 
 use tdmr::addr::{MAX_PA, PhysRange, SZ_1M, SZ_4K, is_aligned};
 use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap};
-use tdmr::memmap::{LogWarning, parse_kernel_log};
+use tdmr::memmap::{MapWarning, parse_kernel_log};
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
@@ -53,7 +53,7 @@ pub fn run(data: &[u8]) {
                 || parsed
                     .warnings()
                     .iter()
-                    .any(|w| matches!(w, LogWarning::RamWithoutNode { .. }));
+                    .any(|w| matches!(w, MapWarning::RamWithoutNode { .. }));
             assert!(
                 prev.end() < r.base || prev.node != r.node || kept_apart,
                 "{prev:?} and {r:?} abut on one node"
@@ -67,7 +67,7 @@ pub fn run(data: &[u8]) {
         || parsed
             .warnings()
             .iter()
-            .any(|w| matches!(w, LogWarning::NumaOff { .. }))
+            .any(|w| matches!(w, MapWarning::NumaOff { .. }))
     {
         assert!(
             regions.iter().all(|r| r.node == 0),

@@ -9,12 +9,13 @@ use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MemoryMap};
 
 /// Every fixture, by name.
-pub const FIXTURES: [(&str, &str); 5] = [
+pub const FIXTURES: [(&str, &str); 6] = [
     ("emr-4s-256g", include_str!("../fixtures/emr-4s-256g.log")),
     ("host-2t", include_str!("../fixtures/host-2t.log")),
     ("icx-2s-256g", include_str!("../fixtures/icx-2s-256g.log")),
     ("spr-1t", include_str!("../fixtures/spr-1t.log")),
     ("spr-tdx10", include_str!("../fixtures/spr-tdx10.log")),
+    ("numa-256", include_str!("../fixtures/numa-256.log")),
 ];
 
 /// Parses a fixture and plans it with the planner's defaults, or with CMR-based holes when the

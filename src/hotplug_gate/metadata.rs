@@ -12,8 +12,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::error::PublishError;
-use super::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use super::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::addr::{PageSize, PhysRange};
 use crate::layout::Plan;
 
@@ -48,26 +47,39 @@ impl MetadataHolder {
         !matches!(self, MetadataHolder::DynamicPamtPages { .. })
     }
 
-    /// Encoding in one `u64` of the refusal set: kind in bits 63:62, TDMR in 33:2, level 1:0.
-    fn encode(self) -> u64 {
-        match self {
-            MetadataHolder::Pamt { tdmr, level } => ((tdmr as u64) << 2) | level.index() as u64,
-            MetadataHolder::Extension | MetadataHolder::DynamicPamtPages { .. } => 1 << 62,
-        }
+    /// A piece as the refusal set stores it, in two words: its 4 KiB-aligned bounds, with the
+    /// holder in their low 12 bits (start: extension bit 0, level bits 2:1, TDMR bits 20:12 in
+    /// bits 11:3; end: TDMR bits 11:0). `None` for a TDMR index of 2^21 or more.
+    fn encode(self, piece: PhysRange) -> Option<(u64, u64)> {
+        let (kind, tdmr) = match self {
+            MetadataHolder::Pamt { tdmr, level } => ((level.index() as u64) << 1, tdmr as u64),
+            MetadataHolder::Extension | MetadataHolder::DynamicPamtPages { .. } => (1, 0),
+        };
+        (tdmr < 1 << 21).then(|| {
+            (
+                piece.start() | kind | ((tdmr >> 12) << 3),
+                piece.end() | (tdmr & 0xfff),
+            )
+        })
     }
 
-    fn decode(code: u64) -> Self {
-        if code >> 62 == 1 {
-            return MetadataHolder::Extension;
+    fn decode(lo: u64, hi: u64) -> (PhysRange, Self) {
+        let piece = PhysRange::new_unchecked(lo & !0xfff, hi & !0xfff);
+        if lo & 1 == 1 {
+            return (piece, MetadataHolder::Extension);
         }
         let level = PageSize::ALL
             .into_iter()
-            .find(|l| l.index() as u64 == code & 0b11)
+            .find(|l| l.index() as u64 == (lo >> 1) & 0b11)
             .unwrap_or(PageSize::Size4K);
-        MetadataHolder::Pamt {
-            tdmr: ((code >> 2) & u64::from(u32::MAX)) as usize,
-            level,
-        }
+        let tdmr = (((lo >> 3) & 0x1ff) << 12) | (hi & 0xfff);
+        (
+            piece,
+            MetadataHolder::Pamt {
+                tdmr: tdmr as usize,
+                level,
+            },
+        )
     }
 }
 
@@ -134,112 +146,123 @@ pub(crate) fn refusal_set(
     v
 }
 
-/// Fixed-capacity atomic storage of the refusal set, sorted by start. `reach[i]` is the
-/// highest end among entries `0..=i`, so entries may overlap (a hand-made plan) and the search
-/// still finds the lowest-starting entry a range touches.
+/// Fixed-capacity atomic storage of the refusal set: disjoint pieces sorted by address, each
+/// with its holder, in two words ([`MetadataHolder::encode`]). Blocks are rounded out to
+/// 4 KiB (removals are 4 KiB aligned, so no answer changes); blocks that overlap (only a
+/// hand-made plan has such) are clipped where an earlier-starting block already reached,
+/// which gives every query the same answer as the lowest-starting block it touches.
 pub(crate) struct MetadataSet {
-    starts: Box<[AtomicU64]>,
-    ends: Box<[AtomicU64]>,
-    reach: Box<[AtomicU64]>,
-    holders: Box<[AtomicU64]>,
+    /// Start | holder bits.
+    lo: Box<[AtomicU64]>,
+    /// End | holder bits.
+    hi: Box<[AtomicU64]>,
+    /// Pieces stored; above the capacity, the pieces the last write wanted (it stored none:
+    /// the set is incomplete and every removal is refused).
     len: AtomicUsize,
-    /// Entries the last write wanted (more than the capacity: the set is incomplete).
-    wanted: AtomicUsize,
-    complete: AtomicBool,
 }
 
-/// Why the set cannot answer: it did not fit.
+/// Why the set cannot answer: it did not fit (publish reports it as
+/// `PublishError::MetadataTooLarge`, removals as `RemoveError::MetadataUnknown`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Incomplete {
     pub(crate) blocks: usize,
     pub(crate) capacity: usize,
 }
 
+/// `entries` (sorted by start) as disjoint pieces: each rounded out to 4 KiB, clipped to
+/// start where the blocks before it reached, dropped when nothing is left.
+fn pieces(entries: &[(PhysRange, MetadataHolder)]) -> Vec<(PhysRange, MetadataHolder)> {
+    let mut reach = 0;
+    let mut out = Vec::with_capacity(entries.len());
+    for &(r, h) in entries {
+        let end = r.end().saturating_add(0xfff) & !0xfff;
+        let piece = PhysRange::new_unchecked((r.start() & !0xfff).max(reach), end);
+        reach = reach.max(end);
+        if !piece.is_empty() {
+            out.push((piece, h));
+        }
+    }
+    out
+}
+
 impl MetadataSet {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let slots = || (0..capacity).map(|_| AtomicU64::new(0)).collect();
         MetadataSet {
-            starts: slots(),
-            ends: slots(),
-            reach: slots(),
-            holders: slots(),
+            lo: slots(),
+            hi: slots(),
             len: AtomicUsize::new(0),
-            wanted: AtomicUsize::new(0),
-            complete: AtomicBool::new(true),
         }
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.starts.len()
+        self.lo.len()
     }
 
     /// Stores `entries` (sorted by start). Only the initialization ticket's holder calls this,
-    /// once, before the Release that moves the state to initialized. When they do not fit,
-    /// stores nothing and marks the set incomplete (every removal is then refused).
-    pub(crate) fn write(
-        &self,
-        entries: &[(PhysRange, MetadataHolder)],
-    ) -> Result<(), PublishError> {
-        self.wanted.store(entries.len(), Ordering::Relaxed);
-        if entries.len() > self.capacity() {
-            self.len.store(0, Ordering::Relaxed);
-            self.complete.store(false, Ordering::Relaxed);
-            return Err(PublishError::MetadataTooLarge {
-                blocks: entries.len(),
-                capacity: self.capacity(),
-            });
+    /// once, before the Release that moves the state to initialized. When they do not fit (or
+    /// name a TDMR index the encoding cannot hold), stores nothing and marks the set
+    /// incomplete (every removal is then refused).
+    pub(crate) fn write(&self, entries: &[(PhysRange, MetadataHolder)]) -> Result<(), Incomplete> {
+        let pieces = pieces(entries);
+        let encoded: Option<Vec<(u64, u64)>> = pieces.iter().map(|&(r, h)| h.encode(r)).collect();
+        let encoded = match encoded {
+            Some(e) if e.len() <= self.capacity() => e,
+            _ => {
+                // Above the capacity: incomplete (an unencodable set counts as too large).
+                let blocks = pieces.len().max(self.capacity() + 1);
+                self.len.store(blocks, Ordering::Relaxed);
+                return Err(Incomplete {
+                    blocks,
+                    capacity: self.capacity(),
+                });
+            }
+        };
+        for ((lo, hi), (l, h)) in self.lo.iter().zip(self.hi.iter()).zip(encoded) {
+            lo.store(l, Ordering::Relaxed);
+            hi.store(h, Ordering::Relaxed);
         }
-        let mut reach = 0;
-        for (i, (r, h)) in entries.iter().enumerate() {
-            reach = reach.max(r.end());
-            self.starts[i].store(r.start(), Ordering::Relaxed);
-            self.ends[i].store(r.end(), Ordering::Relaxed);
-            self.reach[i].store(reach, Ordering::Relaxed);
-            self.holders[i].store(h.encode(), Ordering::Relaxed);
-        }
-        self.len.store(entries.len(), Ordering::Relaxed);
-        self.complete.store(true, Ordering::Relaxed);
+        self.len.store(pieces.len(), Ordering::Relaxed);
         Ok(())
     }
 
-    fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed).min(self.capacity())
-    }
-
     fn get(&self, i: usize) -> (PhysRange, MetadataHolder) {
-        let s = self.starts[i].load(Ordering::Relaxed);
-        let e = self.ends[i].load(Ordering::Relaxed);
-        let h = MetadataHolder::decode(self.holders[i].load(Ordering::Relaxed));
-        (PhysRange::new_unchecked(s, e), h)
+        MetadataHolder::decode(
+            self.lo[i].load(Ordering::Relaxed),
+            self.hi[i].load(Ordering::Relaxed),
+        )
     }
 
-    /// The lowest-starting entry `range` (non-empty) overlaps, as the overlapping bytes and
-    /// the holder. Wait-free: a binary search of the reach, then O(1). Relaxed loads are
+    /// The first piece `range` (non-empty, 4 KiB aligned) overlaps, as the overlapping bytes
+    /// and the holder. Wait-free: a binary search of the ends, then O(1). Relaxed loads are
     /// enough: the caller loaded the initialized state with Acquire.
     #[inline]
     pub(crate) fn first_overlap(
         &self,
         range: PhysRange,
     ) -> Result<Option<(PhysRange, MetadataHolder)>, Incomplete> {
-        if !self.complete.load(Ordering::Relaxed) {
+        let n = self.len.load(Ordering::Relaxed);
+        if n > self.capacity() {
             return Err(Incomplete {
-                blocks: self.wanted.load(Ordering::Relaxed),
+                blocks: n,
                 capacity: self.capacity(),
             });
         }
-        let n = self.len();
-        let reach = &self.reach[..n];
-        let i = reach.partition_point(|r| r.load(Ordering::Relaxed) <= range.start());
-        if i == n || self.starts[i].load(Ordering::Relaxed) >= range.end() {
+        // Ends (the bits above 11) are sorted.
+        let bound = |w: &AtomicU64| w.load(Ordering::Relaxed) & !0xfff;
+        let i = self.hi[..n].partition_point(|h| bound(h) <= range.start());
+        if i == n || bound(&self.lo[i]) >= range.end() {
             return Ok(None);
         }
-        let (block, holder) = self.get(i);
-        Ok(block.intersect(range).map(|o| (o, holder)))
+        let (piece, holder) = self.get(i);
+        Ok(piece.intersect(range).map(|o| (o, holder)))
     }
 
-    /// The stored entries, in order.
+    /// The stored pieces, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (PhysRange, MetadataHolder)> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+        let n = self.len.load(Ordering::Relaxed);
+        let n = if n > self.capacity() { 0 } else { n };
+        (0..n).map(|i| self.get(i))
     }
 }
 
@@ -260,6 +283,7 @@ mod tests {
 
     #[test]
     fn holders_round_trip() {
+        let piece = r(0xfff_ffff_f000, 0xf_ffff_ffff_f000);
         for h in [
             MetadataHolder::Extension,
             MetadataHolder::Pamt {
@@ -270,9 +294,27 @@ mod tests {
                 tdmr: 0,
                 level: PageSize::Size4K,
             },
+            MetadataHolder::Pamt {
+                tdmr: (1 << 21) - 1,
+                level: PageSize::Size2M,
+            },
         ] {
-            assert_eq!(MetadataHolder::decode(h.encode()), h);
+            let (lo, hi) = h.encode(piece).unwrap();
+            assert_eq!(MetadataHolder::decode(lo, hi), (piece, h));
         }
+        let too_far = MetadataHolder::Pamt {
+            tdmr: 1 << 21,
+            level: PageSize::Size4K,
+        };
+        assert_eq!(too_far.encode(piece), None);
+        let set = MetadataSet::with_capacity(4);
+        assert_eq!(
+            set.write(&[(piece, too_far)]),
+            Err(Incomplete {
+                blocks: 5,
+                capacity: 4
+            })
+        );
     }
 
     #[test]
@@ -306,7 +348,7 @@ mod tests {
         let entries = [(r(0, 0x1000), pamt(0)), (r(0x2000, 0x3000), pamt(1))];
         assert_eq!(
             set.write(&entries),
-            Err(PublishError::MetadataTooLarge {
+            Err(Incomplete {
                 blocks: 2,
                 capacity: 1
             })

@@ -267,7 +267,14 @@ impl InitTicket<'_> {
         let written = self.gate.snapshot.write(&ranges);
         // Module-extension memory joins the refusal set here once the module takes some.
         let owned = refusal_set(plan, &[]);
-        let recorded = self.gate.metadata.write(&owned);
+        let recorded =
+            self.gate
+                .metadata
+                .write(&owned)
+                .map_err(|e| PublishError::MetadataTooLarge {
+                    blocks: e.blocks,
+                    capacity: e.capacity,
+                });
         self.gate
             .dynamic_pamt
             .store(plan.limits().dynamic_pamt(), Ordering::Relaxed);

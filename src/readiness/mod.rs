@@ -6,8 +6,10 @@
 //! layout comes to the module's limits, node locality, and memory left out.
 //! The `report` feature's text renderer prints it.
 
+mod unremovable;
 mod warning;
 
+pub use unremovable::{Unremovable, unremovable_memory};
 pub use warning::Warning;
 
 use alloc::vec::Vec;

@@ -11,13 +11,23 @@
 //!
 //! # One word per 2 MiB range
 //!
-//! Each 2 MiB range of TDX memory has one `AtomicU32`: bits 29:0 count the holders (gets not yet
-//! put), bit 30 is ADDING, bit 31 is REMOVING. The transitions:
+//! Each 2 MiB range of TDX memory has one `AtomicU32`:
 //!
-//! | word | `get` | `put` |
+//! | bits | field |
+//! |---|---|
+//! | 13:0 | holders: gets not yet put (a 2 MiB range has 512 pages; at most 16383) |
+//! | 23:14 | pair pages: pages of added pairs that lie in this range (see [`RangeTable`]) |
+//! | 29:24 | leaving: memory removals in flight over part of this range (see [`RangeTable`]) |
+//! | 30 | ADDING |
+//! | 31 | REMOVING |
+//!
+//! The transitions, on the holders and the two flags (every CAS and every read-modify-write
+//! keeps the other fields as they are):
+//!
+//! | holders, flags | `get` | `put` |
 //! |---|---|---|
-//! | 0 | CAS 0 → ADDING, take a pair from the source, PAMT.ADD, store 1 (0 if either failed) | error: not held |
-//! | n ≥ 1 | CAS n → n + 1 | n = 1: CAS 1 → REMOVING, PAMT.REMOVE, store 0 (or 1 if it failed); n > 1: CAS n → n − 1 |
+//! | 0 | CAS → ADDING, take a pair from the source, PAMT.ADD, → 1 (→ 0 if either failed) | error: not held |
+//! | n ≥ 1 | CAS n → n + 1 | n = 1: CAS → REMOVING, PAMT.REMOVE, → 0 (→ 1 if it failed); n > 1: CAS n → n − 1 |
 //! | ADDING / REMOVING | wait | wait |
 //!
 //! So PAMT.ADD is issued exactly once per 0 → 1 transition, by the one caller whose CAS won;
@@ -33,16 +43,32 @@
 //! allocator). Only callers on the same range ever wait. As with a spinlock, the owner of a
 //! transition should not be preempted or sleep: top up the cache before, not during, the call.
 //!
+//! # Pair pages and memory removal
+//!
+//! A hotplug gate must refuse to let memory go while it holds pages of a pair the module owns
+//! (TDH.PHYMEM.PAMT.ADD took them; only REMOVE gives them back). Built with a gate's
+//! [`RangeTable`] ([`DynamicPamt::for_plan_with_table`]), the manager counts each pair's two
+//! pages in the words of the 2 MiB ranges they lie in, before the ADD and until after the
+//! REMOVE, and a removal marks the words of its ranges: the two meet in one word, so neither
+//! can miss the other (`tests/loom_gate.rs` proves it). Costs: nothing on the get/put fast
+//! path; two CAS on the pages' words per ADD and two per REMOVE (next to a SEAMCALL); for a
+//! removal a load and a `fetch_add` per 2 MiB range it touches, never a walk of the table; no
+//! memory beyond the words, because the fields share the word. A manager built with
+//! [`DynamicPamt::new`] or [`DynamicPamt::for_plan`] counts nothing (no gate reads it).
+//!
 //! # Memory
 //!
 //! 4 bytes per 2 MiB of TDX memory (2 MiB per TiB) plus one 24-byte entry per span of TDX
-//! memory, found by binary search: nothing for the address space between spans. Linux keeps
-//! one `atomic_t` per 2 MiB of physical address space up to the highest page, holes included.
+//! memory, found by binary search: nothing for the address space between spans. With a gate's
+//! range table the words cover the gate's CMRs instead (4 bytes per 2 MiB of convertible
+//! memory, allocated once by the gate, shared). Linux keeps one `atomic_t` per 2 MiB of
+//! physical address space up to the highest page, holes included.
 //!
 //! # Errors
 //!
-//! A failed ADD or REMOVE is rolled back (the word returns to 0 or 1, a pair taken for a failed
-//! ADD goes back to the source) and reported with the raw status, so the caller may retry.
+//! A failed ADD or REMOVE is rolled back (the holders return to 0 or 1, a pair taken for a
+//! failed ADD goes back to the source) and reported with the raw status, so the caller may
+//! retry.
 //!
 //! ```
 //! # #[cfg(feature = "mock")]

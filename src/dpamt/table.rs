@@ -1,41 +1,6 @@
 //! [`RangeTable`]: the per-2 MiB words of a [`super::DynamicPamt`] shared with a hotplug gate,
 //! so that the gate can tell, without a lock, whether memory about to be removed holds pages of
-//! a Dynamic PAMT page pair that is added now.
-//!
-//! A pair's pages are known while it is added: the manager chose them for TDH.PHYMEM.PAMT.ADD
-//! and TDH.PHYMEM.PAMT.REMOVE hands them back. So the manager counts, in the word of the
-//! 2 MiB range each page lies in, the pair pages placed there (bits 23:14, *hosted*), before the
-//! ADD and until after the REMOVE. A removal of memory after initialization counts itself in
-//! the words of the 2 MiB ranges it touches (bits 29:24, *leaving*) and reads the hosted count
-//! in the same atomic step. Both sides change one word with one read-modify-write and look at
-//! the other's field in the value it replaced, so on every word one of them comes second and
-//! sees the first: a removal never goes ahead while a pair page in its range is added, and no
-//! pair page is placed in a range while a removal of it is in flight.
-//!
-//! | side | step, per word | refused when the replaced value has |
-//! |---|---|---|
-//! | removal ([`RangeTable::begin_leaving`]) | a load, then `fetch_add(leaving + 1)`; wait-free | hosted > 0 (it then takes its marks back) |
-//! | pair page placed (`DynamicPamt::get`, before PAMT.ADD) | CAS hosted + 1 | leaving > 0 |
-//! | pair page back (after PAMT.REMOVE, or a failed ADD) | CAS hosted − 1 | — |
-//! | removal ends ([`RangeTable::end_leaving`]) | `fetch_sub(leaving)` | — |
-//!
-//! The table covers the memory a hotplug gate is built for (its CMRs, rounded out to 2 MiB):
-//! every page the TDX module accepts for a pair (it takes only pages of initialized TDMRs,
-//! which lie in the CMRs). The manager's own ranges are a part of it, their words the same words,
-//! so the counts cost no memory beyond the manager's 4 bytes per 2 MiB; a page outside the table
-//! is refused before the ADD ([`super::DynamicPamtError::PairPageUntracked`]).
-//!
-//! A removal first only reads the words and stops at a range holding pages, so a removal that
-//! is refused marks nothing and no ADD is refused because of it. Only when an ADD and a
-//! removal of the same range truly race may both be refused (each sees the other's mark for
-//! a moment); neither is ever admitted in error, and both errors say to retry.
-//!
-//! Costs: the get/put fast path is unchanged (its CAS keeps the other fields as they are). An
-//! ADD pays two CAS on the pair pages' words and a REMOVE two more, next to a SEAMCALL. A
-//! removal pays a load and one `fetch_add` per 2 MiB range it touches and a binary search
-//! over the table's spans: O(log spans + size / 2 MiB), never a walk of the whole table. The count is
-//! per 2 MiB range: a removal of part of a range is refused when any page of that range holds
-//! a pair page, even one outside the part removed (the refusal says how many pages).
+//! a Dynamic PAMT page pair that is added now. The protocol is on the type.
 
 use alloc::sync::Arc;
 use core::fmt;
@@ -64,10 +29,44 @@ struct Inner {
     attached: AtomicBool,
 }
 
-/// The per-2 MiB words a hotplug gate shares with the Dynamic PAMT manager (see the
-/// [module documentation](self)): get one from `HotplugGate::range_table` (a gate built with
-/// `GateConfig::with_dynamic_pamt`) and build the manager with
-/// [`super::DynamicPamt::for_plan_with_table`]. Cloning shares the table.
+/// The per-2 MiB words a hotplug gate shares with the Dynamic PAMT manager: get one from
+/// `HotplugGate::range_table` (a gate built with `GateConfig::with_dynamic_pamt`) and build the
+/// manager with [`super::DynamicPamt::for_plan_with_table`]. Cloning shares the table.
+///
+/// A pair's pages are known while it is added: the manager chose them for TDH.PHYMEM.PAMT.ADD
+/// and TDH.PHYMEM.PAMT.REMOVE hands them back. So the manager counts, in the word of the
+/// 2 MiB range each page lies in, the pair pages placed there (bits 23:14, *hosted*), before the
+/// ADD and until after the REMOVE. A removal of memory after initialization counts itself in
+/// the words of the 2 MiB ranges it touches (bits 29:24, *leaving*) and reads the hosted count
+/// in the same atomic step. Both sides change one word with one read-modify-write and look at
+/// the other's field in the value it replaced, so on every word one of them comes second and
+/// sees the first: a removal never goes ahead while a pair page in its range is added, and no
+/// pair page is placed in a range while a removal of it is in flight.
+///
+/// | side | step, per word | refused when the replaced value has |
+/// |---|---|---|
+/// | removal (`begin_leaving`) | a load, then `fetch_add(leaving + 1)`; wait-free | hosted > 0 (it then takes its marks back) |
+/// | pair page placed (`DynamicPamt::get`, before PAMT.ADD) | CAS hosted + 1 | leaving > 0 |
+/// | pair page back (after PAMT.REMOVE, or a failed ADD) | CAS hosted − 1 | — |
+/// | removal ends (`end_leaving`) | `fetch_sub(leaving)` | — |
+///
+/// The table covers the memory a hotplug gate is built for (its CMRs, rounded out to 2 MiB):
+/// every page the TDX module accepts for a pair (it takes only pages of initialized TDMRs,
+/// which lie in the CMRs). The manager's own ranges are a part of it, their words the same words,
+/// so the counts cost no memory beyond the manager's 4 bytes per 2 MiB; a page outside the table
+/// is refused before the ADD ([`super::DynamicPamtError::PairPageUntracked`]).
+///
+/// A removal first only reads the words and stops at a range holding pages, so a removal that
+/// is refused marks nothing and no ADD is refused because of it. Only when an ADD and a
+/// removal of the same range truly race may both be refused (each sees the other's mark for
+/// a moment); neither is ever admitted in error, and both errors say to retry.
+///
+/// Costs: the get/put fast path is unchanged (its CAS keeps the other fields as they are). An
+/// ADD pays two CAS on the pair pages' words and a REMOVE two more, next to a SEAMCALL. A
+/// removal pays a load and one `fetch_add` per 2 MiB range it touches and a binary search
+/// over the table's spans: O(log spans + size / 2 MiB), never a walk of the whole table. The count is
+/// per 2 MiB range: a removal of part of a range is refused when any page of that range holds
+/// a pair page, even one outside the part removed (the refusal says how many pages).
 #[derive(Clone)]
 pub struct RangeTable(Arc<Inner>);
 

@@ -152,6 +152,14 @@ impl StateWord {
         false
     }
 
+    /// Leaves initializing for `to` with initialization pending (Release): a `begin_init` that
+    /// found a package without an online CPU. The pending bit is 0 while initializing, so one
+    /// XOR sets it and flips the state.
+    fn leave_initializing_pending(&self, to: ModuleState) {
+        let flip = (ModuleState::Initializing.code() ^ to.code()) | PENDING;
+        self.0.fetch_xor(flip, Ordering::Release);
+    }
+
     /// Leaves initializing for `to` (Release). Only the holder of the [`InitTicket`] calls this,
     /// and nobody else changes the state bits while they read initializing, so flipping the
     /// bits with one XOR is exact whatever the counters hold.
@@ -186,44 +194,49 @@ impl HotplugGate {
     /// End with [`InitTicket::publish`] or [`InitTicket::fail`]; dropping the ticket fails.
     pub fn begin_init(&self) -> Result<InitTicket<'_>, BeginInitError> {
         let mut w = self.word.load();
-        loop {
-            match w.state() {
+        let from = loop {
+            let from = w.state();
+            match from {
                 ModuleState::Initializing => return Err(BeginInitError::InProgress),
                 ModuleState::Initialized => return Err(BeginInitError::AlreadyInitialized),
                 ModuleState::Uninitialized | ModuleState::Failed => {}
             }
-            if !w.pending() {
-                let marked = Word(w.0 | PENDING);
-                match self.word.cas(w, marked) {
-                    Ok(()) => w = marked,
-                    Err(now) => {
-                        w = now;
-                        continue;
-                    }
-                }
-            }
             if w.in_flight() > 0 {
-                return Err(BeginInitError::Busy {
-                    in_flight: w.in_flight(),
-                });
-            }
-            // Nothing is in flight and, while pending, no last-CPU offline can start: a
-            // package that has an online CPU keeps one. A CPU coming online would be in flight
-            // and fail the CAS below.
-            if let Some(package) = self.cpus.first_package_without_cpu() {
-                return Err(BeginInitError::PackageOffline { package });
-            }
-            let start = Word(w.0 & !PENDING).with_state(ModuleState::Initializing);
-            match self.word.cas(w, start) {
-                Ok(()) => {
-                    return Ok(InitTicket {
-                        gate: self,
-                        done: false,
+                if w.pending() {
+                    return Err(BeginInitError::Busy {
+                        in_flight: w.in_flight(),
                     });
                 }
+                // Mark pending: from now on no new operation enters, those in flight drain.
+                match self.word.cas(w, Word(w.0 | PENDING)) {
+                    Ok(()) => {
+                        return Err(BeginInitError::Busy {
+                            in_flight: w.in_flight(),
+                        });
+                    }
+                    Err(now) => w = now,
+                }
+                continue;
+            }
+            // Nothing in flight: one CAS to initializing (pending, if marked, ends here).
+            let start = Word(w.0 & !PENDING).with_state(ModuleState::Initializing);
+            match self.word.cas(w, start) {
+                Ok(()) => break from,
                 Err(now) => w = now,
             }
+        };
+        // No last-CPU offline is in flight and none can start now, CPU onlines are refused:
+        // per-package counts can only stay or drop to no lower than 1, so this check holds for
+        // the whole initialization.
+        if let Some(package) = self.cpus.first_package_without_cpu() {
+            // Back to where it was, pending: a CPU may come online into the package.
+            self.word.leave_initializing_pending(from);
+            return Err(BeginInitError::PackageOffline { package });
         }
+        Ok(InitTicket {
+            gate: self,
+            done: false,
+        })
     }
 
     /// Withdraws a pending initialization (see [`HotplugGate::begin_init`]): hotplug is
@@ -350,6 +363,10 @@ mod tests {
             s.leave_initializing(to);
             let w = s.load();
             assert_eq!((w.state(), w.in_flight(), w.guest_keyids()), (to, 5, 7));
+            assert!(!w.pending());
+            let s = StateWord(AtomicU64::new(ModuleState::Initializing.code()));
+            s.leave_initializing_pending(to);
+            assert_eq!((s.load().state(), s.load().pending()), (to, true));
         }
     }
 }

@@ -173,14 +173,15 @@ impl HotplugGate {
     /// Starts TDX module initialization: from uninitialized or failed, once no hotplug
     /// operation is in flight and every package has an online CPU.
     ///
-    /// The first call marks initialization *pending*: from then on memory additions, memory
-    /// removals, CPU onlines into a package that has an online CPU already, and the offline
-    /// of a package's last CPU answer `Busy`, so the operations in flight can only drain. While
-    /// they do, this call answers [`BeginInitError::Busy`] with how many are left (never more
-    /// than the call before) and the next call proceeds once they are gone: a stream of
-    /// hotplug cannot starve initialization. A CPU may still come online into a package
-    /// without one (initialization needs it there): answered
-    /// [`BeginInitError::PackageOffline`], bring one up and call again. Each call takes a
+    /// With nothing in flight it begins at once (one CAS). Otherwise it marks initialization
+    /// *pending*: from then on memory additions, memory removals, CPU onlines into a package
+    /// that has an online CPU already, and the offline of a package's last CPU answer `Busy`,
+    /// so the operations in flight can only drain. While they do, this call answers
+    /// [`BeginInitError::Busy`] with how many are left (never more than the call before) and
+    /// the next call proceeds once they are gone: a stream of hotplug cannot starve
+    /// initialization. A package without an online CPU is answered
+    /// [`BeginInitError::PackageOffline`], pending too: a CPU may still come online into it
+    /// (initialization needs it there), so bring one up and call again. Each call takes a
     /// bounded number of steps, whatever other threads do (`tests/loom_gate.rs`); none blocks.
     ///
     /// Initialization stays pending until it begins or [`HotplugGate::cancel_init`] withdraws

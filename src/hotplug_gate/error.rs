@@ -204,7 +204,8 @@ pub enum BeginInitError {
     /// no new one is admitted (bar CPUs coming online into a package without one), so retry
     /// once these have drained.
     Busy {
-        /// How many were in flight (never more than at the previous refusal).
+        /// How many were in flight (never more than at the previous refusal, bar CPUs coming
+        /// online into a package without one).
         in_flight: u32,
     },
     /// Another initialization is in progress.

@@ -177,7 +177,8 @@ impl HotplugGate {
     /// *pending*: from then on memory additions, memory removals, CPU onlines into a package
     /// that has an online CPU already, and the offline of a package's last CPU answer `Busy`,
     /// so the operations in flight can only drain. While they do, this call answers
-    /// [`BeginInitError::Busy`] with how many are left (never more than the call before) and
+    /// [`BeginInitError::Busy`] with how many are left (never more than the call before, bar
+    /// CPUs coming online into a package without one) and
     /// the next call proceeds once they are gone: a stream of hotplug cannot starve
     /// initialization. A package without an online CPU is answered
     /// [`BeginInitError::PackageOffline`], pending too: a CPU may still come online into it

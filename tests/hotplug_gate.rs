@@ -969,3 +969,46 @@ fn removal_errors_display_the_offending_values() {
     };
     assert!(e.to_string().contains("[0x0, 0x1000)"));
 }
+
+#[test]
+fn pair_pages_counted_in_a_range_keep_its_holders_and_transitions_exact() {
+    use tdmr::dpamt::RangeState;
+    let (memory, cmrs, plan) = dynamic_machine();
+    let gate = HotplugGate::new(cmrs, GateConfig::new(0, 0).with_dynamic_pamt(true)).unwrap();
+    gate.begin_init().unwrap().publish(&plan, &memory).unwrap();
+    let table = gate.range_table().unwrap();
+    let module = PairModule::new();
+    let dpamt = DynamicPamt::for_plan_with_table(&module, &plan, table).unwrap();
+    // The pair of the range at 5 GiB lies in that very range; the range at 5 GiB + 2 MiB is
+    // backed by a pair whose pages lie at 5 GiB too.
+    let own = r(5 * SZ_1G, 5 * SZ_1G + SZ_2M);
+    let pfn = (5 * SZ_1G + 0x10_0000) >> 12;
+    let next = (5 * SZ_1G + SZ_2M) >> 12;
+    let mut pairs = Pairs::from(5 * SZ_1G, 2);
+    assert_eq!(dpamt.get(pfn, &mut pairs).unwrap(), Get::Added);
+    assert_eq!(dpamt.get(next, &mut pairs).unwrap(), Get::Added);
+    assert_eq!(table.pair_pages(own), 4);
+    assert_eq!(dpamt.range_state(pfn), Some(RangeState::Held(1)));
+    assert_eq!(dpamt.get(pfn + 1, &mut pairs).unwrap(), Get::AlreadyBacked);
+    assert_eq!(dpamt.range_state(pfn), Some(RangeState::Held(2)));
+    assert_eq!(dpamt.busy_ranges(), 2);
+    assert_eq!(dpamt.put(pfn + 1, &mut pairs).unwrap(), Put::StillBacked);
+    assert_eq!(
+        dpamt.put(pfn, &mut pairs).unwrap(),
+        Put::Removed { unreturned: None }
+    );
+    // The range is free although pages of the other pair still lie in it.
+    assert_eq!(dpamt.range_state(pfn), Some(RangeState::Free));
+    assert_eq!(table.pair_pages(own), 2);
+    assert!(gate.admit_removal(own).is_err());
+    assert_eq!(
+        dpamt.get(pfn, &mut pairs).unwrap(),
+        Get::Added,
+        "a free range adds again"
+    );
+    for p in [pfn, next] {
+        dpamt.put(p, &mut pairs).unwrap();
+    }
+    assert_eq!((table.pair_pages(own), dpamt.busy_ranges()), (0, 0));
+    gate.admit_removal(own).unwrap().finish();
+}

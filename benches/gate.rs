@@ -1,5 +1,7 @@
 //! Admissions per second on the initialized path, 1 and 2 threads: the hotplug gate against
-//! Linux's design (a mutex-guarded walk of the TDX memory list), measured in the same run.
+//! Linux's design (a mutex-guarded walk of the TDX memory list), measured in the same run; and
+//! the removal check next to the addition check (Linux checks no removal, so there is no
+//! baseline for it).
 //!
 //! `cargo bench --bench gate`
 //!
@@ -9,6 +11,11 @@
 //! `gate` is the default gate (section bitmap fast path, then the search); `gate_search_only`
 //! has no section bitmap; `mutex_list` is the baseline, Linux's design (a linked list walked
 //! under a mutex); `mutex_vec` is the same walk over a vector, kinder to the baseline.
+//! `gate_removal` is `admit_removal` of the same queries (the binary search of the refusal set,
+//! 15 PAMT blocks); `gate_removal_dpamt` the same on a gate whose plan uses Dynamic PAMT, with
+//! the manager attached to its range table and no pair added: each removal also marks and
+//! unmarks the 64 words of its 2 MiB ranges (one `fetch_add` and one `fetch_sub` each, plus the
+//! read-only pass).
 
 use std::collections::LinkedList;
 use std::hint::black_box;
@@ -18,9 +25,24 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tdmr::addr::PhysRange;
+use tdmr::dpamt::DynamicPamt;
 use tdmr::hotplug_gate::{GateConfig, HotplugGate};
 use tdmr::layout::{HolePolicy, Planner};
 use tdmr::memmap::parse_kernel_log;
+use tdmr::seamcall::Seamcall;
+use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf::Leaf;
+use tdmr::tdx::status::Status;
+use tdmr::tdx::{Output, Regs};
+
+/// The manager's backend: never called (no pair is added in the benchmark).
+struct NoModule;
+
+impl Seamcall for NoModule {
+    fn seamcall(&self, _: Leaf, regs: &Regs) -> Output {
+        Output::new(Status::SUCCESS, *regs)
+    }
+}
 
 const LOG: &str = include_str!("../tests/fixtures/emr-4s-256g.log");
 const BLOCK: u64 = 128 << 20;
@@ -100,6 +122,21 @@ fn admission(c: &mut Criterion) {
     };
     let (gate, frozen) = initialized(GateConfig::new(0, 0));
     let (search_only, _) = initialized(GateConfig::new(0, 0).with_section_bitmap_words(0));
+    // The same machine planned with Dynamic PAMT, the manager sharing the gate's range table.
+    let dpamt_plan = Planner::new()
+        .with_holes(HolePolicy::Cmr)
+        .with_limits(TdxLimits::default().with_dynamic_pamt(1).expect("1 bit"))
+        .plan(&memory, &cmrs)
+        .expect("fixture plans with Dynamic PAMT");
+    let dpamt_gate = HotplugGate::new(cmrs.clone(), GateConfig::new(0, 0).with_dynamic_pamt(true))
+        .expect("gate");
+    dpamt_gate
+        .begin_init()
+        .expect("init begins")
+        .publish(&dpamt_plan, &memory)
+        .expect("publish");
+    let table = dpamt_gate.range_table().expect("a range table");
+    let _dpamt = DynamicPamt::for_plan_with_table(NoModule, &dpamt_plan, table).expect("manager");
     let list = MutexList(Mutex::new(
         memory.regions().iter().map(|r| (r.base, r.end())).collect(),
     ));
@@ -134,8 +171,17 @@ fn admission(c: &mut Criterion) {
         .filter(|q| gate.admit_memory(**q).is_ok())
         .count();
     let admitted_list = queries.iter().filter(|q| list.admits(**q)).count();
+    let removable = queries
+        .iter()
+        .filter(|q| gate.admit_removal(**q).is_ok())
+        .count();
+    let removable_dpamt = queries
+        .iter()
+        .filter(|q| dpamt_gate.admit_removal(**q).is_ok())
+        .count();
     eprintln!(
-        "gate: {frozen} frozen ranges; Linux list: {} entries; queries admitted: gate {admitted_gate}, list {admitted_list} of {}",
+        "gate: {frozen} frozen ranges, {} metadata blocks; Linux list: {} entries; queries admitted: gate {admitted_gate}, list {admitted_list} of {}; removals admitted: {removable} (Dynamic PAMT: {removable_dpamt})",
+        gate.tdx_metadata().count(),
         memory.len(),
         queries.len()
     );
@@ -167,6 +213,24 @@ fn admission(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("mutex_vec", threads), &threads, |b, &t| {
             b.iter_custom(|iters| parallel(t, iters, &queries, &|q| vec.admits(q)))
         });
+        group.bench_with_input(
+            BenchmarkId::new("gate_removal", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(t, iters, &queries, &|q| gate.admit_removal(q).is_ok())
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("gate_removal_dpamt", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(t, iters, &queries, &|q| dpamt_gate.admit_removal(q).is_ok())
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -6,23 +6,30 @@
 //!
 //! LOG is a kernel log (e820 / SRAT / CMR lines); without it the embedded
 //! `tests/fixtures/emr-4s-256g.log` is used. Some 128 MiB memory blocks of the log's memory
-//! start unplugged. T threads hot-add memory blocks (unplugged ones, others anywhere in and
-//! around the CMRs), bring CPUs online and offline, and take and drop guest KeyIDs, while one
-//! more thread initializes: `begin_init`, read the kernel's memory map, plan it, `publish`.
-//! Every answer of the gate is checked against what the rules say, computed here apart from the
-//! gate; the last line is JSON:
+//! start unplugged; there is one package of 4 CPUs per NUMA node. T threads hot-add memory
+//! blocks (unplugged ones, others anywhere in and around the CMRs) and remove them (and,
+//! after initialization, the blocks holding PAMTs), bring CPUs online and offline, and take and
+//! drop guest KeyIDs, as fast as they can, while one more thread initializes: `begin_init`
+//! (which marks initialization pending, so the stream cannot starve it; a package left without
+//! a CPU gets one brought up), read the kernel's memory map, plan it, `publish` (up to 4 tries
+//! when the stream has left the map too fragmented to plan; starvation is a violation, an
+//! unplannable map is not, and "plan" says why). Every answer
+//! of the gate is checked against what the rules say, computed here apart from the gate; the
+//! last line is JSON:
 //!
-//! `{"admitted":A,"rejected":{"NotConvertible":N,"NotTdxMemory":M},"busy":B,"violations":0,...}`
+//! `{"admitted":A,"rejected":{...},"busy":B,"violations":0,"removed":{...},"init":{"waited_us":W,...},...}`
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use tdmr::addr::{PageSize, PhysRange};
+use tdmr::addr::{PageSize, PhysRange, RangeSet};
 use tdmr::hotplug_gate::{
     AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfig,
-    HotplugGate, KeyIdError, ModuleState,
+    HotplugGate, KeyIdError, MetadataHolder, ModuleState, RemovalRule, RemoveError,
 };
 use tdmr::layout::{HolePolicy, Plan, Planner};
 use tdmr::memmap::parse_kernel_log;
@@ -102,27 +109,49 @@ fn plan(memory: &MemoryMap, cmrs: &Cmrs) -> Result<(Plan, String), String> {
     }
 }
 
-/// `memory` plus `added`, merged into one map (node ids kept where the memory was).
-fn kernel_map(memory: &[(PhysRange, u32)], added: &[PhysRange]) -> MemoryMap {
-    let mut all: Vec<(PhysRange, u32)> = memory.to_vec();
-    all.extend(added.iter().map(|r| (*r, 0)));
-    all.sort_unstable_by_key(|(r, _)| *r);
-    let mut merged: Vec<(PhysRange, u32)> = Vec::new();
-    for (r, node) in all {
-        match merged.last_mut() {
-            Some((last, _)) if r.start() <= last.end() => {
-                *last = range(last.start(), last.end().max(r.end()))
-            }
-            _ => merged.push((r, node)),
+/// The node hot-added memory at `r` belongs to, as SRAT would say: that of the boot region
+/// (from the log, before any was unplugged) nearest at or below it.
+fn node_of(nodes: &[(PhysRange, u32)], r: PhysRange) -> u32 {
+    let i = nodes.partition_point(|(n, _)| n.start() <= r.start());
+    nodes.get(i.saturating_sub(1)).map_or(0, |(_, node)| *node)
+}
+
+/// The boot memory with the hot-adds (true) and removals (false) applied in order; `None`
+/// when nothing is left.
+fn kernel_map(
+    memory: &[(PhysRange, u32)],
+    nodes: &[(PhysRange, u32)],
+    changes: &[(u64, bool, PhysRange)],
+) -> Option<MemoryMap> {
+    let regions = memory
+        .iter()
+        .map(|(r, n)| MemoryRegion::new(r.start(), r.size(), *n))
+        .collect();
+    let mut map = MemoryMap::new(regions).ok()?;
+    for &(_, add, r) in changes {
+        map = if add {
+            map.with_added(&[MemoryRegion::new(r.start(), r.size(), node_of(nodes, r))])
+        } else {
+            map.without(&RangeSet::from_ranges([r]))
         }
+        .ok()?;
     }
-    MemoryMap::new(
-        merged
-            .iter()
-            .map(|(r, n)| MemoryRegion::new(r.start(), r.size(), *n))
-            .collect(),
-    )
-    .expect("a union of valid ranges is a valid map")
+    Some(map)
+}
+
+/// The PAMT block with the lowest start that `r` overlaps, with its TDMR and level: what a
+/// removal after initialization must be refused for.
+fn pamt_hit(plan: &Plan, r: PhysRange) -> Option<(PhysRange, MetadataHolder)> {
+    plan.tdmrs()
+        .iter()
+        .enumerate()
+        .flat_map(|(tdmr, t)| {
+            PageSize::ALL
+                .into_iter()
+                .map(move |level| (t.pamt(level), MetadataHolder::Pamt { tdmr, level }))
+        })
+        .filter(|(b, _)| b.overlaps(r))
+        .min_by_key(|(b, _)| (b.start(), b.end()))
 }
 
 /// Whether `r` is TDX memory after init, by the rule: in TDX memory at init, in the TDMRs'
@@ -157,6 +186,11 @@ struct Counters {
     not_convertible: AtomicU64,
     not_tdx_memory: AtomicU64,
     busy: AtomicU64,
+    removed_pre_init: AtomicU64,
+    removed_post_init: AtomicU64,
+    /// Removed after init and admitted again as TDX memory.
+    readmitted: AtomicU64,
+    holds_pamt: AtomicU64,
     cpu_online: AtomicU64,
     cpu_offline: AtomicU64,
     cpu_busy: AtomicU64,
@@ -169,20 +203,43 @@ struct World {
     gate: HotplugGate,
     cmrs: Cmrs,
     boot_memory: Vec<(PhysRange, u32)>,
+    /// The log's memory regions and their nodes (where hot-added memory belongs).
+    nodes: Vec<(PhysRange, u32)>,
     unplugged: Vec<PhysRange>,
     next_unplugged: AtomicU64,
     others: Vec<PhysRange>,
-    /// The kernel's map: hot-added ranges (appended before the addition is finished).
-    added: Mutex<Vec<PhysRange>>,
-    pre_init_admitted: Mutex<Vec<PhysRange>>,
+    /// The kernel's map changes, in order: (id, addition?, range), appended before the
+    /// addition or removal is finished.
+    changes: Mutex<Vec<(u64, bool, PhysRange)>>,
+    next_id: AtomicU64,
+    /// Additions and removals admitted before initialization, by id.
+    pre_init_admitted: Mutex<Vec<(u64, PhysRange)>>,
+    /// The ids of the changes the map initialization read held.
+    init_saw: Mutex<HashSet<u64>>,
     published: Mutex<Option<(MemoryMap, Plan)>>,
     online: Vec<AtomicBool>,
     lp_done: Vec<AtomicBool>,
     packages: u32,
     progress: AtomicU64,
     init_wanted: AtomicBool,
+    /// Set when initialization has ended other than initialized (the workers stop waiting).
+    init_over: AtomicBool,
     c: Counters,
     plan_note: Mutex<String>,
+    /// How initialization got its turn: calls to begin_init, refusals, time.
+    init: Mutex<InitStats>,
+}
+
+#[derive(Clone, Default)]
+struct InitStats {
+    /// Whether `begin_init` ever succeeded (the stream did not starve it).
+    began: bool,
+    attempts: u64,
+    calls: u64,
+    busy: u64,
+    package_offline: u64,
+    cpus_brought_up: u64,
+    waited: Duration,
 }
 
 impl World {
@@ -194,11 +251,18 @@ impl World {
 
 fn worker(w: &World, mut rng: Rng, ops: u64) {
     let mut keyids = 0u32;
-    for _ in 0..ops {
+    // `ops` operations, of which at least a quarter after initialization (unless it failed).
+    let (mut done, mut after_init) = (0, 0);
+    while done < ops || (after_init < ops / 4 && !w.init_over.load(SeqCst)) {
+        done += 1;
+        if w.gate.state() == ModuleState::Initialized {
+            after_init += 1;
+        }
         w.progress.fetch_add(1, SeqCst);
-        match rng.below(10) {
-            0..=5 => add_memory(w, &mut rng),
-            6 | 7 => cpu_event(w, &mut rng),
+        match rng.below(12) {
+            0..=4 => add_memory(w, &mut rng),
+            5..=7 => remove_memory(w, &mut rng),
+            8 | 9 => cpu_event(w, &mut rng),
             _ => {
                 if keyids > 0 && rng.below(2) == 0 {
                     for p in 0..w.packages {
@@ -237,12 +301,6 @@ fn worker(w: &World, mut rng: Rng, ops: u64) {
 fn add_memory(w: &World, rng: &mut Rng) {
     let initialized_before = w.gate.state() == ModuleState::Initialized;
     let init_wanted = w.init_wanted.load(SeqCst) && !initialized_before;
-    // Hot-adds come in bursts: a steady stream would keep begin_init refused (it waits for
-    // no addition in flight, and never blocks them). Thin them out while init is wanted.
-    if init_wanted && rng.below(8) != 0 {
-        thread::yield_now();
-        return;
-    }
     let fresh = if init_wanted || rng.below(16) == 0 {
         w.unplugged
             .get(w.next_unplugged.fetch_add(1, SeqCst) as usize)
@@ -258,9 +316,10 @@ fn add_memory(w: &World, rng: &mut Rng) {
                 if !w.cmrs.contains(r) {
                     w.violation(format!("{r} admitted before init outside the CMRs"));
                 }
-                w.pre_init_admitted.lock().unwrap().push(r);
+                let id = w.next_id.fetch_add(1, SeqCst);
+                w.pre_init_admitted.lock().unwrap().push((id, r));
                 thread::yield_now(); // add_memory() at work
-                w.added.lock().unwrap().push(r);
+                w.changes.lock().unwrap().push((id, true, r));
                 tok.finish();
             }
             AdmissionRule::TdxMemory => {
@@ -294,6 +353,86 @@ fn add_memory(w: &World, rng: &mut Rng) {
             }
         }
         Err(e) => w.violation(format!("{r}: {e}")),
+    }
+}
+
+fn remove_memory(w: &World, rng: &mut Rng) {
+    let initialized_before = w.gate.state() == ModuleState::Initialized;
+    // Memory blocks anywhere; after init, half the time one holding a PAMT page (or the
+    // PAMT block itself).
+    let mut r = w.others[rng.below(w.others.len() as u64) as usize];
+    if initialized_before && rng.below(2) == 0 {
+        let published = w.published.lock().unwrap();
+        if let Some((_, p)) = published.as_ref() {
+            let blocks = p.pamt_ranges();
+            let b = blocks.as_slice()[rng.below(blocks.len() as u64) as usize];
+            let page = b.start() + rng.below(b.size() / 4096) * 4096;
+            r = match rng.below(4) {
+                0 => b,
+                _ => range(page / BLOCK * BLOCK, page / BLOCK * BLOCK + BLOCK),
+            };
+        }
+    }
+    match w.gate.admit_removal(r) {
+        Ok(tok) => match tok.rule() {
+            RemovalRule::BeforeInit => {
+                w.c.removed_pre_init.fetch_add(1, SeqCst);
+                if initialized_before {
+                    w.violation(format!("{r} removed by the pre-init rule after init"));
+                }
+                let id = w.next_id.fetch_add(1, SeqCst);
+                w.pre_init_admitted.lock().unwrap().push((id, r));
+                thread::yield_now(); // offline_pages() at work
+                w.changes.lock().unwrap().push((id, false, r));
+                tok.finish();
+            }
+            RemovalRule::NoTdxMetadata => {
+                w.c.removed_post_init.fetch_add(1, SeqCst);
+                tok.finish();
+                let published = w.published.lock().unwrap();
+                let Some((m, p)) = published.as_ref() else {
+                    return w.violation(format!("{r} removed after init before publish"));
+                };
+                if let Some((b, h)) = pamt_hit(p, r) {
+                    w.violation(format!("{r} removed after init, but {b} is {h}"));
+                }
+                // The memory comes back: TDX memory is admitted again.
+                let frozen = is_frozen(p, m, r);
+                match w.gate.admit_memory(r) {
+                    Ok(back) if frozen => {
+                        w.c.readmitted.fetch_add(1, SeqCst);
+                        back.finish();
+                    }
+                    Err(AdmitError::NotTdxMemory { .. }) if !frozen => {}
+                    other => w.violation(format!(
+                        "{r} back after removal: {:?}",
+                        other.map(|t| t.rule())
+                    )),
+                }
+            }
+        },
+        Err(RemoveError::Busy) => {
+            w.c.busy.fetch_add(1, SeqCst);
+            if initialized_before {
+                w.violation(format!("{r}: removal Busy after initialization"));
+            }
+        }
+        Err(RemoveError::HoldsTdxMetadata {
+            range: asked,
+            overlap,
+            holder,
+        }) => {
+            w.c.holds_pamt.fetch_add(1, SeqCst);
+            let published = w.published.lock().unwrap();
+            let want = published.as_ref().and_then(|(_, p)| pamt_hit(p, r));
+            match want {
+                Some((b, h)) if asked == r && b.intersect(r) == Some(overlap) && h == holder => {}
+                _ => w.violation(format!(
+                    "{r} refused for {holder} ({overlap}), want {want:?}"
+                )),
+            }
+        }
+        Err(e) => w.violation(format!("removal {r}: {e}")),
     }
 }
 
@@ -335,49 +474,92 @@ fn cpu_event(w: &World, rng: &mut Rng) {
     }
 }
 
+/// Brings a CPU of `package` online (initialization needs one in every package; while it is
+/// pending the gate admits exactly these onlines). Whether one came up.
+fn bring_up(w: &World, package: u32) -> bool {
+    for cpu in package * CPUS_PER_PACKAGE..(package + 1) * CPUS_PER_PACKAGE {
+        if let Ok(tok) = w.gate.cpu_online(cpu, package) {
+            w.online[cpu as usize].store(true, SeqCst);
+            tok.finish();
+            return true;
+        }
+    }
+    false
+}
+
+/// Tries to initialize up to this many times (the map may plan after the hotplug stream has
+/// changed it again).
+const INIT_ATTEMPTS: u64 = 4;
+
 fn initialize(w: &World, start_after: u64) {
     while w.progress.load(SeqCst) < start_after {
         thread::yield_now();
     }
     w.init_wanted.store(true, SeqCst);
-    loop {
-        let ticket = match w.gate.begin_init() {
-            Ok(t) => t,
-            Err(BeginInitError::Busy { .. } | BeginInitError::PackageOffline { .. }) => {
-                thread::yield_now();
-                continue;
-            }
-            Err(e) => {
-                w.violation(format!("begin_init: {e}"));
-                return;
+    let mut stats = InitStats::default();
+    for attempt in 1..=INIT_ATTEMPTS {
+        stats.attempts = attempt;
+        let started = Instant::now();
+        let ticket = loop {
+            stats.calls += 1;
+            match w.gate.begin_init() {
+                Ok(t) => break t,
+                Err(BeginInitError::Busy { .. }) => {
+                    stats.busy += 1;
+                    thread::yield_now();
+                }
+                Err(BeginInitError::PackageOffline { package }) => {
+                    stats.package_offline += 1;
+                    if bring_up(w, package) {
+                        stats.cpus_brought_up += 1;
+                    }
+                }
+                Err(e) => {
+                    w.violation(format!("begin_init: {e}"));
+                    return;
+                }
             }
         };
+        stats.began = true;
+        // How long the (last) initialization waited for the hotplug in flight.
+        stats.waited = started.elapsed();
+        *w.init.lock().unwrap() = stats.clone();
         // TDH.SYS.LP.INIT on every online CPU, then read the memory map and plan it.
         for (cpu, on) in w.online.iter().enumerate() {
             if on.load(SeqCst) {
                 w.lp_done[cpu].store(true, SeqCst);
             }
         }
-        let memory = kernel_map(&w.boot_memory, &w.added.lock().unwrap());
+        let changes = w.changes.lock().unwrap().clone();
+        *w.init_saw.lock().unwrap() = changes.iter().map(|c| c.0).collect();
         for p in 0..w.packages {
             if w.gate.online_cpus(p) == Some(0) {
                 w.violation(format!("package {p} empty during init"));
             }
         }
-        match plan(&memory, &w.cmrs) {
-            Ok((plan, note)) => {
+        let planned = match kernel_map(&w.boot_memory, &w.nodes, &changes) {
+            Some(memory) => plan(&memory, &w.cmrs).map(|p| (memory, p)),
+            None => Err("no memory left to plan".into()),
+        };
+        match planned {
+            Ok((memory, (plan, note))) => {
                 *w.plan_note.lock().unwrap() = note;
                 *w.published.lock().unwrap() = Some((memory.clone(), plan.clone()));
                 if let Err(e) = ticket.publish(&plan, &memory) {
                     w.violation(format!("publish: {e}"));
                 }
+                return;
             }
             Err(e) => {
+                // The stream made the map unplannable (too fragmented): the module would
+                // refuse it too. Not the gate's doing; try again on the map as it becomes.
                 *w.plan_note.lock().unwrap() = format!("planning failed: {e}");
                 ticket.fail();
+                for _ in 0..1000 {
+                    thread::yield_now();
+                }
             }
         }
-        return;
     }
 }
 
@@ -476,19 +658,28 @@ fn main() -> ExitCode {
         gate,
         cmrs,
         boot_memory,
+        nodes: memory
+            .regions()
+            .iter()
+            .map(|r| (r.range(), r.node))
+            .collect(),
         unplugged,
         next_unplugged: AtomicU64::new(0),
         others,
-        added: Mutex::new(Vec::new()),
+        changes: Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(0),
         pre_init_admitted: Mutex::new(Vec::new()),
+        init_saw: Mutex::new(HashSet::new()),
         published: Mutex::new(None),
         online: (0..cpus).map(|_| AtomicBool::new(true)).collect(),
         lp_done: (0..cpus).map(|_| AtomicBool::new(false)).collect(),
         packages,
         progress: AtomicU64::new(0),
         init_wanted: AtomicBool::new(false),
+        init_over: AtomicBool::new(false),
         c: Counters::default(),
         plan_note: Mutex::new(String::new()),
+        init: Mutex::new(InitStats::default()),
     };
 
     thread::scope(|s| {
@@ -497,17 +688,28 @@ fn main() -> ExitCode {
             s.spawn(move || worker(w, rng, a.ops));
         }
         let w = &w;
-        s.spawn(move || initialize(w, a.threads * a.ops / 3));
+        s.spawn(move || {
+            initialize(w, a.threads * a.ops / 3);
+            if w.gate.state() != ModuleState::Initialized {
+                w.init_over.store(true, SeqCst);
+            }
+        });
     });
 
-    // After the run: what initialization read holds every pre-init addition; every online CPU
-    // ran LP.INIT; the gate's CPU books match the kernel's.
+    // After the run: what initialization read holds every pre-init addition and removal (none
+    // was still in flight); every online CPU ran LP.INIT; the gate's CPU books match the
+    // kernel's.
     let state = w.gate.state();
-    if let Some((m, _)) = w.published.lock().unwrap().as_ref() {
-        for r in w.pre_init_admitted.lock().unwrap().iter() {
-            if !m.contains_range(*r) {
+    // Starvation is a violation; a map the stream left unplannable is not (see "plan").
+    if !w.init.lock().unwrap().began {
+        w.violation(format!("initialization never began (state {state})"));
+    }
+    if w.published.lock().unwrap().is_some() {
+        let saw = w.init_saw.lock().unwrap().clone();
+        for (id, r) in w.pre_init_admitted.lock().unwrap().iter() {
+            if !saw.contains(id) {
                 w.violation(format!(
-                    "{r} admitted before init, missing from the map init read"
+                    "{r} admitted before init, still in flight when init read the map"
                 ));
             }
         }
@@ -531,16 +733,31 @@ fn main() -> ExitCode {
     let g = |x: &AtomicU64| x.load(SeqCst);
     let admitted = g(&c.admitted_pre_init) + g(&c.admitted_post_init);
     let violations = g(&c.violations);
+    let init = w.init.lock().unwrap();
     println!(
-        "{{\"admitted\":{admitted},\"rejected\":{{\"NotConvertible\":{},\"NotTdxMemory\":{}}},\
-         \"busy\":{},\"violations\":{violations},\
+        "{{\"admitted\":{admitted},\"rejected\":{{\"NotConvertible\":{},\"NotTdxMemory\":{},\
+         \"HoldsTdxMetadata\":{}}},\"busy\":{},\"violations\":{violations},\
+         \"removed\":{{\"before_init\":{},\"after_init\":{},\"admitted_again\":{}}},\
+         \"init\":{{\"waited_us\":{},\"attempts\":{},\"begin_init_calls\":{},\"busy\":{},\
+         \"package_offline\":{},\"cpus_brought_up\":{}}},\
          \"input\":{},\"state\":\"{}\",\"plan\":{},\"threads\":{},\"ops_per_thread\":{},\
          \"admitted_before_init\":{},\"admitted_after_init\":{},\"frozen_ranges\":{},\
+         \"tdx_metadata_blocks\":{},\
          \"cpu\":{{\"packages\":{packages},\"cpus\":{cpus},\"online\":{},\"offline\":{},\
          \"last_cpu_refused\":{},\"already_or_moving\":{}}},\"guest_keyids_acquired\":{}}}",
         g(&c.not_convertible),
         g(&c.not_tdx_memory),
+        g(&c.holds_pamt),
         g(&c.busy),
+        g(&c.removed_pre_init),
+        g(&c.removed_post_init),
+        g(&c.readmitted),
+        init.waited.as_micros(),
+        init.attempts,
+        init.calls,
+        init.busy,
+        init.package_offline,
+        init.cpus_brought_up,
         json_str(&a.input),
         state.name(),
         json_str(&w.plan_note.lock().unwrap()),
@@ -549,6 +766,7 @@ fn main() -> ExitCode {
         g(&c.admitted_pre_init),
         g(&c.admitted_post_init),
         w.gate.frozen_memory().count(),
+        w.gate.tdx_metadata().count(),
         g(&c.cpu_online),
         g(&c.cpu_offline),
         g(&c.last_cpu_refused),

@@ -186,16 +186,18 @@
 //! [`hotplug_gate::HotplugGate`] makes initialization and hotplug exclude each other without a
 //! lock: before initialization it admits memory that lies in the CMRs; while initialization runs
 //! it answers `Busy` at once; afterwards it admits only memory that is TDX memory of the
-//! published plan, wait-free, with one atomic load and a search of an immutable snapshot. CPUs
-//! are tracked per package: the last CPU of a package cannot go offline while initialization
-//! runs or guest KeyIDs are in use.
+//! published plan, wait-free, with one atomic load and a search of an immutable snapshot.
+//! Removals go through it as well: after initialization it refuses to let a PAMT block (or a
+//! Dynamic PAMT pair added now) go, naming the TDMR and the bytes. Asking for initialization
+//! marks it pending, so hotplug cannot starve it. CPUs are tracked per package: the last CPU of
+//! a package cannot go offline while initialization runs or guest KeyIDs are in use.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let input = tdmr::memmap::parse_kernel_log(include_str!("../tests/fixtures/emr-4s-256g.log"))?;
 //! # let plan = tdmr::layout::Planner::new().plan(input.memory(), input.cmrs())?;
 //! use tdmr::addr::{PageSize, PhysRange};
-//! use tdmr::hotplug_gate::{AdmitError, GateConfig, HotplugGate};
+//! use tdmr::hotplug_gate::{AdmitError, GateConfig, HotplugGate, RemoveError};
 //!
 //! let gate = HotplugGate::new(input.cmrs().clone(), GateConfig::new(4, 4))?;
 //! for cpu in 0..4 {
@@ -216,6 +218,9 @@
 //! gate.admit_memory(node1)?.finish();
 //! let pamt = plan.tdmrs()[1].pamt(PageSize::Size4K);
 //! assert!(matches!(gate.admit_memory(pamt), Err(AdmitError::NotTdxMemory { .. })));
+//! // TDX memory may go offline; a PAMT block may not.
+//! gate.admit_removal(node1)?.finish();
+//! assert!(matches!(gate.admit_removal(pamt), Err(RemoveError::HoldsTdxMetadata { .. })));
 //! # Ok(()) }
 //! ```
 //!

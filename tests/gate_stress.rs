@@ -1,5 +1,7 @@
-//! Many threads, random hotplug operations around initialization; checks the gate's
-//! invariants at scale. No timing assertions: every check is about what was admitted.
+//! Many threads, random hotplug operations (memory additions and removals, CPU online and
+//! offline, guest KeyIDs) around initialization, and Dynamic PAMT pairs racing removals after
+//! it; checks the gate's invariants at scale. No timing assertions: every check is about what
+//! was admitted. Hot-adds are not thinned out: initialization gets through a steady stream.
 
 #[path = "gate_common/mod.rs"]
 mod common;
@@ -9,14 +11,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::thread;
 
-use common::{FIXTURES, Rng, boundaries, candidates, convertible, frozen_range, planned};
-use tdmr::addr::{PhysRange, SZ_2M};
+use common::{
+    FIXTURES, PairModule, Pairs, Rng, boundaries, candidates, convertible, first_pamt_hit,
+    frozen_range, planned,
+};
+use tdmr::addr::{PhysRange, RangeSet, SZ_2M};
+use tdmr::dpamt::{DynamicPamt, DynamicPamtError, Get, Put};
 use tdmr::hotplug_gate::{
     AdmissionRule, AdmitError, CpuOfflineError, CpuOnlineError, GateConfig, HotplugGate,
-    KeyIdError, ModuleState,
+    KeyIdError, MetadataHolder, ModuleState, RemovalRule, RemoveError,
 };
 use tdmr::layout::{HolePolicy, Plan, Planner};
 use tdmr::memmap::{Cmrs, MemoryMap, MemoryRegion};
+use tdmr::sysinfo::TdxLimits;
 
 const THREADS: u64 = 8;
 const OPS: u64 = 3000;
@@ -24,27 +31,19 @@ const CPUS: u32 = 16;
 const PACKAGES: u32 = 4;
 const UNPLUGGED: u64 = 1024;
 
-/// The kernel's memory map: the fixture's memory plus hot-added ranges, merged.
-fn kernel_map(base: &MemoryMap, added: &[PhysRange]) -> MemoryMap {
-    let mut all: Vec<PhysRange> = base.regions().iter().map(|r| r.range()).collect();
-    all.extend_from_slice(added);
-    all.sort_unstable();
-    let mut merged: Vec<PhysRange> = Vec::new();
-    for r in all {
-        match merged.last_mut() {
-            Some(last) if r.start() <= last.end() => {
-                *last = PhysRange::new(last.start(), last.end().max(r.end())).unwrap()
-            }
-            _ => merged.push(r),
+/// The kernel's memory map: the fixture's memory with the hot-adds (true) and removals (false)
+/// applied in order; `None` when nothing is left.
+fn kernel_map(base: &MemoryMap, changes: &[(usize, bool, PhysRange)]) -> Option<MemoryMap> {
+    let mut map = base.clone();
+    for &(_, add, r) in changes {
+        map = if add {
+            map.with_added(&[MemoryRegion::new(r.start(), r.size(), 0)])
+        } else {
+            map.without(&RangeSet::from_ranges([r]))
         }
+        .ok()?;
     }
-    MemoryMap::new(
-        merged
-            .iter()
-            .map(|r| MemoryRegion::new(r.start(), r.size(), 0))
-            .collect(),
-    )
-    .unwrap()
+    Some(map)
 }
 
 /// `n` disjoint 2 MiB blocks, one every 4 MiB from the middle of the largest region, so the
@@ -97,8 +96,12 @@ struct World {
     gate: HotplugGate,
     cmrs: Cmrs,
     base: MemoryMap,
-    /// Ranges in the kernel's map by hot-add (pushed before the admission is finished).
-    added: Mutex<Vec<PhysRange>>,
+    /// The kernel's map changes, in order: (operation id, addition?, range), pushed before the
+    /// admission or removal is finished.
+    changes: Mutex<Vec<(usize, bool, PhysRange)>>,
+    /// Ids of the changes the map initialization read held.
+    init_saw: Mutex<Option<std::collections::HashSet<usize>>>,
+    next_id: AtomicUsize,
     /// What initialization published: the memory it read and the plan.
     published: Mutex<Option<(MemoryMap, Plan)>>,
     /// The reference's answers so far (each range is judged once: the reference is slow).
@@ -114,7 +117,10 @@ struct World {
     init_wanted: AtomicBool,
     /// Operations the workers have started.
     progress: AtomicU64,
-    pre_init_added: Mutex<Vec<PhysRange>>,
+    /// Ids of the additions and removals admitted before initialization.
+    pre_init: Mutex<Vec<(usize, PhysRange)>>,
+    /// Removals after initialization: admitted, refused for a PAMT block.
+    removals_after: [AtomicUsize; 2],
     /// Blocks not in the initial map, handed out once each.
     unplugged: Vec<PhysRange>,
     next_unplugged: AtomicUsize,
@@ -137,15 +143,10 @@ fn worker(w: &World, mut rng: Rng, cands: &[PhysRange], reference: &dyn Fn(PhysR
         if w.gate.state() == ModuleState::Initialized {
             after_init += 1;
         }
-        match rng.below(10) {
+        match rng.below(12) {
+            10 | 11 => remove_memory(w, &mut rng, cands),
             0..=4 => {
                 let seen_initialized = w.gate.state() == ModuleState::Initialized;
-                // Hot-adds come in bursts, not a stream that would starve initialization
-                // (begin_init is refused while any is in flight, by design).
-                if w.init_wanted.load(SeqCst) && !seen_initialized && rng.below(8) != 0 {
-                    thread::yield_now();
-                    continue;
-                }
                 // Sometimes, and always once initialization is wanted (when additions race
                 // it), a block never added before, so that a lost addition shows.
                 let fresh = if w.init_wanted.load(SeqCst) || rng.below(8) == 0 {
@@ -162,12 +163,13 @@ fn worker(w: &World, mut rng: Rng, cands: &[PhysRange], reference: &dyn Fn(PhysR
                             if !convertible(&w.cmrs, c) {
                                 w.violation(format!("{c} admitted outside the CMRs"));
                             }
-                            w.pre_init_added.lock().unwrap().push(c);
+                            let id = w.next_id.fetch_add(1, SeqCst);
+                            w.pre_init.lock().unwrap().push((id, c));
                             // add_memory() takes a while before the memory is in the map.
                             for _ in 0..rng.below(4) {
                                 thread::yield_now();
                             }
-                            w.added.lock().unwrap().push(c);
+                            w.changes.lock().unwrap().push((id, true, c));
                             tok.finish();
                         }
                         AdmissionRule::TdxMemory => {
@@ -259,6 +261,73 @@ fn worker(w: &World, mut rng: Rng, cands: &[PhysRange], reference: &dyn Fn(PhysR
     }
 }
 
+/// A memory removal: before initialization any memory may go (in flight until the kernel's
+/// map no longer holds it); after it, refused exactly where a PAMT block lies.
+fn remove_memory(w: &World, rng: &mut Rng, cands: &[PhysRange]) {
+    let seen_initialized = w.gate.state() == ModuleState::Initialized;
+    let mut c = cands[rng.below(cands.len() as u64) as usize];
+    // After init, half the time a PAMT block of the published plan or the memory block
+    // around one of its pages.
+    if seen_initialized && rng.below(2) == 0 {
+        let guard = w.published.lock().unwrap();
+        if let Some((_, p)) = guard.as_ref() {
+            let blocks = p.pamt_ranges();
+            let b = blocks.as_slice()[rng.below(blocks.len() as u64) as usize];
+            let at = (b.start() + rng.below(b.size() >> 12) * 0x1000) & !0x7ff_ffff;
+            c = match rng.below(3) {
+                0 => b,
+                1 => PhysRange::new(at, at + 0x800_0000).unwrap(),
+                _ => PhysRange::new(b.end() - 0x1000, b.end() + 0x1000).unwrap(),
+            };
+        }
+    }
+    match w.gate.admit_removal(c) {
+        Ok(tok) => match tok.rule() {
+            RemovalRule::BeforeInit => {
+                let id = w.next_id.fetch_add(1, SeqCst);
+                w.pre_init.lock().unwrap().push((id, c));
+                for _ in 0..rng.below(4) {
+                    thread::yield_now(); // offline_pages() at work
+                }
+                w.changes.lock().unwrap().push((id, false, c));
+                tok.finish();
+            }
+            RemovalRule::NoTdxMetadata => {
+                let guard = w.published.lock().unwrap();
+                match guard.as_ref() {
+                    Some((_, p)) if first_pamt_hit(p, c).is_none() => {}
+                    _ => w.violation(format!("{c} removed after init over a PAMT block")),
+                }
+                w.removals_after[0].fetch_add(1, SeqCst);
+            }
+        },
+        Err(RemoveError::Busy) => {
+            if seen_initialized {
+                w.violation(format!("{c}: removal Busy after init"));
+            }
+        }
+        Err(RemoveError::HoldsTdxMetadata {
+            range,
+            overlap,
+            holder,
+        }) => {
+            let guard = w.published.lock().unwrap();
+            let want = guard.as_ref().and_then(|(_, p)| first_pamt_hit(p, c));
+            match want {
+                Some((b, tdmr, level))
+                    if range == c
+                        && Some(overlap) == b.intersect(c)
+                        && holder == MetadataHolder::Pamt { tdmr, level } => {}
+                _ => w.violation(format!(
+                    "{c}: refused as {holder} ({overlap}), want {want:?}"
+                )),
+            }
+            w.removals_after[1].fetch_add(1, SeqCst);
+        }
+        Err(e) => w.violation(format!("{c}: removal {e}")),
+    }
+}
+
 fn initializer(w: &World, mut rng: Rng) {
     // Let the workers run a quarter of their operations before initialization.
     while w.progress.load(SeqCst) < THREADS * OPS / 4 {
@@ -286,7 +355,12 @@ fn initializer(w: &World, mut rng: Rng) {
                 w.lp_done[cpu].store(true, SeqCst);
             }
         }
-        let memory = kernel_map(&w.base, &w.added.lock().unwrap());
+        let changes = w.changes.lock().unwrap().clone();
+        *w.init_saw.lock().unwrap() = Some(changes.iter().map(|c| c.0).collect());
+        let Some(memory) = kernel_map(&w.base, &changes) else {
+            ticket.fail();
+            continue;
+        };
         for _ in 0..50 {
             for p in 0..PACKAGES {
                 if w.gate.online_cpus(p) == Some(0) {
@@ -321,6 +395,12 @@ fn random_hotplug_around_initialization_keeps_every_invariant() {
         let unplugged = spread_blocks(&fixture_memory, UNPLUGGED);
         let base = without(&fixture_memory, &unplugged);
         let config = GateConfig::new(CPUS, PACKAGES).with_snapshot_capacity(8192);
+        let mut cands = cands;
+        // Removals after init also aim at PAMT blocks and the memory blocks around them.
+        for b in first_plan.pamt_ranges().iter() {
+            let block = b.start() & !0x7ff_ffff;
+            cands.extend([b, PhysRange::new(block, block + 0x800_0000).unwrap()]);
+        }
         let gate = HotplugGate::new(cmrs.clone(), config).unwrap();
         for cpu in 0..CPUS {
             gate.cpu_online(cpu, cpu % PACKAGES).unwrap().finish();
@@ -329,7 +409,9 @@ fn random_hotplug_around_initialization_keeps_every_invariant() {
             gate,
             cmrs: cmrs.clone(),
             base: base.clone(),
-            added: Mutex::new(Vec::new()),
+            changes: Mutex::new(Vec::new()),
+            init_saw: Mutex::new(None),
+            next_id: AtomicUsize::new(0),
             published: Mutex::new(None),
             judged: Mutex::new((Vec::new(), HashMap::new())),
             online: (0..CPUS).map(|_| AtomicBool::new(true)).collect(),
@@ -338,7 +420,8 @@ fn random_hotplug_around_initialization_keeps_every_invariant() {
             violations: AtomicUsize::new(0),
             progress: AtomicU64::new(0),
             init_wanted: AtomicBool::new(false),
-            pre_init_added: Mutex::new(Vec::new()),
+            pre_init: Mutex::new(Vec::new()),
+            removals_after: [AtomicUsize::new(0), AtomicUsize::new(0)],
             unplugged,
             next_unplugged: AtomicUsize::new(0),
         };
@@ -395,14 +478,24 @@ fn random_hotplug_around_initialization_keeps_every_invariant() {
                 "{name}: CPU {cpu} online without LP.INIT"
             );
         }
-        // Every addition admitted before init had finished when init read the map.
+        // Every addition and removal admitted before init had finished when init read the map.
         let (m, p) = world.published.lock().unwrap().clone().unwrap();
-        for a in world.pre_init_added.lock().unwrap().iter() {
+        let saw = world.init_saw.lock().unwrap().clone().unwrap();
+        let pre_init = world.pre_init.lock().unwrap().clone();
+        for (id, a) in &pre_init {
             assert!(
-                m.contains_range(*a),
-                "{name}: {a} admitted before init, missing from its map"
+                saw.contains(id),
+                "{name}: {a} admitted before init, still in flight when init read the map"
             );
         }
+        let changed = world.changes.lock().unwrap().len();
+        assert_eq!(pre_init.len(), changed, "{name}: one change per admission");
+        let [admitted_after, refused_after] =
+            world.removals_after.each_ref().map(|c| c.load(SeqCst));
+        assert!(
+            admitted_after > 10 && refused_after > 10,
+            "{name}: removals after init: {admitted_after} admitted, {refused_after} refused"
+        );
         // After init, the answers are exactly the frozen set's.
         let bounds = boundaries(&p, &m);
         for c in &cands {
@@ -413,4 +506,172 @@ fn random_hotplug_around_initialization_keeps_every_invariant() {
             );
         }
     }
+}
+
+/// After an initialization with Dynamic PAMT: threads back 2 MiB ranges with page pairs taken
+/// from TDX memory (TDH.PHYMEM.PAMT.ADD / REMOVE through a stand-in module) while others remove
+/// memory blocks around those pages. A removal is never admitted while a pair page in its
+/// range is added: checked from both sides, by the removal (the module owns no page of its
+/// range while it is in flight) and by the module (no ADD takes a page of a removal in flight).
+#[test]
+fn removals_never_take_memory_holding_an_added_dynamic_pamt_pair() {
+    const PAIRS_AT: u64 = 0x100_0000; // 16 MiB into the largest region
+    let (fixture_memory, cmrs, _) = planned(FIXTURES[3].1);
+    let limits = TdxLimits::default().with_dynamic_pamt(1).unwrap();
+    let plan = Planner::new()
+        .with_limits(limits)
+        .plan(&fixture_memory, &cmrs)
+        .unwrap();
+    let gate =
+        HotplugGate::new(cmrs.clone(), GateConfig::new(0, 0).with_dynamic_pamt(true)).unwrap();
+    gate.begin_init()
+        .unwrap()
+        .publish(&plan, &fixture_memory)
+        .unwrap();
+
+    // Removals in flight, as the kernel sees them.
+    let in_flight: std::sync::Arc<Mutex<Vec<PhysRange>>> = Default::default();
+    let violations = std::sync::Arc::new(AtomicUsize::new(0));
+    let module = {
+        let (in_flight, violations) = (in_flight.clone(), violations.clone());
+        PairModule::with_add_hook(move |page| {
+            if in_flight.lock().unwrap().iter().any(|r| r.contains(page)) {
+                eprintln!("violation: PAMT.ADD took page {page:#x} of memory being removed");
+                violations.fetch_add(1, SeqCst);
+            }
+        })
+    };
+    let table = gate.range_table().unwrap();
+    let dpamt = DynamicPamt::for_plan_with_table(&module, &plan, table).unwrap();
+    // Pair pages: 64 MiB of TDX memory that holds no PAMT, in the largest region; ranges to
+    // back: anywhere in TDX memory.
+    let largest = fixture_memory
+        .regions()
+        .iter()
+        .max_by_key(|r| r.size)
+        .unwrap();
+    let pool = PhysRange::new(
+        largest.base + PAIRS_AT,
+        largest.base + PAIRS_AT + 0x400_0000,
+    )
+    .unwrap();
+    assert!(first_pamt_hit(&plan, pool).is_none());
+    let backable: Vec<PhysRange> = plan.tdmrs().iter().flat_map(|t| t.available()).collect();
+
+    // Pairs added, removals admitted, refused, ADDs refused, pairs back in a source.
+    let counts: [AtomicUsize; 5] = Default::default();
+    let removers_left = AtomicUsize::new(2);
+    thread::scope(|s| {
+        for t in 0..4u64 {
+            let (dpamt, counts, backable, removers_left) =
+                (&dpamt, &counts, &backable, &removers_left);
+            s.spawn(move || {
+                let mut rng = Rng(0x9a1e_0000 + t);
+                // This thread's pairs: its quarter of the pool, in 2 MiB steps.
+                let mut pairs = Pairs(
+                    (0..128u64)
+                        .map(|i| {
+                            let p =
+                                pool.start() + t * 0x100_0000 + (i % 8) * SZ_2M + (i / 8) * 0x2000;
+                            tdmr::dpamt::PamtPagePair::new(p, p + 0x1000).unwrap()
+                        })
+                        .collect(),
+                );
+                let mut held: Vec<u64> = Vec::new();
+                // Until the removers are done (so the two sides overlap), at least 3000 times.
+                let mut done = 0;
+                while done < 3000 || removers_left.load(SeqCst) > 0 {
+                    done += 1;
+                    if held.len() < 16 && rng.below(2) == 0 {
+                        let r = backable[rng.below(backable.len() as u64) as usize];
+                        let pfn = (r.start() + rng.below(r.size() >> 12) * 0x1000) >> 12;
+                        match dpamt.get(pfn, &mut pairs) {
+                            Ok(g) => {
+                                if g == Get::Added {
+                                    counts[0].fetch_add(1, SeqCst);
+                                }
+                                held.push(pfn);
+                            }
+                            Err(DynamicPamtError::PairPageLeaving { .. }) => {
+                                counts[3].fetch_add(1, SeqCst);
+                                // Another pair next time: rotate the source.
+                                pairs.0.rotate_left(1);
+                            }
+                            Err(e) => panic!("get: {e}"),
+                        }
+                    } else if let Some(pfn) = held.pop() {
+                        match dpamt.put(pfn, &mut pairs) {
+                            Ok(Put::StillBacked | Put::Removed { unreturned: None }) => {}
+                            other => panic!("put: {other:?}"),
+                        }
+                    }
+                }
+                for pfn in held {
+                    dpamt.put(pfn, &mut pairs).unwrap();
+                }
+                // Pairs move between threads sharing a range; the total is checked below.
+                counts[4].fetch_add(pairs.0.len(), SeqCst);
+            });
+        }
+        for t in 0..2u64 {
+            let (gate, module, in_flight, violations, counts, removers_left) = (
+                &gate,
+                &module,
+                &in_flight,
+                &violations,
+                &counts,
+                &removers_left,
+            );
+            s.spawn(move || {
+                let mut rng = Rng(0x7e40_0000 + t);
+                for _ in 0..3000 {
+                    // 4 KiB to 16 MiB, anywhere in the pool.
+                    let size = 0x1000u64 << rng.below(13);
+                    let start = pool.start() + (rng.below(pool.size() / size) * size);
+                    let r = PhysRange::new(start, start + size).unwrap();
+                    match gate.admit_removal(r) {
+                        Ok(tok) => {
+                            counts[1].fetch_add(1, SeqCst);
+                            in_flight.lock().unwrap().push(r);
+                            let owned = module.owned_in(r);
+                            if !owned.is_empty() {
+                                eprintln!(
+                                    "violation: {r} removed while the module owns {owned:x?}"
+                                );
+                                violations.fetch_add(1, SeqCst);
+                            }
+                            thread::yield_now();
+                            let mut f = in_flight.lock().unwrap();
+                            let i = f.iter().position(|x| *x == r).unwrap();
+                            f.swap_remove(i);
+                            drop(f);
+                            tok.finish();
+                        }
+                        Err(RemoveError::HoldsTdxMetadata {
+                            holder: MetadataHolder::DynamicPamtPages { range, pages },
+                            overlap,
+                            ..
+                        }) => {
+                            assert!(pages >= 1 && range.size() == SZ_2M);
+                            assert_eq!(Some(overlap), range.intersect(r));
+                            counts[2].fetch_add(1, SeqCst);
+                        }
+                        Err(e) => panic!("removal {r}: {e}"),
+                    }
+                }
+                removers_left.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    let [added, admitted, refused, leaving, back] = counts.each_ref().map(|c| c.load(SeqCst));
+    assert_eq!(back, 4 * 128, "every pair back in a source");
+    eprintln!(
+        "pairs added {added}, removals admitted {admitted}, refused {refused}, ADDs refused {leaving}"
+    );
+    assert_eq!(violations.load(SeqCst), 0, "see stderr");
+    assert!(added > 1000 && admitted > 100 && refused > 100);
+    // Everything is back: no pair page counted, the pool may go.
+    assert_eq!((module.pairs(), table.pair_pages(pool)), (0, 0));
+    assert_eq!(gate.removals_in_flight(), 0);
+    gate.admit_removal(pool).unwrap().finish();
 }

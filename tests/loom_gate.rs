@@ -3,36 +3,55 @@
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_gate`
 //!
 //! The models' own shared data (the kernel's memory map, the CPUs initialization saw) use
-//! Relaxed atomics on purpose: the only ordering they get is the gate's.
+//! Relaxed atomics on purpose: the only ordering they get is the gate's. Memory that must not
+//! be touched by two parties at once (a Dynamic PAMT page pair) is a loom `UnsafeCell`, so loom
+//! itself proves the accesses ordered.
 #![cfg(loom)]
 
 #[path = "gate_common/mod.rs"]
 mod common;
 
 use common::{boundaries, frozen_range, r};
+use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use loom::thread;
-use tdmr::addr::{PhysRange, SZ_1G};
+use tdmr::addr::{PhysRange, SZ_1G, SZ_2M};
+use tdmr::dpamt::{
+    DynamicPamt, DynamicPamtError, Get, PairSource, PamtPagePair, Put, ReturnedPair,
+};
 use tdmr::hotplug_gate::{
-    AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, GateConfig, HotplugGate, KeyIdError,
+    AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfig,
+    HotplugGate, KeyIdError, MetadataHolder, RemovalRule, RemoveError,
 };
 use tdmr::layout::{Plan, Planner};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
+use tdmr::seamcall::Seamcall;
+use tdmr::sysinfo::TdxLimits;
+use tdmr::tdx::leaf::{self, Leaf};
+use tdmr::tdx::status::Status;
+use tdmr::tdx::{Output, Regs};
 
 /// The machine of the models: CMRs [4G, 7G) and [8G, 10G); TDX memory [4G, 6G) and [8G, 10G)
 /// (PAMTs land at the top of [8G, 10G)); `HOT` = [6G, 6G + 128M) is convertible memory that
-/// may be hot-added before initialization.
+/// may be hot-added before initialization; `BLOCK` = [5G, 5G + 128M) is TDX memory that may
+/// be removed.
 struct Machine {
     cmrs: Cmrs,
     without_hot: (MemoryMap, Plan),
     with_hot: (MemoryMap, Plan),
+    without_block: (MemoryMap, Plan),
 }
 
 const HOT: (u64, u64) = (6 * SZ_1G, 6 * SZ_1G + 0x800_0000);
+const BLOCK: (u64, u64) = (5 * SZ_1G, 5 * SZ_1G + 0x800_0000);
 
 fn hot() -> PhysRange {
     r(HOT.0, HOT.1)
+}
+
+fn block() -> PhysRange {
+    r(BLOCK.0, BLOCK.1)
 }
 
 fn machine() -> Machine {
@@ -55,16 +74,53 @@ fn machine() -> Machine {
         MemoryRegion::new(HOT.0, HOT.1 - HOT.0, 0),
         MemoryRegion::new(8 * SZ_1G, 2 * SZ_1G, 0),
     ]);
+    let without_block = plan(vec![
+        MemoryRegion::new(4 * SZ_1G, BLOCK.0 - 4 * SZ_1G, 0),
+        MemoryRegion::new(BLOCK.1, 6 * SZ_1G - BLOCK.1, 0),
+        MemoryRegion::new(8 * SZ_1G, 2 * SZ_1G, 0),
+    ]);
+
     // The premise of the models, checked by the independent reference.
     let frozen = |(m, p): &(MemoryMap, Plan), range| frozen_range(p, m, &boundaries(p, m), range);
     assert!(frozen(&with_hot, hot()));
     assert!(!frozen(&without_hot, hot()));
     assert!(frozen(&without_hot, r(4 * SZ_1G, 5 * SZ_1G)));
+    assert!(frozen(&without_hot, block()) && !frozen(&without_block, block()));
+    for (_, p) in [&without_hot, &with_hot, &without_block] {
+        assert!(p.tdmrs().len() * 3 <= 12, "the models' metadata capacity");
+        assert!(p.pamt_ranges().iter().all(|b| !b.overlaps(block())));
+    }
     Machine {
         cmrs,
         without_hot,
         with_hot,
+        without_block,
     }
+}
+
+/// The small machine of the Dynamic PAMT model (few atomics: loom explores every access):
+/// one CMR and TDX memory [4G, 4G + 16M), planned with Dynamic PAMT; `PAIR_AT` = the 2 MiB
+/// range at 4G + 4M holds the pair's pages and is removed; the pair backs the range at 4G.
+struct SmallMachine {
+    cmrs: Cmrs,
+    memory: MemoryMap,
+    plan: Plan,
+}
+
+const PAIR_AT: u64 = 4 * SZ_1G + 0x40_0000;
+
+fn small_machine() -> SmallMachine {
+    let cmrs = Cmrs::new(vec![Cmr::new(4 * SZ_1G, 0x100_0000)]).unwrap();
+    let memory = MemoryMap::new(vec![MemoryRegion::new(4 * SZ_1G, 0x100_0000, 0)]).unwrap();
+    let limits = TdxLimits::default().with_dynamic_pamt(1).unwrap();
+    let plan = Planner::new()
+        .with_limits(limits)
+        .plan(&memory, &cmrs)
+        .unwrap();
+    let pair_range = r(PAIR_AT, PAIR_AT + SZ_2M);
+    assert!(plan.pamt_ranges().iter().all(|b| !b.overlaps(pair_range)));
+    assert!(plan.pamt_ranges().iter().all(|b| !b.contains(4 * SZ_1G)));
+    SmallMachine { cmrs, memory, plan }
 }
 
 /// A gate with `cpus` CPUs in one package, all online.
@@ -73,7 +129,8 @@ fn gate(m: &Machine, cpus: u32) -> Arc<HotplugGate> {
         m.cmrs.clone(),
         GateConfig::new(cpus, 1)
             .with_snapshot_capacity(4)
-            .with_section_bitmap_words(1),
+            .with_section_bitmap_words(1)
+            .with_metadata_capacity(12),
     )
     .unwrap();
     for cpu in 0..cpus {
@@ -256,7 +313,8 @@ fn cpu_online_racing_begin_init() {
                 m.cmrs.clone(),
                 GateConfig::new(2, 1)
                     .with_snapshot_capacity(4)
-                    .with_section_bitmap_words(1),
+                    .with_section_bitmap_words(1)
+                    .with_metadata_capacity(12),
             )
             .unwrap();
             g.cpu_online(0, 0).unwrap().finish();
@@ -320,5 +378,277 @@ fn guest_keyid_racing_last_cpu_offline() {
             k || o,
             "one of them succeeds: neither can be refused by the other alone"
         );
+    });
+}
+
+/// A memory removal racing `begin_init`: a removal admitted under the pre-initialization rule
+/// is never still leaving when initialization reads the memory map (the map it reads no longer
+/// holds the memory), and one admitted after `publish` is admitted by the post-init rule.
+#[test]
+fn removal_racing_begin_init() {
+    let m = std::sync::Arc::new(machine());
+    loom::model(move || {
+        let gate = gate(&m, 1);
+        let in_kernel_map = Arc::new(AtomicBool::new(true));
+
+        let remover = {
+            let (gate, map) = (gate.clone(), in_kernel_map.clone());
+            thread::spawn(move || match gate.admit_removal(block()) {
+                Ok(tok) => {
+                    let rule = tok.rule();
+                    map.store(false, Relaxed); // offline_pages(): out of the kernel's map
+                    tok.finish();
+                    Some(rule)
+                }
+                Err(RemoveError::Busy) => None,
+                Err(e) => panic!("unexpected refusal {e}"),
+            })
+        };
+
+        let initializer = {
+            let (gate, map, m) = (gate.clone(), in_kernel_map.clone(), m.clone());
+            thread::spawn(move || match gate.begin_init() {
+                Ok(ticket) => {
+                    let saw_block = map.load(Relaxed);
+                    let (memory, plan) = if saw_block {
+                        &m.without_hot
+                    } else {
+                        &m.without_block
+                    };
+                    ticket.publish(plan, memory).unwrap();
+                    Some(saw_block)
+                }
+                Err(BeginInitError::Busy { .. }) => None,
+                Err(e) => panic!("unexpected {e}"),
+            })
+        };
+
+        let removed = remover.join().unwrap();
+        let init = initializer.join().unwrap();
+        if let (Some(RemovalRule::BeforeInit), Some(saw_block)) = (removed, init) {
+            assert!(
+                !saw_block,
+                "a removal admitted before init was still leaving when init read the map"
+            );
+        }
+    });
+}
+
+/// The TDX module of the Dynamic PAMT model: its PAMT.ADD writes the pair's pages (the module
+/// zeroes them through its KeyID), PAMT.REMOVE hands them back. The pages are a plain loom
+/// cell: if anybody else touched them while the pair is added, loom would find the race.
+struct PairModule {
+    pages: UnsafeCell<u64>,
+    pair: [AtomicU32; 2],
+}
+
+#[derive(Clone)]
+struct PairBackend(Arc<PairModule>);
+
+impl Seamcall for PairBackend {
+    fn seamcall(&self, l: Leaf, regs: &Regs) -> Output {
+        let m = &self.0;
+        let mut out = *regs;
+        if l == leaf::TDH_PHYMEM_PAMT_ADD {
+            // SAFETY: loom fails the model if another access to the cell is concurrent.
+            m.pages.with_mut(|p| unsafe { *p = 0 });
+            m.pair[0].store((regs.rdx >> 12) as u32, Relaxed);
+            m.pair[1].store((regs.r8 >> 12) as u32, Relaxed);
+        } else if l == leaf::TDH_PHYMEM_PAMT_REMOVE {
+            // SAFETY: as above.
+            m.pages.with_mut(|p| unsafe { *p = 1 });
+            out.rdx = u64::from(m.pair[0].load(Relaxed)) << 12;
+            out.r8 = u64::from(m.pair[1].load(Relaxed)) << 12;
+        } else {
+            panic!("unexpected leaf {l}");
+        }
+        Output::new(Status::SUCCESS, out)
+    }
+}
+
+/// Hands out one pair, takes it back.
+struct OnePair(Option<PamtPagePair>);
+
+// SAFETY: the model's module writes only its own cell; the addresses are labels.
+unsafe impl PairSource for OnePair {
+    fn take_pair(&mut self) -> Option<PamtPagePair> {
+        self.0.take()
+    }
+    fn return_pair(&mut self, p: ReturnedPair) -> Result<(), ReturnedPair> {
+        self.0 = Some(p.pair());
+        Ok(())
+    }
+}
+
+/// A memory removal racing TDH.PHYMEM.PAMT.ADD of a pair whose pages lie in the memory being
+/// removed: the removal is never admitted while the pair is added. The kernel writes the
+/// removed memory once the removal is admitted (it is gone after); the module writes the
+/// pages on ADD and REMOVE; loom proves those writes never concurrent.
+#[test]
+fn removal_racing_dynamic_pamt_add_of_a_pair_inside_it() {
+    let m = std::sync::Arc::new(small_machine());
+    loom::model(move || {
+        let gate = Arc::new(
+            HotplugGate::new(
+                m.cmrs.clone(),
+                GateConfig::new(0, 0)
+                    .with_snapshot_capacity(4)
+                    .with_section_bitmap_words(1)
+                    .with_metadata_capacity(3)
+                    .with_dynamic_pamt(true),
+            )
+            .unwrap(),
+        );
+        let (memory, plan) = (&m.memory, &m.plan);
+        gate.begin_init().unwrap().publish(plan, memory).unwrap();
+        let module = Arc::new(PairModule {
+            pages: UnsafeCell::new(1),
+            pair: [AtomicU32::new(0), AtomicU32::new(0)],
+        });
+        let table = gate.range_table().unwrap();
+        let dpamt = Arc::new(
+            DynamicPamt::for_plan_with_table(PairBackend(module.clone()), plan, table).unwrap(),
+        );
+        // The pair's pages lie in the 2 MiB range removed; the range it backs is 4 GiB.
+        let pair = PamtPagePair::new(PAIR_AT, PAIR_AT + 0x1000).unwrap();
+        let gone = r(PAIR_AT, PAIR_AT + SZ_2M);
+        let backed = (4 * SZ_1G) >> 12;
+
+        let adder = {
+            let dpamt = dpamt.clone();
+            thread::spawn(move || {
+                let mut source = OnePair(Some(pair));
+                match dpamt.get(backed, &mut source) {
+                    Ok(Get::Added) => {
+                        let put = dpamt.put(backed, &mut source).unwrap();
+                        assert_eq!(put, Put::Removed { unreturned: None });
+                        true
+                    }
+                    Err(DynamicPamtError::PairPageLeaving {
+                        pa,
+                        unreturned: None,
+                    }) => {
+                        assert!(pa == pair.page0() || pa == pair.page1());
+                        false
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+        };
+        let remover = {
+            let (gate, module) = (gate.clone(), module.clone());
+            thread::spawn(move || match gate.admit_removal(gone) {
+                Ok(tok) => {
+                    assert_eq!(tok.rule(), RemovalRule::NoTdxMetadata);
+                    // SAFETY: loom fails the model if the module's access is concurrent.
+                    module.pages.with_mut(|p| unsafe { *p = 2 }); // the memory goes away
+                    tok.finish();
+                    true
+                }
+                Err(RemoveError::HoldsTdxMetadata {
+                    holder: MetadataHolder::DynamicPamtPages { range, pages },
+                    overlap,
+                    ..
+                }) => {
+                    // One page or both: the pair's pages are counted one after the other.
+                    assert_eq!((range, overlap), (gone, gone));
+                    assert!((1..=2).contains(&pages));
+                    false
+                }
+                Err(e) => panic!("unexpected {e}"),
+            })
+        };
+        // In a true race both may be refused (each saw the other's mark); never both admitted
+        // at once, which the cell proves. One after the other, both go ahead.
+        let _ = (adder.join().unwrap(), remover.join().unwrap());
+        // Everything is back: no pair page counted, no removal marking the table.
+        assert_eq!(table.pair_pages(gone), 0);
+        assert_eq!((dpamt.busy_ranges(), gate.removals_in_flight()), (0, 0));
+        gate.admit_removal(gone).unwrap().finish();
+    });
+}
+
+/// Initialization is never starved: once `begin_init` has marked it pending, additions,
+/// removals and CPU onlines into a package with a CPU are refused, so the operations in flight
+/// only drain. The initializer waits for each of them to leave (it can do nothing else) and
+/// calls `begin_init` once per departure: it succeeds after at most as many calls as were in
+/// flight when it marked pending, whatever the other threads keep trying.
+#[test]
+fn begin_init_is_not_starved_by_a_stream_of_hotplug() {
+    let m = std::sync::Arc::new(machine());
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(move || {
+        let gate = gate(&m, 2);
+        let stream = |t: u32| {
+            let gate = gate.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    if t == 0 {
+                        match gate.admit_memory(hot()) {
+                            Ok(tok) => tok.finish(),
+                            Err(AdmitError::Busy) => {}
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                        match gate.admit_removal(block()) {
+                            Ok(tok) => tok.finish(),
+                            Err(RemoveError::Busy) => {}
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    } else {
+                        // CPU 1 of package 0 goes and comes back (CPU 0 stays: never the last).
+                        match gate.cpu_offline(1, 0) {
+                            Ok(()) | Err(CpuOfflineError::NotOnline { .. }) => {}
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                        match gate.cpu_online(1, 0) {
+                            Ok(tok) => tok.finish(),
+                            Err(CpuOnlineError::Busy | CpuOnlineError::AlreadyOnline { .. }) => {}
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                }
+            })
+        };
+        let workers = [stream(0), stream(1)];
+
+        // The first call marks initialization pending.
+        let mut calls = 1;
+        let (marked_with, mut last) = match gate.begin_init() {
+            Ok(t) => {
+                drop(t);
+                (0, 0)
+            }
+            Err(BeginInitError::Busy { in_flight }) => (in_flight, in_flight),
+            Err(e) => panic!("unexpected {e}"),
+        };
+        if last > 0 {
+            loop {
+                // Wait for one of the operations in flight to leave.
+                while gate.in_flight() >= last {
+                    thread::yield_now();
+                }
+                calls += 1;
+                match gate.begin_init() {
+                    Ok(t) => {
+                        drop(t);
+                        break;
+                    }
+                    Err(BeginInitError::Busy { in_flight }) => {
+                        assert!(in_flight < last, "in flight grew while pending");
+                        last = in_flight;
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+        }
+        assert!(
+            calls <= marked_with + 1,
+            "{calls} calls with {marked_with} in flight when pending was marked"
+        );
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(gate.in_flight(), 0);
     });
 }

@@ -24,6 +24,12 @@ pub enum DynamicPamtSetupError {
         /// The range.
         range: PhysRange,
     },
+    /// With [`super::DynamicPamt::with_table`]: memory (rounded out to 2 MiB) the range table
+    /// does not cover (the hotplug gate's table covers its CMRs).
+    OutsideTable {
+        /// The memory, rounded out to 2 MiB.
+        range: PhysRange,
+    },
 }
 
 impl fmt::Display for DynamicPamtSetupError {
@@ -41,6 +47,10 @@ impl fmt::Display for DynamicPamtSetupError {
             DynamicPamtSetupError::BeyondMaxPa { range } => {
                 write!(f, "TDX memory {range} reaches beyond 2^52")
             }
+            DynamicPamtSetupError::OutsideTable { range } => write!(
+                f,
+                "TDX memory {range} lies outside the range table (the hotplug gate's CMRs)"
+            ),
         }
     }
 }
@@ -67,7 +77,7 @@ pub enum DynamicPamtError {
         /// The page frame number.
         pfn: u64,
     },
-    /// The range's count is at its maximum (2^30 − 1 holders).
+    /// The range's count is at its maximum (2^14 − 1 holders; a 2 MiB range has 512 pages).
     CountOverflow {
         /// The page frame number.
         pfn: u64,
@@ -82,6 +92,24 @@ pub enum DynamicPamtError {
         status: Status,
         /// The pair of a failed ADD that the pair source refused to take back: the caller
         /// owns it now.
+        unreturned: Option<ReturnedPair>,
+    },
+    /// With a hotplug gate's range table: a page of the pair lies outside the table (outside
+    /// the gate's CMRs: the module would refuse it), or its 2 MiB range already counts the
+    /// most pair pages a word holds. The range stays free; the pair went back to the source.
+    PairPageUntracked {
+        /// The page.
+        pa: u64,
+        /// The pair, if the source refused it back: the caller owns it now.
+        unreturned: Option<ReturnedPair>,
+    },
+    /// With a hotplug gate's range table: memory of the 2 MiB range a page of the pair lies in
+    /// is being removed (a removal admitted by the gate is in flight). The range stays free;
+    /// the pair went back to the source. Retry with another pair.
+    PairPageLeaving {
+        /// The page.
+        pa: u64,
+        /// The pair, if the source refused it back: the caller owns it now.
         unreturned: Option<ReturnedPair>,
     },
     /// TDH.PHYMEM.PAMT.REMOVE succeeded but returned something that is not a page pair; the
@@ -121,10 +149,22 @@ impl fmt::Display for DynamicPamtError {
                 unreturned,
             } => {
                 write!(f, "{leaf} on 2 MiB range {range:#x} failed: {status}")?;
-                if let Some(p) = unreturned {
-                    write!(f, " ({p} returned to the caller)")?;
-                }
-                Ok(())
+                returned(f, unreturned.as_ref())
+            }
+            DynamicPamtError::PairPageUntracked { pa, unreturned } => {
+                write!(
+                    f,
+                    "PAMT page {pa:#x} cannot be counted in the hotplug gate's range table \
+                     (outside its CMRs, or its 2 MiB range counts too many pair pages)"
+                )?;
+                returned(f, unreturned.as_ref())
+            }
+            DynamicPamtError::PairPageLeaving { pa, unreturned } => {
+                write!(
+                    f,
+                    "PAMT page {pa:#x} lies in memory that is being removed; use another pair"
+                )?;
+                returned(f, unreturned.as_ref())
             }
             DynamicPamtError::BadRemoveOutput { range, rdx, r8 } => write!(
                 f,
@@ -136,3 +176,11 @@ impl fmt::Display for DynamicPamtError {
 }
 
 impl core::error::Error for DynamicPamtError {}
+
+/// ` (… returned to the caller)` when a pair ended up with the caller.
+fn returned(f: &mut fmt::Formatter<'_>, pair: Option<&ReturnedPair>) -> fmt::Result {
+    match pair {
+        Some(p) => write!(f, " ({p} returned to the caller)"),
+        None => Ok(()),
+    }
+}

@@ -29,6 +29,10 @@ pub(crate) struct RangeIndex {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BeyondMaxPa(pub(crate) PhysRange);
 
+/// Memory (rounded out to 2 MiB) that a table's index does not cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OutsideTable(pub(crate) PhysRange);
+
 const SHIFT_2M: u32 = SZ_2M.trailing_zeros();
 
 impl RangeIndex {
@@ -89,6 +93,50 @@ impl RangeIndex {
         (s.first <= index).then(|| s.offset + (index - s.first) as usize)
     }
 
+    /// The index over `memory` (as [`RangeIndex::new`]) whose counters are those `table`
+    /// gives the same 2 MiB ranges: each span's offset points into `table`'s counters. Fails
+    /// on the first span of `memory` that `table` does not cover whole.
+    pub(crate) fn within(
+        memory: impl IntoIterator<Item = PhysRange>,
+        table: &RangeIndex,
+    ) -> Result<Self, OutsideTable> {
+        let mut own = RangeIndex::new(memory).map_err(|BeyondMaxPa(r)| OutsideTable(r))?;
+        for span in &mut own.spans {
+            let i = table.spans.partition_point(|s| s.end <= span.first);
+            match table.spans.get(i) {
+                Some(t) if t.first <= span.first && span.end <= t.end => {
+                    span.offset = t.offset + (span.first - t.first) as usize;
+                }
+                _ => {
+                    return Err(OutsideTable(PhysRange::new_unchecked(
+                        span.first << SHIFT_2M,
+                        span.end << SHIFT_2M,
+                    )));
+                }
+            }
+        }
+        Ok(own)
+    }
+
+    /// The counters of the 2 MiB ranges `range` touches, in address order, each with its
+    /// range's base; ranges not covered are skipped. O(log spans + ranges touched).
+    pub(crate) fn slots_in(&self, range: PhysRange) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let first = range.start() >> SHIFT_2M;
+        let end = if range.is_empty() {
+            first
+        } else {
+            range.end().div_ceil(SZ_2M)
+        };
+        let from = self.spans.partition_point(|s| s.end <= first);
+        self.spans[from.min(self.spans.len())..]
+            .iter()
+            .take_while(move |s| s.first < end)
+            .flat_map(move |s| {
+                let (lo, hi) = (s.first.max(first), s.end.min(end));
+                (lo..hi).map(move |i| (s.offset + (i - s.first) as usize, i << SHIFT_2M))
+            })
+    }
+
     /// The base address of the 2 MiB range of counter `slot` (inverse of [`Self::slot`]).
     #[cfg(test)]
     pub(crate) fn range_base(&self, slot: usize) -> Option<u64> {
@@ -128,6 +176,37 @@ mod tests {
             assert_eq!(idx.slot(base >> 12), Some(slot));
         }
         assert_eq!(idx.range_base(3), None);
+    }
+
+    #[test]
+    fn a_sub_index_shares_the_tables_counters() {
+        let m = 1 << 20;
+        let table = RangeIndex::new([r(0, 8 * m), r(1 << 30, (1 << 30) + 8 * m)]).unwrap();
+        let own = RangeIndex::within(
+            [r((1 << 30) + 2 * m, (1 << 30) + 3 * m), r(m, 3 * m)],
+            &table,
+        )
+        .unwrap();
+        assert_eq!((own.ranges(), own.spans()), (3, 2));
+        for pfn in [m >> 12, (2 * m) >> 12, ((1 << 30) + 2 * m) >> 12] {
+            assert_eq!(own.slot(pfn), table.slot(pfn));
+        }
+        assert_eq!(own.slot((4 * m) >> 12), None);
+        assert_eq!(
+            RangeIndex::within([r(6 * m, 10 * m)], &table),
+            Err(OutsideTable(r(6 * m, 10 * m)))
+        );
+    }
+
+    #[test]
+    fn slots_in_walks_only_the_ranges_touched() {
+        let m = 1 << 20;
+        let idx = RangeIndex::new([r(0, 4 * m), r(1 << 30, (1 << 30) + 4 * m)]).unwrap();
+        let got: Vec<_> = idx.slots_in(r(3 * m, (1 << 30) + 0x1000)).collect();
+        assert_eq!(got, [(1, 2 * m), (2, 1 << 30)]);
+        assert_eq!(idx.slots_in(r(8 * m, 16 * m)).count(), 0);
+        assert_eq!(idx.slots_in(r(0, 1 << 40)).count(), 4);
+        assert_eq!(idx.slots_in(r(m, m)).count(), 0);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! [`super::DynamicPamt::put`].
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Called by a waiter each time it finds its range in transition: a CPU spin hint, or a loom
 /// yield point (loom requires one in every spin loop).

@@ -2,12 +2,18 @@
 //!
 //! * A CPU coming online before initialization is in flight until its token is finished, so
 //!   initialization (which runs TDH.SYS.LP.INIT on every online CPU) either sees it online or
-//!   has not begun. While initialization is in progress onlines are refused (`Busy`). Once
-//!   initialized, the CPU must run TDH.SYS.LP.INIT itself before any other SEAMCALL.
-//! * The last online CPU of a package may not go offline while initialization is in progress
-//!   (TDH.SYS.KEY.CONFIG runs once per package) or while guest KeyIDs are in use (writing back
-//!   TD private memory needs a CPU in every package). That offline is in flight in the state
-//!   word while it happens, which orders it against `begin_init` and guest KeyID acquisition.
+//!   has not begun. While initialization is in progress onlines are refused (`Busy`); while it
+//!   is pending, too, except into a package that has no online CPU (initialization needs one
+//!   there, and there are at most as many such onlines as CPUs, so they cannot starve it).
+//!   Once initialized, the CPU must run TDH.SYS.LP.INIT itself before any other SEAMCALL.
+//! * The last online CPU of a package may not go offline while initialization is pending or
+//!   in progress (TDH.SYS.KEY.CONFIG runs once per package) or while guest KeyIDs are in use
+//!   (writing back TD private memory needs a CPU in every package). That offline is in flight
+//!   in the state word while it happens, which orders it against `begin_init` and guest KeyID
+//!   acquisition.
+//! * CPUs that leave for good differ from offline CPUs only at a package's last CPU: removing a
+//!   whole package takes all its CPUs offline first, and the last one is refused while guest
+//!   KeyIDs are in use. So a package is never hot-removed under a TD.
 //!
 //! Per-package online counts and per-CPU slots are plain atomics; nothing takes a lock.
 
@@ -133,7 +139,8 @@ impl Drop for CpuOnline<'_> {
 impl HotplugGate {
     /// Decides whether `cpu` of `package` may come online, and whether it must run
     /// TDH.SYS.LP.INIT (see [`CpuOnline`]). Refused with [`CpuOnlineError::Busy`] while
-    /// initialization is in progress; never blocks.
+    /// initialization is in progress, and while it is pending unless the package has no online
+    /// CPU (initialization needs one there); never blocks.
     pub fn cpu_online(&self, cpu: u32, package: u32) -> Result<CpuOnline<'_>, CpuOnlineError> {
         let table = &self.cpus;
         let Some(slot) = table.slots.get(cpu as usize) else {
@@ -180,6 +187,11 @@ impl HotplugGate {
                         finished: false,
                     });
                 }
+                // Initialization is pending: only a CPU it needs (the first of its package)
+                // may still come online, so the operations in flight drain.
+                _ if w.pending() && table.online_in(package).is_some_and(|c| c > 0) => {
+                    return refuse(CpuOnlineError::Busy);
+                }
                 ModuleState::Uninitialized | ModuleState::Failed => match self.word.try_enter(w) {
                     Some(Ok(())) => {
                         return Ok(CpuOnline {
@@ -202,8 +214,13 @@ impl HotplugGate {
     }
 
     /// Takes `cpu` of `package` offline in the gate's books, unless it is the last online CPU
-    /// of its package while initialization is in progress ([`CpuOfflineError::Busy`]) or guest
-    /// KeyIDs are in use ([`CpuOfflineError::GuestKeyIdsInUse`]). Never blocks.
+    /// of its package while initialization is pending or in progress
+    /// ([`CpuOfflineError::Busy`]) or guest KeyIDs are in use
+    /// ([`CpuOfflineError::GuestKeyIdsInUse`]). Never blocks.
+    ///
+    /// Hot-removing a package means taking all its CPUs offline first, so while guest KeyIDs
+    /// exist it is refused at its last CPU: the package keeps that CPU (and the others may come
+    /// back). Physical removal is then the platform's to refuse as well.
     pub fn cpu_offline(&self, cpu: u32, package: u32) -> Result<(), CpuOfflineError> {
         let table = &self.cpus;
         let Some(slot) = table.slots.get(cpu as usize) else {
@@ -266,7 +283,7 @@ impl HotplugGate {
             // against this offline.
             let mut w = self.word.load();
             loop {
-                if w.state() == ModuleState::Initializing {
+                if w.state() == ModuleState::Initializing || w.pending() {
                     return Err(CpuOfflineError::Busy { cpu, package });
                 }
                 if w.guest_keyids() > 0 {

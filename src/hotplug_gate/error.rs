@@ -2,8 +2,9 @@
 
 use core::fmt;
 
+use super::metadata::MetadataHolder;
 use super::module_state::ModuleState;
-use crate::addr::PhysRange;
+use crate::addr::{Bytes, PhysRange};
 
 /// Why a memory addition was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +20,8 @@ pub enum AdmitError {
         /// The range asked for.
         range: PhysRange,
     },
-    /// TDX module initialization is in progress: retry once it has finished. Never blocks.
+    /// TDX module initialization is pending or in progress: retry once it has finished. Never
+    /// blocks.
     Busy,
     /// Before initialization: part of the range lies outside every CMR, so a TDMR could not
     /// cover it and initialization would fail.
@@ -79,14 +81,131 @@ impl fmt::Display for AdmitError {
 
 impl core::error::Error for AdmitError {}
 
+/// Why a memory removal was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// The range holds no byte.
+    Empty {
+        /// Where the empty range sits.
+        at: u64,
+    },
+    /// The range does not start and end on 4 KiB page boundaries.
+    Misaligned {
+        /// The range asked for.
+        range: PhysRange,
+    },
+    /// TDX module initialization is pending or in progress: retry once it has finished.
+    /// Never blocks.
+    Busy,
+    /// After initialization: part of the range is memory the TDX module owns.
+    HoldsTdxMetadata {
+        /// The range asked for.
+        range: PhysRange,
+        /// The bytes of it that the holder owns (for Dynamic PAMT pages: the bytes of it in
+        /// the 2 MiB range that holds them).
+        overlap: PhysRange,
+        /// What owns them: the first static PAMT block or extension memory the range
+        /// overlaps, else the first 2 MiB range holding Dynamic PAMT pages.
+        holder: MetadataHolder,
+    },
+    /// After initialization: the module's metadata did not fit the gate's refusal set
+    /// ([`super::GateConfig::metadata_capacity`]), so no removal is admitted (failing closed).
+    MetadataUnknown {
+        /// The range asked for.
+        range: PhysRange,
+        /// Blocks of metadata the plan has.
+        blocks: usize,
+        /// Blocks the gate holds.
+        capacity: usize,
+    },
+    /// After initialization with Dynamic PAMT: the gate has no range table
+    /// ([`super::GateConfig::with_dynamic_pamt`]) or no Dynamic PAMT manager counts its pair
+    /// pages in it ([`crate::dpamt::DynamicPamt::for_plan_with_table`]), so it cannot know
+    /// where the pairs are and admits no removal (failing closed).
+    DynamicPamtUntracked {
+        /// The range asked for.
+        range: PhysRange,
+    },
+    /// Too many removals in flight at once.
+    TooManyInFlight {
+        /// Most the gate tracks at once.
+        limit: u32,
+    },
+}
+
+impl RemoveError {
+    /// Whether the same request may succeed later without any change on the caller's side
+    /// (Dynamic PAMT pages go back when the module lets go of the memory they track).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RemoveError::Busy | RemoveError::TooManyInFlight { .. } => true,
+            RemoveError::HoldsTdxMetadata { holder, .. } => !holder.is_for_good(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for RemoveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RemoveError::Empty { at } => write!(f, "memory range at {at:#x} is empty"),
+            RemoveError::Misaligned { range } => {
+                write!(f, "memory range {range} is not 4 KiB aligned")
+            }
+            RemoveError::Busy => write!(
+                f,
+                "TDX module initialization pending or in progress; retry the memory removal later"
+            ),
+            RemoveError::HoldsTdxMetadata {
+                range,
+                overlap,
+                holder,
+            } => {
+                let verb = match holder {
+                    MetadataHolder::DynamicPamtPages { .. } => "lies",
+                    _ => "is",
+                };
+                write!(
+                    f,
+                    "memory range {range} holds TDX metadata: {overlap} ({}) {verb} {holder}",
+                    Bytes(overlap.size())
+                )
+            }
+            RemoveError::MetadataUnknown {
+                range,
+                blocks,
+                capacity,
+            } => write!(
+                f,
+                "memory range {range} may hold TDX metadata: the plan has {blocks} metadata \
+                 blocks and the hotplug gate holds {capacity}"
+            ),
+            RemoveError::DynamicPamtUntracked { range } => write!(
+                f,
+                "memory range {range} may hold Dynamic PAMT pages the hotplug gate does not \
+                 track (build the gate with_dynamic_pamt and the manager with its range table)"
+            ),
+            RemoveError::TooManyInFlight { limit } => {
+                write!(f, "{limit} memory removals already in flight")
+            }
+        }
+    }
+}
+
+impl core::error::Error for RemoveError {}
+
 /// Why initialization could not begin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BeginInitError {
-    /// Hotplug operations (memory additions, CPU onlines, last-CPU offlines) admitted before
-    /// initialization have not finished yet: retry.
+    /// Hotplug operations (memory additions and removals, CPU onlines, last-CPU offlines)
+    /// admitted before initialization have not finished yet. Initialization is pending now:
+    /// no new one is admitted (bar CPUs coming online into a package without one), so retry
+    /// once these have drained.
     Busy {
-        /// How many were in flight.
+        /// How many were in flight (never more than at the previous refusal, bar CPUs coming
+        /// online into a package without one).
         in_flight: u32,
     },
     /// Another initialization is in progress.
@@ -94,6 +213,8 @@ pub enum BeginInitError {
     /// The module is already initialized (its TDX memory is frozen).
     AlreadyInitialized,
     /// A package has no online CPU, so TDH.SYS.KEY.CONFIG could not run on it.
+    /// Initialization stays pending: a CPU of the package may still come online (bring one
+    /// up, then call again), or withdraw with [`super::HotplugGate::cancel_init`].
     PackageOffline {
         /// The first such package.
         package: u32,
@@ -142,6 +263,15 @@ pub enum PublishError {
         /// The gate's capacity ([`super::GateConfig::snapshot_capacity`]).
         capacity: usize,
     },
+    /// The TDX metadata (PAMT blocks, extension memory) has more blocks than the gate was
+    /// built to hold. The gate is initialized anyway and refuses every memory removal
+    /// ([`RemoveError::MetadataUnknown`]).
+    MetadataTooLarge {
+        /// Blocks of metadata.
+        blocks: usize,
+        /// The gate's capacity ([`super::GateConfig::metadata_capacity`]).
+        capacity: usize,
+    },
 }
 
 impl fmt::Display for PublishError {
@@ -151,6 +281,11 @@ impl fmt::Display for PublishError {
                 f,
                 "frozen TDX memory has {ranges} ranges but the hotplug gate holds {capacity}; \
                  no memory will be admitted"
+            ),
+            PublishError::MetadataTooLarge { blocks, capacity } => write!(
+                f,
+                "TDX metadata has {blocks} blocks but the hotplug gate holds {capacity}; \
+                 no memory removal will be admitted"
             ),
         }
     }
@@ -189,7 +324,8 @@ pub enum CpuOnlineError {
         cpu: u32,
     },
     /// TDX module initialization is in progress (it needs TDH.SYS.LP.INIT on every CPU before
-    /// TDH.SYS.CONFIG): retry once it has finished. Never blocks.
+    /// TDH.SYS.CONFIG), or pending and the CPU's package has an online CPU already: retry once
+    /// it has finished. Never blocks.
     Busy,
     /// The state word's in-flight counter is full.
     TooManyInFlight {
@@ -276,8 +412,8 @@ pub enum CpuOfflineError {
         /// The CPU.
         cpu: u32,
     },
-    /// It is the last online CPU of its package and TDX initialization is in progress
-    /// (TDH.SYS.KEY.CONFIG must run in every package): retry once it has finished.
+    /// It is the last online CPU of its package and TDX initialization is pending or in
+    /// progress (TDH.SYS.KEY.CONFIG must run in every package): retry once it has finished.
     Busy {
         /// The CPU.
         cpu: u32,
@@ -428,6 +564,12 @@ pub enum GateConfigError {
         /// Packages given.
         packages: u32,
     },
+    /// With Dynamic PAMT tracking: a CMR reaching beyond 2^52, which the range table cannot
+    /// cover.
+    RangeTable {
+        /// The CMR.
+        range: PhysRange,
+    },
 }
 
 impl fmt::Display for GateConfigError {
@@ -436,6 +578,10 @@ impl fmt::Display for GateConfigError {
             GateConfigError::Topology { cpus, packages } => write!(
                 f,
                 "{cpus} CPUs in {packages} packages is not a topology the gate can track"
+            ),
+            GateConfigError::RangeTable { range } => write!(
+                f,
+                "CMR {range} reaches beyond 2^52; no Dynamic PAMT range table can cover it"
             ),
         }
     }

@@ -84,7 +84,8 @@ impl HotplugGate {
     /// * uninitialized / failed: admitted iff inside the CMRs (or any memory with
     ///   [`PreInitPolicy::AnyMemory`]); the addition is then in flight until the returned
     ///   token is finished, and [`HotplugGate::begin_init`] waits for it (returns `Busy`);
-    /// * initializing: [`AdmitError::Busy`], at once;
+    /// * initializing, or initialization pending ([`HotplugGate::begin_init`]):
+    ///   [`AdmitError::Busy`], at once;
     /// * initialized: admitted iff every byte is TDX memory of the published plan
     ///   ([`super::frozen_tdx_memory`]), even when it spans several TDMRs or memory regions.
     ///   This path is wait-free and allocation-free: one Acquire load and a binary search of
@@ -105,6 +106,8 @@ impl HotplugGate {
             match w.state() {
                 ModuleState::Initialized => return self.admit_frozen(range),
                 ModuleState::Initializing => return Err(AdmitError::Busy),
+                // Initialization is pending: let the operations in flight drain.
+                _ if w.pending() => return Err(AdmitError::Busy),
                 ModuleState::Uninitialized | ModuleState::Failed => {
                     let rule = match rule {
                         Some(rule) => rule,

@@ -4,20 +4,26 @@
 //! Before the TDX module is initialized, new memory is admitted only if it lies in the CMRs
 //! (a TDMR could not cover anything else). Once it is initialized the TDX memory configuration
 //! is frozen, so only memory that is already TDX memory of the published plan is admitted.
-//! Initialization and hotplug exclude each other: additions admitted before initialization
-//! hold it off until they finish, and while it runs additions are refused with `Busy`.
-//! Linux did the frozen check with a list walk under the memory-hotplug lock and a mutex; the
-//! gate does it with one atomic state word, and nothing on any path blocks.
+//! Memory may leave at any time except while initialization runs, and after it never where the
+//! module owns it (PAMT blocks, Dynamic PAMT pairs added now, extension memory).
+//! Initialization and hotplug exclude each other: additions and removals admitted before
+//! initialization hold it off until they finish; once it is asked for
+//! ([`HotplugGate::begin_init`] marks it pending) and while it runs they are refused with
+//! `Busy`, so hotplug cannot starve it. Linux did the frozen check with a list walk under the
+//! memory-hotplug lock and a mutex, and checks no removal; the gate does both with one atomic
+//! state word, and nothing on any path blocks.
 //!
-//! | state | memory addition | CPU online | last CPU of a package offline |
-//! |---|---|---|---|
-//! | uninitialized / failed | inside the CMRs ([`PreInitPolicy`]), in flight until finished | in flight until finished | allowed (in flight while it happens) |
-//! | initializing | `Busy` | `Busy` | `Busy` |
-//! | initialized | TDX memory of the plan (wait-free) | allowed, must run TDH.SYS.LP.INIT | refused while guest KeyIDs are in use |
+//! | state | memory addition | memory removal | CPU online | last CPU of a package offline |
+//! |---|---|---|---|---|
+//! | uninitialized / failed | inside the CMRs ([`PreInitPolicy`]), in flight until finished | in flight until finished | in flight until finished | allowed (in flight while it happens) |
+//! | initialization pending | `Busy` | `Busy` | `Busy`, unless the package has no online CPU | `Busy` |
+//! | initializing | `Busy` | `Busy` | `Busy` | `Busy` |
+//! | initialized | TDX memory of the plan (wait-free) | refused where the module owns memory (wait-free) | allowed, must run TDH.SYS.LP.INIT | refused while guest KeyIDs are in use |
 //!
 //! Files: `module_state.rs` (the states), `state.rs` (the word and the initialization
-//! transitions), `memory.rs` (memory
-//! admission), `snapshot.rs` (the frozen TDX memory), `cpu.rs` (CPU rules, guest KeyIDs),
+//! transitions), `memory.rs` (memory admission), `removal.rs` (memory removal),
+//! `snapshot.rs` (the frozen TDX memory), `metadata.rs` (the memory the module owns for good),
+//! `sections.rs` (the fast path of the frozen check), `cpu.rs` (CPU rules, guest KeyIDs),
 //! `error.rs`, `sync.rs` (atomics, swapped for loom's under `cfg(loom)`).
 //!
 //! ```
@@ -56,7 +62,9 @@
 mod cpu;
 mod error;
 mod memory;
+mod metadata;
 mod module_state;
+mod removal;
 mod sections;
 mod snapshot;
 mod state;
@@ -65,17 +73,21 @@ mod sync;
 pub use cpu::CpuOnline;
 pub use error::{
     AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfigError, KeyIdError,
-    PublishError,
+    PublishError, RemoveError,
 };
 pub use memory::{AdmissionRule, MemoryAdmission, PreInitPolicy};
+pub use metadata::{MetadataHolder, tdx_metadata};
 pub use module_state::ModuleState;
+pub use removal::{MemoryRemoval, RemovalRule};
 pub use snapshot::frozen_tdx_memory;
 pub use state::{InitTicket, MAX_GUEST_KEYIDS, MAX_IN_FLIGHT};
 
 use alloc::boxed::Box;
 use core::fmt;
 
+use self::sync::{AtomicBool, AtomicU32, Ordering};
 use crate::addr::PhysRange;
+use crate::dpamt::RangeTable;
 use crate::memmap::Cmrs;
 
 /// Default [`GateConfig::snapshot_capacity`]: 2048 ranges (32 KiB). TDX module 1.5 allows
@@ -85,6 +97,10 @@ pub const DEFAULT_SNAPSHOT_CAPACITY: usize = 2048;
 
 /// Default [`GateConfig::section_bitmap_words`]: 512 words (4 KiB, 32768 sections).
 pub const DEFAULT_SECTION_BITMAP_WORDS: usize = 512;
+
+/// Default [`GateConfig::metadata_capacity`]: 256 blocks (8 KiB): the three PAMT blocks of
+/// each of 64 TDMRs (TDX module 1.5's limit) and 64 ranges of extension memory.
+pub const DEFAULT_METADATA_CAPACITY: usize = 256;
 
 /// How a [`HotplugGate`] is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +118,13 @@ pub struct GateConfig {
     /// bits span the frozen memory; a query inside sections covered whole is admitted
     /// without searching the ranges.
     pub section_bitmap_words: usize,
+    /// Most blocks of TDX metadata (PAMT blocks, extension memory) the gate can hold for the
+    /// removal check (allocated up front, 32 bytes each).
+    pub metadata_capacity: usize,
+    /// Whether the gate allocates a Dynamic PAMT range table over its CMRs (4 bytes per
+    /// 2 MiB, shared with the manager, which then allocates none): needed to admit memory
+    /// removals after an initialization with Dynamic PAMT.
+    pub dynamic_pamt: bool,
 }
 
 impl GateConfig {
@@ -113,7 +136,22 @@ impl GateConfig {
             pre_init: PreInitPolicy::Convertible,
             snapshot_capacity: DEFAULT_SNAPSHOT_CAPACITY,
             section_bitmap_words: DEFAULT_SECTION_BITMAP_WORDS,
+            metadata_capacity: DEFAULT_METADATA_CAPACITY,
+            dynamic_pamt: false,
         }
+    }
+
+    /// With room for this many blocks of TDX metadata.
+    pub const fn with_metadata_capacity(mut self, blocks: usize) -> Self {
+        self.metadata_capacity = blocks;
+        self
+    }
+
+    /// With (or without) a Dynamic PAMT range table ([`HotplugGate::range_table`]): the words
+    /// the Dynamic PAMT manager counts in and the gate reads when memory is removed.
+    pub const fn with_dynamic_pamt(mut self, on: bool) -> Self {
+        self.dynamic_pamt = on;
+        self
     }
 
     /// With this pre-initialization policy.
@@ -145,6 +183,14 @@ pub struct HotplugGate {
     cmr_ends: Box<[u64]>,
     policy: PreInitPolicy,
     snapshot: snapshot::Snapshot,
+    /// What removals are refused for after initialization (static PAMT, extensions).
+    metadata: metadata::MetadataSet,
+    /// Whether the published plan uses Dynamic PAMT (written once, like the snapshot).
+    dynamic_pamt: AtomicBool,
+    /// Where Dynamic PAMT pair pages are counted (`GateConfig::dynamic_pamt`).
+    table: Option<RangeTable>,
+    /// Removals after initialization marking the range table now.
+    removals: AtomicU32,
     cpus: cpu::CpuTable,
 }
 
@@ -158,10 +204,18 @@ impl HotplugGate {
             pre_init,
             snapshot_capacity,
             section_bitmap_words,
+            metadata_capacity,
+            dynamic_pamt,
         } = config;
         if (cpus == 0) != (packages == 0) || cpus < packages || packages == u32::MAX {
             return Err(GateConfigError::Topology { cpus, packages });
         }
+        let table = if dynamic_pamt {
+            let merged = cmrs.merged().iter().copied();
+            Some(RangeTable::new(merged).map_err(|e| GateConfigError::RangeTable { range: e.0 })?)
+        } else {
+            None
+        };
         Ok(HotplugGate {
             word: state::StateWord::new(),
             cmr_starts: cmrs.merged().iter().map(PhysRange::start).collect(),
@@ -169,6 +223,10 @@ impl HotplugGate {
             cmrs,
             policy: pre_init,
             snapshot: snapshot::Snapshot::with_capacity(snapshot_capacity, section_bitmap_words),
+            metadata: metadata::MetadataSet::with_capacity(metadata_capacity),
+            dynamic_pamt: AtomicBool::new(false),
+            table,
+            removals: AtomicU32::new(0),
             cpus: cpu::CpuTable::new(cpus, packages),
         })
     }
@@ -178,8 +236,8 @@ impl HotplugGate {
         self.word.load().state()
     }
 
-    /// Hotplug operations in flight now (memory additions and CPU onlines admitted before
-    /// initialization and not finished, last-CPU offlines under way).
+    /// Hotplug operations in flight now (memory additions, removals and CPU onlines admitted
+    /// before initialization and not finished, last-CPU offlines under way).
     pub fn in_flight(&self) -> u32 {
         self.word.load().in_flight()
     }
@@ -226,6 +284,32 @@ impl HotplugGate {
             .iter()
             .take(if initialized { usize::MAX } else { 0 })
     }
+
+    /// The memory the module owns for good, which no removal may take after initialization
+    /// (static PAMT blocks, extension memory), in address order; empty before.
+    pub fn tdx_metadata(&self) -> impl Iterator<Item = (PhysRange, MetadataHolder)> + '_ {
+        let initialized = self.state() == ModuleState::Initialized;
+        self.metadata
+            .iter()
+            .take(if initialized { usize::MAX } else { 0 })
+    }
+
+    /// Most blocks of TDX metadata the gate can hold.
+    pub fn metadata_capacity(&self) -> usize {
+        self.metadata.capacity()
+    }
+
+    /// The Dynamic PAMT range table ([`GateConfig::with_dynamic_pamt`]): build the manager
+    /// with it ([`crate::dpamt::DynamicPamt::for_plan_with_table`]).
+    pub fn range_table(&self) -> Option<&RangeTable> {
+        self.table.as_ref()
+    }
+
+    /// Memory removals after initialization in flight now that mark the Dynamic PAMT range
+    /// table (no page pair may be placed in their ranges meanwhile).
+    pub fn removals_in_flight(&self) -> u32 {
+        self.removals.load(Ordering::Acquire)
+    }
 }
 
 impl fmt::Debug for HotplugGate {
@@ -233,11 +317,13 @@ impl fmt::Debug for HotplugGate {
         let w = self.word.load();
         f.debug_struct("HotplugGate")
             .field("state", &w.state())
+            .field("pending", &w.pending())
             .field("in_flight", &w.in_flight())
             .field("guest_keyids", &w.guest_keyids())
             .field("policy", &self.policy)
             .field("cmrs", &self.cmrs.merged().len())
             .field("frozen_ranges", &self.snapshot.len())
+            .field("dynamic_pamt_table", &self.table.is_some())
             .field("cpus", &self.cpus.cpus())
             .field("packages", &self.cpus.packages())
             .finish()

@@ -10,9 +10,11 @@
 
 mod init_estimate;
 mod summary;
+mod unremovable;
 mod warning;
 
 pub use init_estimate::{InitEstimate, LINUX_MS_PER_TIB, RATE_SOURCE, SplitCost, tdmr_init_ms};
+pub use unremovable::{Unremovable, unremovable_memory};
 pub use warning::Warning;
 
 use alloc::vec::Vec;

@@ -9,7 +9,8 @@ use super::Context;
 use crate::addr::Bytes;
 use crate::addr::PageSize;
 use crate::layout::{Plan, PlanError, Strategy};
-use crate::readiness::{Readiness, Verdict, Warning};
+use crate::memmap::MemoryMap;
+use crate::readiness::{Readiness, Verdict, Warning, unremovable_memory};
 
 /// Warnings of one kind listed before the rest are counted.
 const WARNINGS_PER_KIND: usize = 3;
@@ -260,6 +261,9 @@ pub fn readiness(r: &Readiness, ctx: &Context<'_>) -> String {
     if let Some(e) = &r.init_estimate {
         init_estimate(e, &mut out);
     }
+    if let Ok(plan) = &r.chosen().result {
+        out.push_str(&unremovable(plan, ctx.memory));
+    }
     if r.warnings.is_empty() {
         let _ = writeln!(out, "warnings: none");
     } else {
@@ -304,6 +308,55 @@ fn coin(r: &Readiness, v: &Verdict) -> &'static str {
     } else {
         ""
     }
+}
+
+/// The memory `plan` keeps from ever being removed once the TDX module is initialized, one
+/// line per NUMA node that has some (what to know before planning a DIMM or CXL removal):
+///
+/// ```text
+/// never removable after init (PAMT; Dynamic PAMT pairs at plan time: none; extensions: none):
+///   node 0  256.5 MiB of PAMT (TDMR 0, 1) [0x1069f7e000, 0x107a000000)
+///   other nodes: nothing
+/// ```
+///
+/// (With Dynamic PAMT, pairs come at run time and hold only the 2 MiB ranges their pages lie
+/// in, while they are added; the hotplug gate refuses removals there.)
+pub fn unremovable(plan: &Plan, memory: &MemoryMap) -> String {
+    let mut out = String::new();
+    let nodes = unremovable_memory(plan, memory);
+    let _ = writeln!(
+        out,
+        "never removable after init (PAMT; Dynamic PAMT pairs at plan time: none; extensions: none):"
+    );
+    for n in &nodes {
+        let node = match n.node {
+            Some(id) => alloc::format!("node {id}"),
+            None => String::from("outside TDX memory"),
+        };
+        let tdmrs: Vec<String> = n.tdmrs.iter().map(|t| alloc::format!("{t}")).collect();
+        let _ = write!(
+            out,
+            "  {node}  {} of PAMT (TDMR {})",
+            Bytes(n.pamt_bytes),
+            tdmrs.join(", ")
+        );
+        for (k, r) in n.pamt.iter().enumerate() {
+            if k == WARNINGS_PER_KIND {
+                let _ = write!(out, " and {} more", n.pamt.len() - k);
+                break;
+            }
+            let _ = write!(out, " {r}");
+        }
+        out.push('\n');
+    }
+    let mut all: Vec<u32> = memory.regions().iter().map(|r| r.node).collect();
+    all.sort_unstable();
+    all.dedup();
+    let listed = nodes.iter().filter(|n| n.node.is_some()).count();
+    if listed < all.len() {
+        let _ = writeln!(out, "  other nodes: nothing");
+    }
+    out
 }
 
 /// How a strategy is called in sentences.
@@ -462,4 +515,44 @@ pub fn compare(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layout::Planner;
+    use crate::memmap::parse_kernel_log;
+
+    #[test]
+    fn unremovable_memory_is_listed_per_node() {
+        let input = parse_kernel_log(include_str!("../../tests/fixtures/emr-4s-256g.log")).unwrap();
+        let plan = Planner::new().plan(input.memory(), input.cmrs()).unwrap();
+        let text = super::unremovable(&plan, input.memory());
+        let lines: alloc::vec::Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("never removable after init (PAMT;"),
+            "{text}"
+        );
+        // One line per socket, each naming its PAMT: 256.5 MiB, the top of the node.
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(
+            lines[1],
+            "  node 0  256.5 MiB of PAMT (TDMR 0, 1) [0x1069f7e000, 0x107a000000)"
+        );
+        assert_eq!(
+            lines[4],
+            "  node 3  256.5 MiB of PAMT (TDMR 4) [0x406bf7f000, 0x407c000000)"
+        );
+        // A node with no PAMT is summed up.
+        let input = parse_kernel_log(include_str!("../../tests/fixtures/numa-256.log")).unwrap();
+        let plan = Planner::new().plan(input.memory(), input.cmrs()).unwrap();
+        let text = super::unremovable(&plan, input.memory());
+        assert!(text.ends_with("  other nodes: nothing\n"), "{text}");
+        // One line per node that holds a PAMT, between the header and the summary.
+        let mut pamt_nodes: alloc::vec::Vec<u32> =
+            plan.tdmrs().iter().map(|t| t.pamt_node()).collect();
+        pamt_nodes.sort_unstable();
+        pamt_nodes.dedup();
+        assert!(pamt_nodes.len() < 256);
+        assert_eq!(text.lines().count(), pamt_nodes.len() + 2, "{text}");
+    }
 }

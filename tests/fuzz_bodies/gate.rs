@@ -1,20 +1,21 @@
 //! Body of the `gate` fuzz target, shared with `cargo test` (tests/fuzz_seeds.rs), which
 //! replays `tests/seeds/gate/*` and a batch of pseudo-random inputs.
 //!
-//! A random sequence of gate operations, one at a time, holding admission tokens, CPU-online
-//! tokens and the initialization ticket across operations (so any interleaving of starts and
-//! ends is reachable). A model written here from the rules predicts every answer and every
-//! counter; the frozen-memory answers come from a point-wise reference, not from the gate's
-//! own computation. Any difference, or any panic in the gate, is a finding.
+//! A random sequence of gate operations, one at a time, holding addition and removal tokens,
+//! CPU-online tokens and the initialization ticket across operations (so any interleaving of
+//! starts and ends is reachable). A model written here from the rules predicts every answer and
+//! every counter, pending initialization included; the frozen-memory answers come from a
+//! point-wise reference and the removal refusals from the plan's PAMT blocks, not from the
+//! gate's own computation. Any difference, or any panic in the gate, is a finding.
 
 use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
-use tdmr::addr::{PageSize, PhysRange};
+use tdmr::addr::{PageSize, PhysRange, RangeSet};
 use tdmr::hotplug_gate::{
     AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnline, CpuOnlineError,
-    GateConfig, HotplugGate, InitTicket, KeyIdError, MemoryAdmission, ModuleState, PreInitPolicy,
-    PublishError,
+    GateConfig, HotplugGate, InitTicket, KeyIdError, MemoryAdmission, MemoryRemoval,
+    MetadataHolder, ModuleState, PreInitPolicy, PublishError, RemovalRule, RemoveError,
 };
 use tdmr::layout::{HolePolicy, Plan, Planner};
 use tdmr::memmap::parse_kernel_log;
@@ -141,15 +142,27 @@ enum Slot {
     Online(u32),
 }
 
+/// What initialization published.
+struct Published {
+    memory: MemoryMap,
+    plan: Plan,
+    cuts: Vec<u64>,
+    /// The frozen memory fit the snapshot.
+    snapshot_ok: bool,
+    /// The PAMT blocks fit the refusal set.
+    metadata_ok: bool,
+}
+
 struct Model {
     state: ModuleState,
+    pending: bool,
     in_flight: u32,
     keyids: u32,
     slots: Vec<Slot>,
     counts: Vec<u32>,
-    added: Vec<PhysRange>,
-    /// What was published: memory, plan, cut points; `None` inside when the snapshot overflowed.
-    published: Option<Option<(MemoryMap, Plan, Vec<u64>)>>,
+    /// Additions (true) and removals (false) admitted before initialization, in order.
+    changes: Vec<(bool, PhysRange)>,
+    published: Option<Published>,
 }
 
 impl Model {
@@ -178,28 +191,33 @@ fn range(u: &mut Unstructured<'_>, fx: &Fixture) -> arbitrary::Result<PhysRange>
     })
 }
 
-/// The kernel's map: the fixture's memory plus admitted additions, merged (node 0 for new).
-fn kernel_map(base: &MemoryMap, added: &[PhysRange]) -> Option<MemoryMap> {
-    let mut all: Vec<(PhysRange, u32)> =
-        base.regions().iter().map(|r| (r.range(), r.node)).collect();
-    all.extend(added.iter().map(|r| (*r, 0)));
-    all.sort_unstable_by_key(|(r, _)| *r);
-    let mut merged: Vec<(PhysRange, u32)> = Vec::new();
-    for (r, n) in all {
-        match merged.last_mut() {
-            Some((last, _)) if r.start() <= last.end() => {
-                *last = PhysRange::new(last.start(), last.end().max(r.end())).ok()?
-            }
-            _ => merged.push((r, n)),
+/// The kernel's map: the fixture's memory with the admitted additions (node 0 for new memory)
+/// and removals applied in order; `None` when nothing is left.
+fn kernel_map(base: &MemoryMap, changes: &[(bool, PhysRange)]) -> Option<MemoryMap> {
+    let mut map = base.clone();
+    for &(add, r) in changes {
+        map = if add {
+            map.with_added(&[MemoryRegion::new(r.start(), r.size(), 0)])
+        } else {
+            map.without(&RangeSet::from_ranges([r]))
         }
+        .ok()?;
     }
-    MemoryMap::new(
-        merged
-            .iter()
-            .map(|(r, n)| MemoryRegion::new(r.start(), r.size(), *n))
-            .collect(),
-    )
-    .ok()
+    Some(map)
+}
+
+/// The first PAMT block (lowest start) `r` overlaps: what a removal after init is refused for.
+fn first_pamt_hit(plan: &Plan, r: PhysRange) -> Option<(PhysRange, MetadataHolder)> {
+    plan.tdmrs()
+        .iter()
+        .enumerate()
+        .flat_map(|(tdmr, t)| {
+            PageSize::ALL
+                .into_iter()
+                .map(move |level| (t.pamt(level), MetadataHolder::Pamt { tdmr, level }))
+        })
+        .filter(|(b, _)| b.overlaps(r))
+        .min_by_key(|(b, _)| (b.start(), b.end()))
 }
 
 /// Runs one input. Panics on any disagreement with the model.
@@ -219,21 +237,25 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     };
     let capacity = *u.choose(&[0usize, 1, 3, 64, 2048])?;
     let words = *u.choose(&[0usize, 1, 512])?;
+    let metadata_capacity = *u.choose(&[256usize, 256, 256, 2])?;
     let config = GateConfig::new(cpus, packages)
         .with_pre_init(policy)
         .with_snapshot_capacity(capacity)
-        .with_section_bitmap_words(words);
+        .with_section_bitmap_words(words)
+        .with_metadata_capacity(metadata_capacity);
     let gate = HotplugGate::new(fx.cmrs.clone(), config).expect("valid topology");
     let mut m = Model {
         state: ModuleState::Uninitialized,
+        pending: false,
         in_flight: 0,
         keyids: 0,
         slots: vec![Slot::Offline; cpus as usize],
         counts: vec![0; packages as usize],
-        added: Vec::new(),
+        changes: Vec::new(),
         published: None,
     };
     let mut mem_tokens: Vec<MemoryAdmission<'_>> = Vec::new();
+    let mut removal_tokens: Vec<MemoryRemoval<'_>> = Vec::new();
     let mut cpu_tokens: Vec<CpuOnline<'_>> = Vec::new();
     let mut ticket: Option<InitTicket<'_>> = None;
     let cmr_cuts: Vec<u64> = fx
@@ -244,7 +266,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         .collect();
 
     for _ in 0..u.int_in_range(1..=200u32)? {
-        match u.int_in_range(0..=10u8)? {
+        match u.int_in_range(0..=13u8)? {
             0 | 1 => {
                 let r = range(u, fx)?;
                 let got = gate.admit_memory(r);
@@ -255,12 +277,13 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 } else {
                     match m.state {
                         ModuleState::Initializing => assert_eq!(got.err(), Some(AdmitError::Busy)),
+                        _ if m.pending => assert_eq!(got.err(), Some(AdmitError::Busy)),
                         ModuleState::Initialized => {
-                            let bad = match m.published.as_ref().expect("published") {
-                                Some((mem, plan, cuts)) => {
-                                    first_bad(r, cuts, |pa| frozen_byte(plan, mem, pa))
-                                }
-                                None => Some(r),
+                            let p = m.published.as_ref().expect("published");
+                            let bad = if p.snapshot_ok {
+                                first_bad(r, &p.cuts, |pa| frozen_byte(&p.plan, &p.memory, pa))
+                            } else {
+                                Some(r)
                             };
                             match (got, bad) {
                                 (Ok(tok), None) => {
@@ -288,7 +311,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                     assert_eq!(tok.rule(), want);
                                     assert_eq!(tok.range(), r);
                                     m.in_flight += 1;
-                                    m.added.push(r);
+                                    m.changes.push((true, r));
                                     mem_tokens.push(tok);
                                 }
                                 (Err(e), Some(outside)) => {
@@ -331,6 +354,10 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         }
                         (Slot::Offline, ModuleState::Initializing) => Err(CpuOnlineError::Busy),
                         (Slot::Offline, ModuleState::Initialized) => Ok(true),
+                        // Pending: only into a package without an online CPU.
+                        (Slot::Offline, _) if m.pending && m.counts[pkg as usize] > 0 => {
+                            Err(CpuOnlineError::Busy)
+                        }
                         (Slot::Offline, _) => Ok(false),
                     }
                 };
@@ -387,7 +414,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                             online_in: p,
                         }),
                         Slot::Online(_) if m.counts[pkg as usize] >= 2 => Ok(()),
-                        Slot::Online(_) if m.state == ModuleState::Initializing => {
+                        Slot::Online(_) if m.state == ModuleState::Initializing || m.pending => {
                             Err(CpuOfflineError::Busy { cpu, package: pkg })
                         }
                         Slot::Online(_) if m.keyids > 0 => Err(CpuOfflineError::GuestKeyIdsInUse {
@@ -405,21 +432,67 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 }
             }
             6 => {
+                // Half the time the initializer first waits for everything in flight and
+                // brings a CPU up in each package without one (as a kernel would), so that
+                // sequences get through initialization and reach the post-init rules.
+                if u.arbitrary()? {
+                    for tok in mem_tokens.drain(..) {
+                        if tok.rule().is_pre_init() {
+                            m.in_flight -= 1;
+                        }
+                    }
+                    for tok in removal_tokens.drain(..) {
+                        if tok.rule().is_pre_init() {
+                            m.in_flight -= 1;
+                        }
+                    }
+                    for tok in cpu_tokens.drain(..) {
+                        let (cpu, pkg) = (tok.cpu() as usize, tok.package());
+                        if !tok.lp_init_required() {
+                            m.in_flight -= 1;
+                        }
+                        tok.finish();
+                        m.slots[cpu] = Slot::Online(pkg);
+                        m.counts[pkg as usize] += 1;
+                    }
+                    let before_init =
+                        matches!(m.state, ModuleState::Uninitialized | ModuleState::Failed);
+                    for pkg in (0..packages).filter(|_| before_init) {
+                        let idle = (0..cpus).find(|&c| m.slots[c as usize] == Slot::Offline);
+                        if let (0, Some(cpu)) = (m.counts[pkg as usize], idle) {
+                            let tok = gate
+                                .cpu_online(cpu, pkg)
+                                .expect("a CPU for an empty package");
+                            assert!(!tok.lp_init_required());
+                            tok.finish();
+                            m.slots[cpu as usize] = Slot::Online(pkg);
+                            m.counts[pkg as usize] += 1;
+                        }
+                    }
+                }
                 let got = gate.begin_init();
                 let want = match m.state {
                     ModuleState::Initializing => Err(BeginInitError::InProgress),
                     ModuleState::Initialized => Err(BeginInitError::AlreadyInitialized),
-                    _ if m.in_flight > 0 => Err(BeginInitError::Busy {
-                        in_flight: m.in_flight,
-                    }),
-                    _ => match m.first_empty_package() {
-                        Some(package) => Err(BeginInitError::PackageOffline { package }),
-                        None => Ok(()),
-                    },
+                    _ => {
+                        // Pending from now on, whatever the answer.
+                        m.pending = true;
+                        if m.in_flight > 0 {
+                            Err(BeginInitError::Busy {
+                                in_flight: m.in_flight,
+                            })
+                        } else {
+                            match m.first_empty_package() {
+                                Some(package) => Err(BeginInitError::PackageOffline { package }),
+                                None => Ok(()),
+                            }
+                        }
+                    }
                 };
                 match (got, want) {
                     (Ok(t), Ok(())) => {
                         m.state = ModuleState::Initializing;
+                        m.pending = false;
                         ticket = Some(t);
                     }
                     (Err(e), Err(w)) => assert_eq!(e, w),
@@ -428,17 +501,24 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             }
             7 => {
                 if let Some(t) = ticket.take() {
-                    let planned = kernel_map(&fx.memory, &m.added)
+                    let planned = kernel_map(&fx.memory, &m.changes)
                         .and_then(|mem| plan(&mem, &fx.cmrs).map(|p| (mem, p)));
                     match planned {
                         Some((mem, plan)) => {
                             let cuts = boundaries(&plan, &mem);
                             let got = t.publish(&plan, &mem);
                             m.state = ModuleState::Initialized;
-                            match got {
+                            let blocks = plan
+                                .tdmrs()
+                                .iter()
+                                .flat_map(|t| PageSize::ALL.map(|l| t.pamt(l)))
+                                .filter(|b| !b.is_empty())
+                                .count();
+                            let metadata_ok = blocks <= metadata_capacity;
+                            let snapshot_ok = match got {
                                 Ok(n) => {
-                                    assert!(n <= capacity);
-                                    m.published = Some(Some((mem, plan, cuts)));
+                                    assert!(n <= capacity && metadata_ok);
+                                    true
                                 }
                                 Err(PublishError::SnapshotTooLarge {
                                     ranges,
@@ -447,10 +527,30 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                     assert_eq!(c, capacity);
                                     assert!(ranges > capacity);
                                     assert_eq!(gate.frozen_memory().count(), 0);
-                                    m.published = Some(None);
+                                    false
+                                }
+                                Err(PublishError::MetadataTooLarge {
+                                    blocks: b,
+                                    capacity: c,
+                                }) => {
+                                    assert_eq!(
+                                        (b, c, metadata_ok),
+                                        (blocks, metadata_capacity, false)
+                                    );
+                                    true
                                 }
                                 Err(e) => panic!("publish: {e}"),
+                            };
+                            if metadata_ok {
+                                assert_eq!(gate.tdx_metadata().count(), blocks);
                             }
+                            m.published = Some(Published {
+                                memory: mem,
+                                plan,
+                                cuts,
+                                snapshot_ok,
+                                metadata_ok,
+                            });
                         }
                         None => {
                             t.fail();
@@ -484,7 +584,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     m.keyids += 1;
                 }
             }
-            _ => {
+            10 => {
                 let got = gate.release_guest_keyid();
                 if m.keyids == 0 {
                     assert_eq!(got, Err(KeyIdError::NoneInUse));
@@ -493,9 +593,73 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     m.keyids -= 1;
                 }
             }
+            11 => {
+                let r = range(u, fx)?;
+                let got = gate.admit_removal(r);
+                let want: Result<RemovalRule, RemoveError> = if r.is_empty() {
+                    Err(RemoveError::Empty { at: r.start() })
+                } else if r.start() % 0x1000 != 0 || r.end() % 0x1000 != 0 {
+                    Err(RemoveError::Misaligned { range: r })
+                } else {
+                    match m.state {
+                        ModuleState::Initializing => Err(RemoveError::Busy),
+                        _ if m.pending => Err(RemoveError::Busy),
+                        ModuleState::Initialized => {
+                            let p = m.published.as_ref().expect("published");
+                            match first_pamt_hit(&p.plan, r) {
+                                _ if !p.metadata_ok => Err(RemoveError::MetadataUnknown {
+                                    range: r,
+                                    blocks: tdmr::hotplug_gate::tdx_metadata(&p.plan).len(),
+                                    capacity: metadata_capacity,
+                                }),
+                                Some((block, holder)) => Err(RemoveError::HoldsTdxMetadata {
+                                    range: r,
+                                    overlap: block.intersect(r).expect("overlaps"),
+                                    holder,
+                                }),
+                                None => Ok(RemovalRule::NoTdxMetadata),
+                            }
+                        }
+                        ModuleState::Uninitialized | ModuleState::Failed => {
+                            Ok(RemovalRule::BeforeInit)
+                        }
+                    }
+                };
+                match (got, want) {
+                    (Ok(tok), Ok(rule)) => {
+                        assert_eq!((tok.rule(), tok.range()), (rule, r));
+                        if rule.is_pre_init() {
+                            m.in_flight += 1;
+                            m.changes.push((false, r));
+                        }
+                        removal_tokens.push(tok);
+                    }
+                    (Err(e), Err(w)) => assert_eq!(e, w),
+                    (got, want) => panic!("remove {r}: {:?} vs {want:?}", got.map(|t| t.rule())),
+                }
+            }
+            12 => {
+                if !removal_tokens.is_empty() {
+                    let i = u.choose_index(removal_tokens.len())?;
+                    let tok = removal_tokens.swap_remove(i);
+                    if tok.rule().is_pre_init() {
+                        m.in_flight -= 1;
+                    }
+                    if u.arbitrary()? {
+                        tok.finish();
+                    }
+                }
+            }
+            _ => {
+                let got = gate.cancel_init();
+                let want = m.pending && m.state != ModuleState::Initializing;
+                assert_eq!(got, want, "cancel_init");
+                m.pending = false;
+            }
         }
         // The gate's books match the model after every operation.
         assert_eq!(gate.state(), m.state);
+        assert_eq!(gate.init_pending(), m.pending);
         assert_eq!(gate.in_flight(), m.in_flight);
         assert_eq!(gate.guest_keyids(), m.keyids);
         for (p, &c) in m.counts.iter().enumerate() {

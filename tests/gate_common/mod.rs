@@ -9,12 +9,13 @@ use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmrs, MemoryMap};
 
 /// Every fixture, by name.
-pub const FIXTURES: [(&str, &str); 5] = [
+pub const FIXTURES: [(&str, &str); 6] = [
     ("emr-4s-256g", include_str!("../fixtures/emr-4s-256g.log")),
     ("host-2t", include_str!("../fixtures/host-2t.log")),
     ("icx-2s-256g", include_str!("../fixtures/icx-2s-256g.log")),
     ("spr-1t", include_str!("../fixtures/spr-1t.log")),
     ("spr-tdx10", include_str!("../fixtures/spr-tdx10.log")),
+    ("numa-256", include_str!("../fixtures/numa-256.log")),
 ];
 
 /// Parses a fixture and plans it with the planner's defaults, or with CMR-based holes when the
@@ -145,4 +146,138 @@ pub fn candidates(
             r(start, start + size)
         })
         .collect()
+}
+
+/// The first static PAMT block (lowest start) `range` overlaps, with its TDMR and level: what
+/// a removal after init must be refused for, by definition.
+pub fn first_pamt_hit(
+    plan: &Plan,
+    range: PhysRange,
+) -> Option<(PhysRange, usize, tdmr::addr::PageSize)> {
+    plan.tdmrs()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| PageSize::ALL.into_iter().map(move |l| (t.pamt(l), i, l)))
+        .filter(|(b, _, _)| b.overlaps(range))
+        .min_by_key(|(b, _, _)| (b.start(), b.end()))
+}
+
+/// A stand-in for the TDX module's TDH.PHYMEM.PAMT.ADD and REMOVE: keeps each 2 MiB range's
+/// pair, refuses an ADD on a backed range or with a page that is a PAMT page already, and says
+/// which pages it owns now. `on_add` sees every page an ADD takes (while the module takes it),
+/// to check the page is not being removed.
+pub struct PairModule {
+    state: std::sync::Mutex<PairState>,
+    on_add: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+#[derive(Default)]
+struct PairState {
+    pairs: std::collections::HashMap<u64, (u64, u64)>,
+    pages: std::collections::HashSet<u64>,
+}
+
+impl PairModule {
+    pub fn new() -> Self {
+        Self::with_add_hook(|_| {})
+    }
+
+    pub fn with_add_hook(on_add: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        PairModule {
+            state: Default::default(),
+            on_add: Box::new(on_add),
+        }
+    }
+
+    /// Pages of added pairs inside `range`.
+    pub fn owned_in(&self, range: PhysRange) -> Vec<u64> {
+        let st = self.state.lock().unwrap();
+        let mut v: Vec<u64> = st
+            .pages
+            .iter()
+            .copied()
+            .filter(|&p| range.overlaps(r(p, p + 0x1000)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Ranges backed now.
+    pub fn pairs(&self) -> usize {
+        self.state.lock().unwrap().pairs.len()
+    }
+}
+
+impl tdmr::seamcall::Seamcall for PairModule {
+    fn seamcall(&self, l: tdmr::tdx::leaf::Leaf, regs: &tdmr::tdx::Regs) -> tdmr::tdx::Output {
+        use tdmr::tdx::leaf;
+        use tdmr::tdx::status::Status;
+        let range = regs.rcx & !0xfff;
+        let mut out = *regs;
+        let mut st = self.state.lock().unwrap();
+        let ok = if l == leaf::TDH_PHYMEM_PAMT_ADD {
+            let fresh = !st.pairs.contains_key(&range)
+                && regs.rdx != regs.r8
+                && !st.pages.contains(&regs.rdx)
+                && !st.pages.contains(&regs.r8);
+            if fresh {
+                for p in [regs.rdx, regs.r8] {
+                    (self.on_add)(p);
+                    st.pages.insert(p);
+                }
+                st.pairs.insert(range, (regs.rdx, regs.r8));
+            }
+            fresh
+        } else if l == leaf::TDH_PHYMEM_PAMT_REMOVE {
+            match st.pairs.remove(&range) {
+                Some((a, b)) => {
+                    st.pages.remove(&a);
+                    st.pages.remove(&b);
+                    (out.rdx, out.r8) = (a, b);
+                    true
+                }
+                None => false,
+            }
+        } else {
+            false
+        };
+        // Any error status: the manager only looks at success.
+        let status = if ok {
+            Status::SUCCESS
+        } else {
+            Status::new(0xC000_0000_0000_0000)
+        };
+        tdmr::tdx::Output::new(status, out)
+    }
+}
+
+/// A pair source over a list of page pairs: hands them out, takes them back.
+pub struct Pairs(pub Vec<tdmr::dpamt::PamtPagePair>);
+
+impl Pairs {
+    /// Pairs of consecutive pages from `at`, `n` of them.
+    pub fn from(at: u64, n: u64) -> Self {
+        Pairs(
+            (0..n)
+                .map(|i| {
+                    let p = at + i * 0x2000;
+                    tdmr::dpamt::PamtPagePair::new(p, p + 0x1000).unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+// SAFETY: the module stand-in writes nothing; the addresses are labels.
+unsafe impl tdmr::dpamt::PairSource for Pairs {
+    fn take_pair(&mut self) -> Option<tdmr::dpamt::PamtPagePair> {
+        self.0.pop()
+    }
+    fn return_pair(
+        &mut self,
+        p: tdmr::dpamt::ReturnedPair,
+    ) -> Result<(), tdmr::dpamt::ReturnedPair> {
+        self.0.push(p.pair());
+        Ok(())
+    }
 }

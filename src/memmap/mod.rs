@@ -7,11 +7,15 @@ mod build;
 mod cmr;
 pub mod firmware;
 mod parse;
+mod tdx_lines;
 mod windows;
 
 pub use build::MapWarning;
 pub use cmr::{Cmr, CmrError, Cmrs, MAX_CMRS};
-pub use parse::{ParseError, ParseErrorKind, ParsedLog, parse_kernel_log};
+pub use parse::{
+    ParseError, ParseErrorKind, ParsedLog, parse_kernel_log, parse_kernel_log_with_memory,
+};
+pub use tdx_lines::{InitOutcome, ModuleIdentity, ModuleLineForm, TdxLines};
 pub(crate) use windows::Windows;
 
 use alloc::vec::Vec;

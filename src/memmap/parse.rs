@@ -8,8 +8,21 @@
 //! | `ACPI: SRAT: Node N PXM P [mem 0xA-0xB]` (optional ` hotplug`) | NUMA node `N` owns `[A, B]` |
 //! | `CMR: [0xA, 0xB)` or `CMR[i]: [0xA, 0xB)` | a convertible memory range, `B` exclusive |
 //! | `A-B : System RAM` (`/proc/iomem`, hex without `0x`) | RAM, `B` inclusive |
+//! | `BIOS enabled: private KeyID range [a, b)` | the private KeyIDs, `b` exclusive ([`TdxLines::keyids`]) |
+//! | `Module version: 1.5.24` | the module's identity, mainline 7.1 on ([`TdxLines::module`]) |
+//! | `TDX module: attributes 0xA, vendor_id 0xV, major_version M, minor_version m, build_date D, build_num N` | the module's identity, distribution 6.8 kernels |
+//! | `TDX module M.m.UU.II, build number N, build date HHHHHHHH` | the module's identity, distribution 6.14 kernels |
+//! | `module initialized`, `TDX-Module initialized`, `… initialization failed (N)` | how initialization ended ([`TdxLines::init`]) |
+//! | `Enable Dynamic PAMT` | Dynamic PAMT on ([`TdxLines::dynamic_pamt`]) |
+//! | `N KB consumed for TDX module extensions` | module-extension memory ([`TdxLines::extension_kb`]) |
+//! | `N KB allocated for PAMT` (or `N KBs allocated for PAMT.`) | the kernel's PAMT total ([`TdxLines::pamt_kb`]) |
 //!
-//! Unrelated lines are ignored; a recognised line that is malformed is an error naming its line.
+//! The three generic phrases — `Module version:`, `module initialized`, `module initialization
+//! failed (` — count only on a line that says `tdx` before them (`virt/tdx: `, `TDX-Module`), as
+//! every kernel prints them: other drivers print such phrases too. Lines whose first non-blank
+//! character is `#` are comments. Unrelated lines are ignored; a recognised line that is
+//! malformed is an error naming its line, and so is a fact stated twice with different values
+//! (two boots in one file).
 //!
 //! TDX memory is the RAM (e820 `usable` and/or `System RAM`) split at the SRAT's nodes, by the
 //! kernel's rules (whole pages, from 1 MiB up, hotplug ranges kept apart, NUMA off when more than
@@ -37,16 +50,19 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::build::{Affinity, BuildError, tdx_memory};
+use super::firmware::FirmwareMemory;
+use super::tdx_lines::{InitOutcome, ModuleIdentity, ModuleLineForm, TdxLines};
 use super::{Cmr, CmrError, Cmrs, MapWarning, MemoryMap, MemoryMapError, NodeId};
 use crate::addr::PhysRange;
 
-/// A parsed kernel log: TDX memory and CMRs.
+/// A parsed kernel log: TDX memory and CMRs, and what the kernel printed about TDX.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedLog {
     memory: MemoryMap,
     cmrs: Cmrs,
     cmrs_listed: bool,
     warnings: Vec<MapWarning>,
+    tdx: TdxLines,
 }
 
 impl ParsedLog {
@@ -81,6 +97,12 @@ impl ParsedLog {
     /// ```
     pub fn warnings(&self) -> &[MapWarning] {
         &self.warnings
+    }
+
+    /// What the kernel printed about TDX itself: the KeyID range, the module's identity, how
+    /// initialization ended, Dynamic PAMT, extension memory and its PAMT total.
+    pub fn tdx_lines(&self) -> &TdxLines {
+        &self.tdx
     }
 
     /// The memory map and CMRs.
@@ -126,6 +148,21 @@ pub enum ParseErrorKind {
     Memory(MemoryMapError),
     /// Neither RAM lines (e820 `usable`, `System RAM`) nor CMR lines were found.
     NoMemory,
+    /// A private KeyID range `[first, end)` that is empty, includes KeyID 0 or goes past
+    /// 65536.
+    BadKeyIdRange {
+        /// First KeyID as written.
+        first: u64,
+        /// End as written.
+        end: u64,
+    },
+    /// The line states a fact an earlier line stated otherwise (two boots in one file?).
+    Contradiction {
+        /// Which kind of line.
+        line_kind: &'static str,
+        /// The 1-based line that said otherwise.
+        earlier: usize,
+    },
 }
 
 /// A parse failure: the 1-based line it concerns (0 when it concerns the whole input).
@@ -170,6 +207,14 @@ impl fmt::Display for ParseError {
                     "no RAM lines (BIOS-e820 usable, System RAM) and no CMR lines found"
                 )
             }
+            ParseErrorKind::BadKeyIdRange { first, end } => write!(
+                f,
+                "private KeyID range [{first}, {end}) is empty, holds KeyID 0 or goes past 65536"
+            ),
+            ParseErrorKind::Contradiction { line_kind, earlier } => write!(
+                f,
+                "this {line_kind} line contradicts line {earlier} (two boots in one file?)"
+            ),
         }
     }
 }
@@ -180,6 +225,15 @@ const E820: &str = "BIOS-e820";
 const SRAT: &str = "SRAT";
 const CMR: &str = "CMR";
 const IOMEM: &str = "/proc/iomem";
+const KEYIDS: &str = "private KeyID range";
+const VERSION: &str = "module version";
+const ATTRIBUTES: &str = "TDX module attributes";
+const BUILD: &str = "TDX module build";
+const INITIALIZED: &str = "module initialized";
+const INIT_FAILED: &str = "module initialization failed";
+const DPAMT: &str = "Enable Dynamic PAMT";
+const EXTENSIONS: &str = "module extensions";
+const PAMT: &str = "PAMT total";
 
 struct Line<'a> {
     no: usize,
@@ -248,6 +302,32 @@ impl<'a> Line<'a> {
         Ok(v)
     }
 
+    /// A decimal number below 2^16.
+    fn decimal_u16(&mut self) -> Result<u16, ParseError> {
+        let v = self.decimal()?;
+        u16::try_from(v).map_err(|_| self.malformed("a number below 65536"))
+    }
+
+    /// A decimal number below 2^32.
+    fn decimal_u32(&mut self) -> Result<u32, ParseError> {
+        let v = self.decimal()?;
+        u32::try_from(v).map_err(|_| self.malformed("a number below 2^32"))
+    }
+
+    /// A 0x-prefixed hexadecimal number below 2^32.
+    fn hex_u32(&mut self) -> Result<u32, ParseError> {
+        let v = self.hex(true)?;
+        u32::try_from(v).map_err(|_| self.malformed("a 32-bit number"))
+    }
+
+    /// Nothing left but blanks (and a full stop, as some kernels end their lines).
+    fn end(&self, expected: &'static str) -> Result<(), ParseError> {
+        match self.rest.trim() {
+            "" | "." => Ok(()),
+            _ => Err(self.malformed(expected)),
+        }
+    }
+
     /// `[start, end]` inclusive to a half-open range.
     fn inclusive(&self, start: u64, end: u64) -> Result<PhysRange, ParseError> {
         end.checked_add(1)
@@ -272,11 +352,248 @@ impl<'a> Line<'a> {
     }
 }
 
-/// What the recognised lines say: RAM, SRAT affinity (with its line), CMRs (with their lines).
+/// What the recognised lines say: RAM, SRAT affinity (with its line), CMRs (with their lines),
+/// and the TDX lines.
 struct Collected {
     ram: Vec<PhysRange>,
     srat: Vec<Affinity>,
     cmrs: Vec<(Cmr, usize)>,
+    tdx: TdxFacts,
+}
+
+/// The TDX facts with the line that stated each, so that a contradiction names both.
+#[derive(Default)]
+struct TdxFacts {
+    module: Option<(ModuleIdentity, usize)>,
+    keyids: Option<((u32, u32), usize)>,
+    init: Option<(InitOutcome, usize)>,
+    dynamic_pamt: bool,
+    extension_kb: Option<(u64, usize)>,
+    pamt_kb: Option<(u64, usize)>,
+}
+
+impl TdxFacts {
+    fn lines(&self) -> TdxLines {
+        TdxLines {
+            module: self.module.map(|(m, _)| m),
+            keyids: self.keyids.map(|(k, _)| k),
+            init: self.init.map(|(i, _)| i),
+            dynamic_pamt: self.dynamic_pamt,
+            extension_kb: self.extension_kb.map(|(n, _)| n),
+            pamt_kb: self.pamt_kb.map(|(n, _)| n),
+        }
+    }
+}
+
+/// Records `value` from `line` in `slot`; a different value already there is a contradiction.
+fn state<T: PartialEq>(
+    slot: &mut Option<(T, usize)>,
+    value: T,
+    line: &Line<'_>,
+) -> Result<(), ParseError> {
+    match slot {
+        Some((old, earlier)) if *old != value => Err(line.err(ParseErrorKind::Contradiction {
+            line_kind: line.kind,
+            earlier: *earlier,
+        })),
+        Some(_) => Ok(()),
+        None => {
+            *slot = Some((value, line.no));
+            Ok(())
+        }
+    }
+}
+
+/// Whether `head` (the text before a generic phrase) says `tdx`, in any case.
+fn mentions_tdx(head: &str) -> bool {
+    head.as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"tdx"))
+}
+
+/// The TDX lines: the text after (or, for the `N KB …` lines, before) their marker.
+fn classify_tdx(raw: &str, no: usize) -> Option<Line<'_>> {
+    let line = |kind, rest| Some(Line { no, kind, rest });
+    if let Some(i) = raw.find("BIOS enabled: private KeyID range ") {
+        return line(
+            KEYIDS,
+            &raw[i + "BIOS enabled: private KeyID range ".len()..],
+        );
+    }
+    if let Some(i) = raw.find("TDX module: attributes ") {
+        return line(ATTRIBUTES, &raw[i + "TDX module: attributes ".len()..]);
+    }
+    if let Some(i) = raw.find("TDX module ") {
+        let rest = &raw[i + "TDX module ".len()..];
+        if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return line(BUILD, rest);
+        }
+    }
+    if let Some(i) = raw.find("odule version: ")
+        && mentions_tdx(&raw[..i])
+    {
+        return line(VERSION, &raw[i + "odule version: ".len()..]);
+    }
+    if let Some(i) = raw.find("odule initialized")
+        && mentions_tdx(&raw[..i])
+    {
+        return line(INITIALIZED, "");
+    }
+    if let Some(i) = raw.find("odule initialization failed (")
+        && mentions_tdx(&raw[..i])
+    {
+        return line(
+            INIT_FAILED,
+            &raw[i + "odule initialization failed (".len()..],
+        );
+    }
+    if raw.contains("Enable Dynamic PAMT") {
+        return line(DPAMT, "");
+    }
+    for (marker, kind) in [
+        (" KB consumed for TDX module extensions", EXTENSIONS),
+        (" KB allocated for PAMT", PAMT),
+        (" KBs allocated for PAMT", PAMT),
+    ] {
+        if let Some(i) = raw.find(marker) {
+            // The number is before the marker; `rest` is that number and what follows the
+            // marker, so that `tdx_line` reads both.
+            let head = &raw[..i];
+            let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            return Some(Line {
+                no,
+                kind,
+                rest: &raw[i - digits..],
+            });
+        }
+    }
+    None
+}
+
+/// `1.5.24`: three decimal numbers below 2^16, dot-separated.
+fn dotted3(line: &mut Line<'_>) -> Result<(u16, u16, u16), ParseError> {
+    let major = line.decimal_u16()?;
+    line.eat(".")?;
+    let minor = line.decimal_u16()?;
+    line.eat(".")?;
+    let update = line.decimal_u16()?;
+    Ok((major, minor, update))
+}
+
+fn tdx_line(line: &mut Line<'_>, facts: &mut TdxFacts) -> Result<(), ParseError> {
+    let identity = |major, minor, form| ModuleIdentity {
+        major,
+        minor,
+        update: None,
+        internal: None,
+        build_num: None,
+        build_date: None,
+        attributes: None,
+        vendor_id: None,
+        form,
+    };
+    match line.kind {
+        KEYIDS => {
+            line.eat("[")?;
+            let first = line.decimal()?;
+            line.eat(", ")?;
+            let end = line.decimal()?;
+            line.eat(")")?;
+            line.end("nothing after the range")?;
+            if first == 0 || end <= first || end > 1 << 16 {
+                return Err(line.err(ParseErrorKind::BadKeyIdRange { first, end }));
+            }
+            state(&mut facts.keyids, (first as u32, end as u32), line)
+        }
+        VERSION => {
+            let (major, minor, update) = dotted3(line)?;
+            line.end("nothing after MAJOR.MINOR.UPDATE")?;
+            let m = ModuleIdentity {
+                update: Some(update),
+                ..identity(major, minor, ModuleLineForm::Version)
+            };
+            state(&mut facts.module, m, line)
+        }
+        ATTRIBUTES => {
+            let attributes = line.hex_u32()?;
+            line.eat(", vendor_id ")?;
+            let vendor_id = line.hex_u32()?;
+            line.eat(", major_version ")?;
+            let major = line.decimal_u16()?;
+            line.eat(", minor_version ")?;
+            let minor = line.decimal_u16()?;
+            line.eat(", build_date ")?;
+            let date = line.decimal_u32()?;
+            line.eat(", build_num ")?;
+            let build = line.decimal_u16()?;
+            line.end("nothing after build_num")?;
+            let m = ModuleIdentity {
+                build_num: Some(build),
+                build_date: Some(date),
+                attributes: Some(attributes),
+                vendor_id: Some(vendor_id),
+                ..identity(major, minor, ModuleLineForm::Attributes)
+            };
+            state(&mut facts.module, m, line)
+        }
+        BUILD => {
+            let (major, minor, update) = dotted3(line)?;
+            line.eat(".")?;
+            let internal = line.decimal_u16()?;
+            line.eat(", build number ")?;
+            let build = line.decimal_u16()?;
+            line.eat(", build date ")?;
+            let date = line.hex(false)?;
+            let date = u32::try_from(date).map_err(|_| line.malformed("an 8-digit build date"))?;
+            line.end("nothing after the build date")?;
+            let m = ModuleIdentity {
+                update: Some(update),
+                internal: Some(internal),
+                build_num: Some(build),
+                build_date: Some(date),
+                ..identity(major, minor, ModuleLineForm::Build)
+            };
+            state(&mut facts.module, m, line)
+        }
+        INITIALIZED => state(&mut facts.init, InitOutcome::Initialized, line),
+        INIT_FAILED => {
+            let negative = line.rest.starts_with('-');
+            if negative {
+                line.rest = &line.rest[1..];
+            }
+            let n = line.decimal()?;
+            line.eat(")")?;
+            let code = i32::try_from(n)
+                .ok()
+                .map(|n| if negative { -n } else { n })
+                .ok_or_else(|| line.malformed("an error number that fits 32 bits"))?;
+            state(&mut facts.init, InitOutcome::Failed { code }, line)
+        }
+        DPAMT => {
+            facts.dynamic_pamt = true;
+            Ok(())
+        }
+        _ => {
+            // EXTENSIONS, PAMT: `N` then the marker.
+            let n = line.decimal()?;
+            let (slot, marker) = if line.kind == PAMT {
+                let marker = if line.rest.starts_with(" KBs") {
+                    " KBs allocated for PAMT"
+                } else {
+                    " KB allocated for PAMT"
+                };
+                (&mut facts.pamt_kb, marker)
+            } else {
+                (
+                    &mut facts.extension_kb,
+                    " KB consumed for TDX module extensions",
+                )
+            };
+            line.eat(marker)?;
+            line.end("nothing after the phrase")?;
+            state(slot, n, line)
+        }
+    }
 }
 
 fn classify(raw: &str, no: usize) -> Option<Line<'_>> {
@@ -331,9 +648,16 @@ fn collect(text: &str) -> Result<Collected, ParseError> {
         ram: Vec::new(),
         srat: Vec::new(),
         cmrs: Vec::new(),
+        tdx: TdxFacts::default(),
     };
     for (i, raw) in text.lines().enumerate() {
+        if raw.trim_start().starts_with('#') {
+            continue;
+        }
         let Some(mut line) = classify(raw, i + 1) else {
+            if let Some(mut line) = classify_tdx(raw, i + 1) {
+                tdx_line(&mut line, &mut c.tdx)?;
+            }
             continue;
         };
         match line.kind {
@@ -402,28 +726,7 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
     let c = collect(text)?;
     let whole = |kind| ParseError { line: 0, kind };
 
-    let cmr_list: Vec<Cmr> = c.cmrs.iter().map(|(cmr, _)| *cmr).collect();
-    let listed = if cmr_list.is_empty() {
-        None
-    } else {
-        Some(Cmrs::new(cmr_list).map_err(|e| {
-            let line = match e {
-                CmrError::Range(
-                    MemoryMapError::Empty { index, .. }
-                    | MemoryMapError::Misaligned { index, .. }
-                    | MemoryMapError::EndOverflow { index, .. }
-                    | MemoryMapError::BeyondMaxPa { index, .. }
-                    | MemoryMapError::Unsorted { index, .. }
-                    | MemoryMapError::Overlap { index, .. },
-                ) => c.cmrs[index].1,
-                _ => c.cmrs.last().map_or(0, |(_, no)| *no),
-            };
-            ParseError {
-                line,
-                kind: ParseErrorKind::Cmr(e),
-            }
-        })?)
-    };
+    let listed = listed_cmrs(&c)?;
 
     let no_lines = c.ram.is_empty() && listed.is_none();
     let ram: Vec<PhysRange> = match &listed {
@@ -452,6 +755,71 @@ pub fn parse_kernel_log(text: &str) -> Result<ParsedLog, ParseError> {
         cmrs,
         cmrs_listed,
         warnings,
+        tdx: c.tdx.lines(),
+    })
+}
+
+/// The CMR list of the recognised CMR lines (`None` when there are none), an error naming the
+/// CMR's line when the list is invalid.
+fn listed_cmrs(c: &Collected) -> Result<Option<Cmrs>, ParseError> {
+    let cmr_list: Vec<Cmr> = c.cmrs.iter().map(|(cmr, _)| *cmr).collect();
+    if cmr_list.is_empty() {
+        return Ok(None);
+    }
+    Cmrs::new(cmr_list).map(Some).map_err(|e| {
+        let line = match e {
+            CmrError::Range(
+                MemoryMapError::Empty { index, .. }
+                | MemoryMapError::Misaligned { index, .. }
+                | MemoryMapError::EndOverflow { index, .. }
+                | MemoryMapError::BeyondMaxPa { index, .. }
+                | MemoryMapError::Unsorted { index, .. }
+                | MemoryMapError::Overlap { index, .. },
+            ) => c.cmrs[index].1,
+            _ => c.cmrs.last().map_or(0, |(_, no)| *no),
+        };
+        ParseError {
+            line,
+            kind: ParseErrorKind::Cmr(e),
+        }
+    })
+}
+
+/// A kernel log read over memory that came from elsewhere — the machine's firmware tables
+/// (`/sys/firmware/memmap` and the SRAT, through [`firmware::memory_map`](super::firmware::memory_map)):
+/// the log's CMR and TDX lines are read (every recognised line is still checked), its RAM and
+/// SRAT lines are not used. With no CMR lines the CMRs are the memory itself. Cost is linear
+/// in the text.
+///
+/// ```
+/// use tdmr::memmap::firmware::{E820Entry, E820_USABLE, memory_map, ram_from_e820};
+/// use tdmr::memmap::parse_kernel_log_with_memory;
+/// let ram = ram_from_e820(&[E820Entry::new(0x10_0000, 0x7ff0_0000, E820_USABLE)])?;
+/// let log = "[ 2.6] virt/tdx: BIOS enabled: private KeyID range [32, 64)\n";
+/// let parsed = parse_kernel_log_with_memory(log, memory_map(&ram, None)?)?;
+/// assert!(!parsed.cmrs_listed());
+/// assert_eq!(parsed.tdx_lines().keyids(), Some(32..64));
+/// assert_eq!(parsed.memory().total_bytes(), 0x7ff0_0000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_kernel_log_with_memory(
+    text: &str,
+    memory: FirmwareMemory,
+) -> Result<ParsedLog, ParseError> {
+    let c = collect(text)?;
+    let listed = listed_cmrs(&c)?;
+    let warnings = memory.warnings().to_vec();
+    let memory = memory.into_memory();
+    let (cmrs, cmrs_listed) = match listed {
+        Some(c) => (c, true),
+        None => (Cmrs::covering(&memory), false),
+    };
+    Ok(ParsedLog {
+        memory,
+        cmrs,
+        cmrs_listed,
+        warnings,
+        tdx: c.tdx.lines(),
     })
 }
 
@@ -693,5 +1061,328 @@ mod tests {
             }]
         ));
         assert!(p.memory().regions().iter().all(|r| r.node == 0));
+    }
+
+    /// The TDX lines of `line` under a CMR line (so the log has memory).
+    fn tdx_of(line: &str) -> Result<TdxLines, ParseError> {
+        parse_kernel_log(&alloc::format!(
+            "virt/tdx: CMR: [0x100000, 0x40000000)\n{line}\n"
+        ))
+        .map(|p| *p.tdx_lines())
+    }
+
+    const PREFIXES: [&str; 4] = [
+        "",
+        "[   10.456524] ",
+        "virt/tdx: ",
+        "<6>[    2.605559] virt/tdx: ",
+    ];
+
+    #[test]
+    fn every_tdx_line_is_read_under_any_prefix() {
+        let attrs = ModuleIdentity {
+            major: 1,
+            minor: 5,
+            update: None,
+            internal: None,
+            build_num: Some(698),
+            build_date: Some(20240129),
+            attributes: Some(0),
+            vendor_id: Some(0x8086),
+            form: ModuleLineForm::Attributes,
+        };
+        let build = ModuleIdentity {
+            major: 2,
+            minor: 0,
+            update: Some(8),
+            internal: Some(0),
+            build_num: Some(882),
+            build_date: Some(20250325), // 0x0134fed5
+            attributes: None,
+            vendor_id: None,
+            form: ModuleLineForm::Build,
+        };
+        let version = ModuleIdentity {
+            major: 1,
+            minor: 5,
+            update: Some(24),
+            internal: None,
+            build_num: None,
+            build_date: None,
+            attributes: None,
+            vendor_id: None,
+            form: ModuleLineForm::Version,
+        };
+        let cases: [(&str, TdxLines); 14] = [
+            (
+                "BIOS enabled: private KeyID range [32, 64)",
+                TdxLines {
+                    keyids: Some((32, 64)),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "BIOS enabled: private KeyID range [1, 65536)",
+                TdxLines {
+                    keyids: Some((1, 65536)),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "TDX module: attributes 0x0, vendor_id 0x8086, major_version 1, minor_version 5, build_date 20240129, build_num 698",
+                TdxLines {
+                    module: Some(attrs),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "TDX module 2.0.08.00, build number 882, build date 0134fed5",
+                TdxLines {
+                    module: Some(build),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "Module version: 1.5.24",
+                TdxLines {
+                    module: Some(version),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "module initialized",
+                TdxLines {
+                    init: Some(InitOutcome::Initialized),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "module initialized.",
+                TdxLines {
+                    init: Some(InitOutcome::Initialized),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "TDX-Module initialized",
+                TdxLines {
+                    init: Some(InitOutcome::Initialized),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "module initialization failed (-28)",
+                TdxLines {
+                    init: Some(InitOutcome::Failed { code: -28 }),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "TDX-Module initialization failed (-5)",
+                TdxLines {
+                    init: Some(InitOutcome::Failed { code: -5 }),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "Enable Dynamic PAMT",
+                TdxLines {
+                    dynamic_pamt: true,
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "51200 KB consumed for TDX module extensions",
+                TdxLines {
+                    extension_kb: Some(51200),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "2101260 KB allocated for PAMT",
+                TdxLines {
+                    pamt_kb: Some(2101260),
+                    ..TdxLines::default()
+                },
+            ),
+            (
+                "4202516 KBs allocated for PAMT.",
+                TdxLines {
+                    pamt_kb: Some(4202516),
+                    ..TdxLines::default()
+                },
+            ),
+        ];
+        let mut checked = 0;
+        for (line, want) in cases {
+            for prefix in PREFIXES {
+                // The generic phrases need `tdx` before them.
+                let generic = line.starts_with("module ") || line.starts_with("Module version");
+                let with_tdx = if generic && !prefix.contains("tdx") {
+                    alloc::format!("{prefix}virt/tdx: {line}")
+                } else {
+                    alloc::format!("{prefix}{line}")
+                };
+                assert_eq!(tdx_of(&with_tdx), Ok(want), "{with_tdx}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 56);
+        // `TDX module version:` (a 2026 patch) reads as the mainline form.
+        assert_eq!(
+            tdx_of("virt/tdx: TDX module version: 1.5.24")
+                .unwrap()
+                .module(),
+            Some(&version)
+        );
+    }
+
+    #[test]
+    fn generic_phrases_of_other_drivers_and_comments_are_ignored() {
+        for line in [
+            "foo: module initialized",
+            "bar: Module version: 2.3",
+            "baz: module initialization failed (x)",
+            "# virt/tdx: 2101260 KB allocated for PAMT",
+            "   # BIOS enabled: private KeyID range [0, 0)",
+            "TDX module not loaded",
+        ] {
+            assert_eq!(tdx_of(line), Ok(TdxLines::default()), "{line}");
+        }
+        // Comment lines hold no memory either.
+        assert_eq!(
+            kind("# virt/tdx: CMR: [0x100000, 0x40000000)\n"),
+            (0, ParseErrorKind::NoMemory)
+        );
+    }
+
+    #[test]
+    fn malformed_tdx_lines_name_their_line_and_kind() {
+        let cases: [(&str, &str); 17] = [
+            ("BIOS enabled: private KeyID range [32 64)", KEYIDS),
+            ("BIOS enabled: private KeyID range [32, 64]", KEYIDS),
+            (
+                "BIOS enabled: private KeyID range [32, 64) and more",
+                KEYIDS,
+            ),
+            (
+                "TDX module: attributes 0x0, vendor_id 0x8086, major_version 1, minor_version 5, build_date 20240129",
+                ATTRIBUTES,
+            ),
+            (
+                "TDX module: attributes 0x100000000, vendor_id 0x8086, major_version 1, minor_version 5, build_date 20240129, build_num 698",
+                ATTRIBUTES,
+            ),
+            (
+                "TDX module: attributes 0x0, vendor_id 0x8086, major_version 1, minor_version 5, build_date 20240129, build_num 65536",
+                ATTRIBUTES,
+            ),
+            (
+                "TDX module 2.0.08, build number 882, build date 0134fed5",
+                BUILD,
+            ),
+            (
+                "TDX module 2.0.08.00, build number 882, build date 10134fed5",
+                BUILD,
+            ),
+            ("TDX module 2.0.08.00, build number 882", BUILD),
+            ("virt/tdx: Module version: 1.5", VERSION),
+            ("virt/tdx: Module version: 1.5.x", VERSION),
+            ("virt/tdx: Module version: 1.5.24 beta", VERSION),
+            ("virt/tdx: module initialization failed (x)", INIT_FAILED),
+            ("virt/tdx: module initialization failed (-28", INIT_FAILED),
+            ("virt/tdx: lots KB allocated for PAMT", PAMT),
+            ("virt/tdx: 12 KB allocated for PAMT per node", PAMT),
+            (
+                "virt/tdx: KB consumed for TDX module extensions",
+                EXTENSIONS,
+            ),
+        ];
+        for (line, want) in cases {
+            let text = alloc::format!("CMR: [0x100000, 0x40000000)\n\n{line}\n");
+            let (no, k) = kind(&text);
+            assert_eq!(no, 3, "{line}");
+            match k {
+                ParseErrorKind::Malformed { line_kind, .. }
+                | ParseErrorKind::BadNumber { line_kind } => {
+                    assert_eq!(line_kind, want, "{line}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+            let shown = alloc::format!("{}", parse_kernel_log(&text).unwrap_err());
+            assert!(shown.starts_with("line 3: malformed "), "{shown}");
+        }
+        for (first, end) in [(0, 64), (64, 64), (64, 32), (1, 65537)] {
+            let line = alloc::format!("BIOS enabled: private KeyID range [{first}, {end})");
+            assert_eq!(
+                kind(&alloc::format!("CMR: [0x100000, 0x40000000)\n{line}\n")),
+                (2, ParseErrorKind::BadKeyIdRange { first, end })
+            );
+        }
+    }
+
+    #[test]
+    fn a_fact_stated_twice_must_agree() {
+        let base = "CMR: [0x100000, 0x40000000)\n";
+        for (a, b, line_kind) in [
+            (
+                "virt/tdx: 10 KB allocated for PAMT",
+                "virt/tdx: 11 KB allocated for PAMT",
+                PAMT,
+            ),
+            (
+                "BIOS enabled: private KeyID range [32, 64)",
+                "BIOS enabled: private KeyID range [64, 128)",
+                KEYIDS,
+            ),
+            (
+                "virt/tdx: module initialized",
+                "virt/tdx: module initialization failed (-28)",
+                INIT_FAILED,
+            ),
+            (
+                "virt/tdx: Module version: 1.5.24",
+                "TDX module 2.0.08.00, build number 882, build date 0134fed5",
+                BUILD,
+            ),
+            (
+                "5 KB consumed for TDX module extensions",
+                "6 KB consumed for TDX module extensions",
+                EXTENSIONS,
+            ),
+        ] {
+            assert_eq!(
+                kind(&alloc::format!("{base}{a}\n{b}\n")),
+                (
+                    3,
+                    ParseErrorKind::Contradiction {
+                        line_kind,
+                        earlier: 2
+                    }
+                ),
+                "{a} / {b}"
+            );
+            // The same fact twice is no contradiction.
+            assert!(parse_kernel_log(&alloc::format!("{base}{a}\n{a}\n")).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_512g_fixture_says_module_keyids_init_and_pamt() {
+        let p = parse_kernel_log(include_str!("../../tests/fixtures/spr-512g.log")).unwrap();
+        let t = p.tdx_lines();
+        assert_eq!(
+            alloc::format!("{}", t.module().unwrap()),
+            "1.5 build 698 (20240129)"
+        );
+        assert_eq!(t.keyids(), Some(32..64));
+        assert_eq!(t.init(), Some(InitOutcome::Initialized));
+        assert_eq!(
+            (t.pamt_kb(), t.extension_kb(), t.dynamic_pamt()),
+            (Some(2101260), None, false)
+        );
+        // A log of memory lines only says nothing about TDX.
+        let p = parse_kernel_log(include_str!("../../tests/fixtures/emr-4s-256g.log")).unwrap();
+        assert!(p.tdx_lines().is_empty());
     }
 }

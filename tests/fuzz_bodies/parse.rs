@@ -1,11 +1,61 @@
 //! Fuzz body `parse`: any text through the kernel-log parser.
 //!
 //! The parser must never panic. On failure the error names a line of the input (or 0 for the
-//! input as a whole) and formats; on success the memory map and CMRs satisfy their invariants.
+//! input as a whole) and formats; on success the memory map and CMRs satisfy their invariants,
+//! the TDX lines are well formed (a KeyID range `PrivateKeyIds` takes, a module identity with
+//! the fields its form has), and reading the same log over memory from elsewhere
+//! (`parse_kernel_log_with_memory`) gives the same TDX lines and CMRs, or the same error when
+//! the error was the text's.
 
 use tdmr::addr::{MAX_PA, PhysRange, SZ_1M, SZ_4K, is_aligned};
-use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap};
-use tdmr::memmap::{MapWarning, parse_kernel_log};
+use tdmr::memmap::firmware::{E820_USABLE, E820Entry, memory_map, ram_from_e820};
+use tdmr::memmap::{Cmrs, MAX_CMRS, MemoryMap, ModuleLineForm, ParseErrorKind, TdxLines};
+use tdmr::memmap::{MapWarning, parse_kernel_log, parse_kernel_log_with_memory};
+use tdmr::sysinfo::PrivateKeyIds;
+
+/// The TDX lines' invariants, and that each fact has a line in the text that could state it.
+fn check_tdx_lines(t: &TdxLines, text: &str) {
+    if let Some(k) = t.keyids() {
+        assert!(text.contains("private KeyID range"));
+        assert!(
+            PrivateKeyIds::new(k.start, k.end - k.start).is_ok(),
+            "{k:?} is no private KeyID range"
+        );
+    }
+    if let Some(m) = t.module() {
+        assert!(!m.to_string().is_empty());
+        let fields = (
+            m.update.is_some(),
+            m.internal.is_some(),
+            m.build_num.is_some(),
+            m.build_date.is_some(),
+            m.attributes.is_some(),
+            m.vendor_id.is_some(),
+        );
+        let want = match m.form {
+            ModuleLineForm::Version => (true, false, false, false, false, false),
+            ModuleLineForm::Attributes => (false, false, true, true, true, true),
+            ModuleLineForm::Build => (true, true, true, true, false, false),
+        };
+        assert_eq!(fields, want, "{m:?}");
+        assert!(text.contains("TDX module") || text.contains("odule version: "));
+    }
+    if t.init().is_some() {
+        assert!(text.contains("odule initializ"));
+    }
+    if t.dynamic_pamt() {
+        assert!(
+            text.lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("Enable Dynamic PAMT"))
+        );
+    }
+    if t.pamt_kb().is_some() {
+        assert!(text.contains("allocated for PAMT"));
+    }
+    if t.extension_kb().is_some() {
+        assert!(text.contains("KB consumed for TDX module extensions"));
+    }
+}
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
@@ -16,6 +66,36 @@ pub fn run(data: &[u8]) {
         parse_kernel_log(&text),
         "parsing is not deterministic"
     );
+    // The same text over 2 GiB of memory from firmware tables.
+    let firmware = memory_map(
+        &ram_from_e820(&[E820Entry::new(SZ_1M, (2 << 30) - SZ_1M, E820_USABLE)]).unwrap(),
+        None,
+    )
+    .unwrap();
+    let over = parse_kernel_log_with_memory(&text, firmware.clone());
+    match (&result, &over) {
+        (Ok(p), Ok(o)) => {
+            assert_eq!(p.tdx_lines(), o.tdx_lines());
+            assert_eq!(p.cmrs_listed(), o.cmrs_listed());
+            if o.cmrs_listed() {
+                assert_eq!(p.cmrs(), o.cmrs());
+            } else {
+                assert_eq!(o.cmrs(), &Cmrs::covering(firmware.memory()));
+            }
+            assert_eq!(o.memory(), firmware.memory());
+            check_tdx_lines(o.tdx_lines(), &text);
+        }
+        // Errors of the text are errors either way; the memory's may go.
+        (Err(e), _)
+            if matches!(
+                e.kind,
+                ParseErrorKind::NoMemory
+                    | ParseErrorKind::Memory(_)
+                    | ParseErrorKind::SratOverlap { .. }
+            ) => {}
+        (Err(e), Err(f)) => assert_eq!(e, f),
+        (a, b) => panic!("parse_kernel_log {a:?}, over firmware memory {b:?}"),
+    }
     let parsed = match result {
         Ok(p) => p,
         Err(e) => {

@@ -1,7 +1,9 @@
-//! JSON rendering: plain integers, no floats, stable key order.
+//! JSON rendering: plain integers, no floats, stable key order. Every document starts with
+//! `"schema":1` ([`SCHEMA`]), the version of this contract; the `tdmr` command documents every
+//! field in `docs/json.md`.
 //!
 //! ```text
-//! {"status":"ok","strategy":"linux","holes":"memory","limits":{...},
+//! {"schema":1,"status":"ok","strategy":"linux","holes":"memory","limits":{...},
 //!  "cmrs":[{"base":B,"size":Z}],
 //!  "tdmrs":[{"base":B,"size":Z,"node":N,"mixes_nodes":false,
 //!            "pamt_node":P,"majority_node":M,            (measured from the memory map)
@@ -26,9 +28,14 @@ use core::fmt::Write;
 use super::Context;
 use crate::addr::{PageSize, PhysRange};
 use crate::layout::{Plan, PlanError};
-use crate::readiness::InitEstimate;
+use crate::memmap::{InitOutcome, ModuleLineForm, TdxLines};
 use crate::readiness::pamt_nodes;
+use crate::readiness::{InitEstimate, Readiness};
 use crate::sysinfo::TdxLimits;
+
+/// The version of the JSON contract, `"schema":1` at the start of every document. It changes
+/// when a field changes meaning or goes away (new fields may come without it).
+pub const SCHEMA: u32 = 1;
 
 fn limits(out: &mut String, l: &TdxLimits) {
     let _ = write!(
@@ -83,7 +90,7 @@ pub(crate) fn string(out: &mut String, s: &str) {
 /// The JSON document for a successful plan.
 pub fn plan(plan: &Plan, ctx: &Context<'_>) -> String {
     let mut out = String::with_capacity(256 + plan.tdmrs().len() * 512);
-    out.push_str("{\"status\":\"ok\",\"strategy\":");
+    let _ = write!(out, "{{\"schema\":{SCHEMA},\"status\":\"ok\",\"strategy\":");
     string(&mut out, plan.strategy().name());
     out.push_str(",\"holes\":");
     string(&mut out, plan.holes().name());
@@ -178,7 +185,7 @@ fn log_warnings(out: &mut String, ctx: &Context<'_>) {
 
 /// The JSON document for a planning failure.
 pub fn infeasible(strategy: &str, error: &PlanError) -> String {
-    let mut out = String::from("{\"status\":\"infeasible\",\"strategy\":");
+    let mut out = alloc::format!("{{\"schema\":{SCHEMA},\"status\":\"infeasible\",\"strategy\":");
     string(&mut out, strategy);
     out.push_str(",\"error\":");
     let mut msg = String::new();
@@ -280,6 +287,115 @@ pub fn with_comparison(mut doc: String, name: &str, other: &Result<Plan, PlanErr
         doc.push(':');
         doc.push_str(&summary(other));
         doc.push_str("}}");
+    }
+    doc
+}
+
+fn opt<T: core::fmt::Display>(out: &mut String, v: Option<T>) {
+    match v {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("null"),
+    }
+}
+
+/// What the kernel printed about TDX ([`TdxLines`]):
+///
+/// ```text
+/// {"module":{"major":1,"minor":5,"update":null,"internal":null,"build_num":698,
+///            "build_date":20240129,"attributes":0,"vendor_id":32902,"form":"attributes",
+///            "text":"1.5 build 698 (20240129)"},
+///  "keyids":{"first":32,"end":64},"init":"initialized","init_code":null,
+///  "dynamic_pamt":false,"extension_kb":null,"pamt_kb":2101260,
+///  "linux_pamt_kb":2101260,"linux_error":null}
+/// ```
+///
+/// `module` and `keyids` are `null` when the log has no such line; `init` is `"initialized"`,
+/// `"failed"` (with the kernel's error number in `init_code`) or `null`. With the readiness
+/// assessment `r`, `linux_pamt_kb` is what Linux's strategy predicts for the kernel's PAMT line
+/// (in the kernel's PAMT mode: with Dynamic PAMT when it enabled it), `null` with the reason in
+/// `linux_error` when it finds no layout; without `r` both are left out.
+pub fn tdx_lines(t: &TdxLines, r: Option<&Readiness>) -> String {
+    let mut out = String::from("{\"module\":");
+    match t.module() {
+        Some(m) => {
+            let _ = write!(
+                out,
+                "{{\"major\":{},\"minor\":{},\"update\":",
+                m.major, m.minor
+            );
+            opt(&mut out, m.update);
+            out.push_str(",\"internal\":");
+            opt(&mut out, m.internal);
+            out.push_str(",\"build_num\":");
+            opt(&mut out, m.build_num);
+            out.push_str(",\"build_date\":");
+            opt(&mut out, m.build_date);
+            out.push_str(",\"attributes\":");
+            opt(&mut out, m.attributes);
+            out.push_str(",\"vendor_id\":");
+            opt(&mut out, m.vendor_id);
+            let form = match m.form {
+                ModuleLineForm::Version => "version",
+                ModuleLineForm::Attributes => "attributes",
+                ModuleLineForm::Build => "build",
+            };
+            let _ = write!(out, ",\"form\":\"{form}\",\"text\":");
+            string(&mut out, &alloc::format!("{m}"));
+            out.push('}');
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"keyids\":");
+    match t.keyids() {
+        Some(k) => {
+            let _ = write!(out, "{{\"first\":{},\"end\":{}}}", k.start, k.end);
+        }
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"init\":");
+    match t.init() {
+        Some(InitOutcome::Initialized) => out.push_str("\"initialized\",\"init_code\":null"),
+        Some(InitOutcome::Failed { code }) => {
+            let _ = write!(out, "\"failed\",\"init_code\":{code}");
+        }
+        None => out.push_str("null,\"init_code\":null"),
+    }
+    let _ = write!(
+        out,
+        ",\"dynamic_pamt\":{},\"extension_kb\":",
+        t.dynamic_pamt()
+    );
+    opt(&mut out, t.extension_kb());
+    out.push_str(",\"pamt_kb\":");
+    opt(&mut out, t.pamt_kb());
+    if let Some(r) = r {
+        out.push_str(",\"linux_pamt_kb\":");
+        match super::linux_prediction(t, r) {
+            Ok(bytes) => {
+                let _ = write!(out, "{},\"linux_error\":null", bytes / 1024);
+            }
+            Err(e) => {
+                out.push_str("null,\"linux_error\":");
+                match e {
+                    Some(e) => string(&mut out, &alloc::format!("{e}")),
+                    None => string(&mut out, "no layout"),
+                }
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// Inserts `"tdx_lines":{...}` ([`tdx_lines`]) before the closing brace of a JSON object.
+pub fn with_tdx_lines(mut doc: String, t: &TdxLines, r: Option<&Readiness>) -> String {
+    if doc.ends_with('}') {
+        doc.pop();
+        doc.push_str(",\"tdx_lines\":");
+        doc.push_str(&tdx_lines(t, r));
+        doc.push('}');
     }
     doc
 }

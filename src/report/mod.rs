@@ -36,6 +36,9 @@ pub struct Context<'a> {
     /// What the kernel log said that changes how the kernel sees its memory (NUMA turned off,
     /// RAM without a node); empty for input that did not come from a log.
     pub log_warnings: &'a [crate::memmap::MapWarning],
+    /// What the kernel printed about TDX (module, KeyIDs, initialization, its PAMT total);
+    /// `None` for input that did not come from a log.
+    pub tdx_lines: Option<&'a crate::memmap::TdxLines>,
 }
 
 impl<'a> Context<'a> {
@@ -45,16 +48,38 @@ impl<'a> Context<'a> {
             memory,
             cmrs,
             log_warnings: &[],
+            tdx_lines: None,
         }
     }
 
-    /// The context of a parsed kernel log: its memory, CMRs and warnings.
+    /// The context of a parsed kernel log: its memory, CMRs, warnings and TDX lines.
     pub fn of(log: &'a crate::memmap::ParsedLog) -> Self {
         Context {
             memory: log.memory(),
             cmrs: log.cmrs(),
             log_warnings: log.warnings(),
+            tdx_lines: Some(log.tdx_lines()),
         }
+    }
+}
+
+/// What Linux's strategy predicts for the figure a kernel printed: its PAMT total in bytes in
+/// the kernel's PAMT mode (with Dynamic PAMT when the kernel enabled it), or why there is no
+/// layout (the error when the readiness assessment planned in that mode).
+pub(crate) fn linux_prediction<'r>(
+    lines: &crate::memmap::TdxLines,
+    r: &'r crate::readiness::Readiness,
+) -> Result<u64, Option<&'r crate::layout::PlanError>> {
+    let v = &r.linux;
+    let figure = if lines.dynamic_pamt() {
+        v.dynamic_pamt
+    } else {
+        v.static_pamt
+    };
+    match figure {
+        Some(bytes) => Ok(bytes),
+        None if r.limits.dynamic_pamt() == lines.dynamic_pamt() => Err(v.result.as_ref().err()),
+        None => Err(None),
     }
 }
 

@@ -156,7 +156,79 @@ fn header(ctx: &Context<'_>, l: &crate::sysinfo::TdxLimits) -> String {
     for w in ctx.log_warnings {
         let _ = writeln!(out, "  ! log: {w}");
     }
+    if let Some(t) = ctx.tdx_lines.filter(|t| !t.is_empty()) {
+        let _ = writeln!(out, "kernel log: {}", tdx_lines(t));
+    }
     out
+}
+
+/// The kernel's TDX lines in one phrase: `module 1.5 build 698 (20240129), private KeyIDs
+/// [32, 64), module initialized, 2101260 KB allocated for PAMT`.
+pub fn tdx_lines(t: &crate::memmap::TdxLines) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = t.module() {
+        parts.push(alloc::format!("module {m}"));
+    }
+    if let Some(k) = t.keyids() {
+        parts.push(alloc::format!("private KeyIDs [{}, {})", k.start, k.end));
+    }
+    if t.dynamic_pamt() {
+        parts.push(String::from("Dynamic PAMT enabled"));
+    }
+    if let Some(kb) = t.extension_kb() {
+        parts.push(alloc::format!("{kb} KB for module extensions"));
+    }
+    if let Some(kb) = t.pamt_kb() {
+        parts.push(alloc::format!("{kb} KB allocated for PAMT"));
+    }
+    if let Some(i) = t.init() {
+        parts.push(alloc::format!("{i}"));
+    }
+    parts.join(", ")
+}
+
+/// What the kernel printed set beside what Linux's strategy predicts, when the log has the
+/// kernel's PAMT total or its initialization outcome:
+/// `this kernel printed 2101260 KB; Linux's strategy predicts 2101260 KB (the same)`.
+fn kernel_beside_prediction(r: &Readiness, ctx: &Context<'_>, out: &mut String) {
+    let Some(t) = ctx.tdx_lines else {
+        return;
+    };
+    let mode = if t.dynamic_pamt() {
+        " with Dynamic PAMT"
+    } else {
+        ""
+    };
+    let predicted = super::linux_prediction(t, r);
+    let said = match (t.pamt_kb(), t.init()) {
+        (Some(kb), _) => alloc::format!("this kernel printed {kb} KB"),
+        (None, Some(i)) => alloc::format!("this kernel printed `{i}`"),
+        (None, None) => return,
+    };
+    let _ = match (predicted, t.pamt_kb()) {
+        (Ok(bytes), Some(kb)) => {
+            let ours = bytes / 1024;
+            let diff = match ours.cmp(&kb) {
+                core::cmp::Ordering::Equal => String::from("the same"),
+                core::cmp::Ordering::Greater => alloc::format!("{} KB more", ours - kb),
+                core::cmp::Ordering::Less => alloc::format!("{} KB less", kb - ours),
+            };
+            writeln!(
+                out,
+                "{said}; Linux's strategy predicts {ours} KB{mode} ({diff})"
+            )
+        }
+        (Ok(bytes), None) => writeln!(
+            out,
+            "{said}; Linux's strategy predicts a layout with {} KB of PAMT{mode}",
+            bytes / 1024
+        ),
+        (Err(Some(e)), _) => writeln!(
+            out,
+            "{said}; Linux's strategy predicts no layout{mode}: {e}"
+        ),
+        (Err(None), _) => writeln!(out, "{said}; Linux's strategy predicts no layout{mode}"),
+    };
 }
 
 /// One column of the readiness table.
@@ -258,6 +330,7 @@ pub fn readiness(r: &Readiness, ctx: &Context<'_>) -> String {
     }
     out.push('\n');
     verdict(r, ctx, &mut out);
+    kernel_beside_prediction(r, ctx, &mut out);
     if let Some(e) = &r.init_estimate {
         init_estimate(e, &mut out);
     }

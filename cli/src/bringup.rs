@@ -20,6 +20,9 @@ use crate::{CliError, Output};
 
 /// `tdmr bringup` arguments.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  tdmr bringup --demo --cpus 4\n  tdmr bringup dmesg.txt --dynamic-pamt --format json\n  tdmr bringup --demo --inject sys-busy@10% --seed 3\n\nExit status: 0 initialized, 1 failed (the stage and the module's raw status), 2 bad input."
+)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

@@ -25,6 +25,9 @@ use crate::{CliError, Output};
 
 /// `tdmr check` arguments.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  tdmr plan dmesg.txt --format json > plan.json && tdmr check plan.json --log dmesg.txt\n  xxd -p tdmr_info.bin | tdmr check - --log dmesg.txt\n\nExit status: 0 valid, 1 refused (the module's status naming the TDMR and area; or over --max-reserved; or TDX memory left uncovered), 2 bad input (the offending value named)."
+)]
 pub struct Args {
     /// The layout: a JSON plan (`tdmr plan --format json`, or any tool's in the same fields)
     /// or a hex dump of TDMR_INFO entries (512 bytes each, `xxd -p` or `xxd`); `-` for
@@ -226,6 +229,7 @@ fn limits_json(l: &TdxLimits) -> Value {
 
 /// Runs `tdmr check`.
 pub fn run(a: &Args) -> Result<Output, CliError> {
+    let mut limits = a.limits.limits()?;
     let layout_text = input::read_text(&a.layout)?;
     let layout_name = if a.layout == "-" {
         "standard input"
@@ -239,7 +243,6 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
         machine_root: a.machine_root.clone(),
     };
     let mut loaded = input::load(&input_args, EMR)?;
-    let mut limits = a.limits.limits()?;
     let tdx = *loaded.parsed.tdx_lines();
     if tdx.dynamic_pamt() && !limits.dynamic_pamt() {
         limits = limits

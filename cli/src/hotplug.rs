@@ -527,6 +527,9 @@ fn initialize(w: &World, start_after: u64) {
 
 /// `tdmr hotplug` arguments.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  tdmr hotplug --demo --ops 5000\n  tdmr hotplug dmesg.txt --threads 8\n\nExit status: 0 no violation, 1 violations (each on standard error as it happens), 2 bad input."
+)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,

@@ -12,7 +12,7 @@ use crate::CliError;
 /// How the layout is written.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutFormat {
-    /// JSON when the file starts with `{`, else a hex dump.
+    /// JSON when the file starts with `{` or `[`, else a hex dump.
     Auto,
     /// A JSON plan: `tdmrs[]` with `base`, `size`, `reserved[]` (`offset`, `size`) and
     /// `pamt.{4k,2m,1g}` (`base`, `size`); optional `excluded[]` (`base`, `size`).
@@ -38,7 +38,7 @@ pub fn read(text: &str, format: LayoutFormat, name: &str) -> Result<Layout, CliE
     let json = match format {
         LayoutFormat::Json => true,
         LayoutFormat::Hex => false,
-        LayoutFormat::Auto => text.trim_start().starts_with('{'),
+        LayoutFormat::Auto => text.trim_start().starts_with(['{', '[']),
     };
     if json {
         from_json(text, name)

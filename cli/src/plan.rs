@@ -28,6 +28,9 @@ pub enum Format {
 
 /// `tdmr plan` arguments.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  tdmr plan --demo\n  tdmr plan                                  this machine (sudo: with its kernel log and SRAT)\n  tdmr plan dmesg.txt --strategy linux       what Linux mainline builds there\n  tdmr plan dmesg.txt --format svg --compare > map.svg\n  tdmr plan dmesg.txt --cpus 64              TDMRs shaped for TDMR.INIT on 64 CPUs\n\nExit status: 0 a layout, 1 no valid layout (the reason, as Linux would report it), 2 bad input (with its line)."
+)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
@@ -64,8 +67,8 @@ pub struct Args {
 
 /// Runs `tdmr plan`.
 pub fn run(a: &Args) -> Result<Output, CliError> {
-    let mut loaded = input::load(&a.input, EMR)?;
     let mut limits = a.limits.limits()?;
+    let mut loaded = input::load(&a.input, EMR)?;
     if loaded.parsed.tdx_lines().dynamic_pamt() && !limits.dynamic_pamt() {
         limits = limits
             .with_dynamic_pamt(1)

@@ -1,4 +1,4 @@
-//! The `plan` example as users run it: exit codes, Linux's published numbers, and every JSON plan
+//! `tdmr plan` as users run it: exit codes, Linux's published numbers, and every JSON plan
 //! checked by the validator.
 
 use serde_json::Value;
@@ -11,7 +11,7 @@ use tdmr::tdx::validate::{self, ConfigEnv};
 
 mod common;
 
-use common::{fixture, run, stdout};
+use common::{fixture, plan as run, stdout};
 
 fn u(v: &Value) -> u64 {
     v.as_u64().expect("plain integer")
@@ -111,7 +111,7 @@ fn linux_strategy_reproduces_what_linux_printed() {
 
 #[test]
 fn every_json_plan_passes_the_validator() {
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let dir = common::root().join("tests/fixtures");
     let mut checked = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -251,7 +251,7 @@ fn limits_are_taken_from_the_command_line() {
 
 #[test]
 fn optimal_plans_every_fixture_and_never_costs_more_than_linux() {
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let dir = common::root().join("tests/fixtures");
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "log") {
@@ -358,7 +358,7 @@ fn the_smallest_obstacle_is_named_and_exclusions_are_listed() {
 
 #[test]
 fn compare_shows_linux_failing_next_to_ours() {
-    let o = run(&["--compare"]);
+    let o = run(&["--demo", "--compare"]);
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
     assert!(out.contains("1050644 KB allocated for PAMT"), "{out}");
@@ -372,9 +372,9 @@ fn compare_shows_linux_failing_next_to_ours() {
 #[test]
 fn a_reader_that_stops_early_is_not_an_error() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(common::plan_binary())
-        .args(["--verbose", "--compare"])
+    use std::process::Stdio;
+    let mut child = common::tdmr()
+        .args(["plan", "--demo", "--verbose", "--compare"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -402,10 +402,7 @@ fn a_reader_that_stops_early_is_not_an_error() {
 
 #[test]
 fn cpus_64_on_twelve_tib_estimates_a_thirtieth_of_linux_and_the_plan_validates() {
-    let path = format!(
-        "{}/tests/fixtures/hp-16s-12t.log",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = fixture("hp-16s-12t.log");
     let log = std::fs::read_to_string(&path).unwrap();
     let one = run(&["--format", "json", &path]);
     let one: Value = serde_json::from_slice(&one.stdout).unwrap();
@@ -531,7 +528,7 @@ fn assert_pamt_nodes_true(doc: &Value, log: &str) -> usize {
 
 #[test]
 fn json_names_each_pamts_node_and_why_it_is_off_node() {
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let dir = common::root().join("tests/fixtures");
     let mut checked = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -599,7 +596,7 @@ fn the_svg_marks_pamt_blocks_off_their_node() {
     // Linux's PAMT (node 0, most memory on node 1) above ours (node 1).
     let o = run(&["--format", "svg", "--compare", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
-    let doc = common::parse_xml(&stdout(&o)).unwrap();
+    let doc = common::xml::parse_xml(&stdout(&o)).unwrap();
     let off: Vec<_> = doc
         .descendants()
         .into_iter()
@@ -635,5 +632,110 @@ fn the_svg_marks_pamt_blocks_off_their_node() {
         .filter_map(|e| e.title())
         .any(|t| t.contains("on node 0, most of its memory on node 1"));
     assert!(tdmr_tip);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_512g_log_shows_module_keyids_and_the_kernels_pamt_beside_the_prediction() {
+    let f = common::root().join("tests/fixtures/spr-512g.log");
+    let o = run(&[f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(
+        out.contains("kernel log: module 1.5 build 698 (20240129), private KeyIDs [32, 64), 2101260 KB allocated for PAMT, module initialized"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "this kernel printed 2101260 KB; Linux's strategy predicts 2101260 KB (the same)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\nlayout (optimal strategy"), "{out}");
+    assert!(out.contains("TDMR  0 [0x0, 0x80000000)"), "{out}");
+    assert!(out.ends_with("2101260 KB allocated for PAMT\n"), "{out}");
+    let o = run(&["--format", "json", f.to_str().unwrap()]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &doc["tdx_lines"];
+    assert_eq!(
+        (
+            t["module"]["major"].as_u64(),
+            t["module"]["minor"].as_u64(),
+            t["module"]["build_num"].as_u64()
+        ),
+        (Some(1), Some(5), Some(698))
+    );
+    assert_eq!(
+        (t["keyids"]["first"].as_u64(), t["keyids"]["end"].as_u64()),
+        (Some(32), Some(64))
+    );
+    assert_eq!(
+        (t["pamt_kb"].as_u64(), t["linux_pamt_kb"].as_u64()),
+        (Some(2101260), Some(2101260))
+    );
+}
+
+#[test]
+fn demo_and_standard_input_are_inputs_too() {
+    use std::io::Write;
+    let o = run(&["--demo"]);
+    assert_eq!(o.status.code(), Some(0));
+    let demo = stdout(&o);
+    assert!(
+        demo.starts_with("input: the embedded Emerald Rapids 4-socket map"),
+        "{demo}"
+    );
+    let mut child = common::tdmr()
+        .args(["plan", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            std::fs::read_to_string(fixture("emr-4s-256g.log"))
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let piped = stdout(&o);
+    assert!(piped.starts_with("input: standard input\n"), "{piped}");
+    // The same report after the input line.
+    assert_eq!(
+        piped.split_once('\n').unwrap().1,
+        demo.split_once('\n').unwrap().1
+    );
+    // A log and --demo together are a usage error.
+    assert_eq!(
+        run(&["--demo", &fixture("spr-1t.log")]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn the_kernels_dynamic_pamt_line_plans_with_dynamic_pamt() {
+    let dir = common::temp_dir("plan-dpamt-line");
+    let f = dir.join("d.log");
+    std::fs::write(
+        &f,
+        std::fs::read_to_string(fixture("spr-1t.log")).unwrap()
+            + "virt/tdx: Enable Dynamic PAMT\nvirt/tdx: 40980 KB allocated for PAMT\n",
+    )
+    .unwrap();
+    let o = run(&["--strategy", "linux", f.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("assumed: the kernel enabled Dynamic PAMT"),
+        "{out}"
+    );
+    assert!(out.ends_with("40980 KB allocated for PAMT\n"), "{out}");
+    assert!(
+        out.contains("this kernel printed 40980 KB; Linux's strategy predicts 40980 KB with Dynamic PAMT (the same)"),
+        "{out}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

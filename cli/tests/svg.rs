@@ -1,9 +1,10 @@
-//! `plan --format svg`: a well-formed SVG that shows Linux's failure next to our layout, stays
+//! `tdmr plan --format svg`: a well-formed SVG that shows Linux's failure next to our layout, stays
 //! small on terabyte maps, and rasterises where `rsvg-convert` is installed.
 
 mod common;
 
-use common::{Element, fixture, parse_xml, run, stdout};
+use common::xml::{Element, parse_xml};
+use common::{fixture, plan as run, stdout};
 use tdmr::layout::{HolePolicy, Planner, Strategy};
 use tdmr::memmap::parse_kernel_log;
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};

@@ -1,60 +1,8 @@
-//! Shared by the CLI and report tests: running the `plan` example, reading fixtures, and a small XML
-//! well-formedness checker that reads SVG into a tree.
+//! A small XML well-formedness checker that reads SVG into a tree (for the SVG tests).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-/// The `plan` example of this build, rebuilt once per test binary so it is never stale.
-pub fn plan_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let mut dir = std::env::current_exe().expect("test executable path");
-            dir.pop(); // deps
-            if dir.ends_with("deps") {
-                dir.pop();
-            }
-            let mut args = vec!["build", "--quiet", "--example", "plan"];
-            if dir.ends_with("release") {
-                args.push("--release");
-            }
-            let mut features = vec!["report"];
-            if cfg!(feature = "std") {
-                features.push("std");
-            }
-            if cfg!(feature = "parallel") {
-                features.push("parallel");
-            }
-            let features = features.join(",");
-            args.extend(["--features", &features]);
-            let status = Command::new(env!("CARGO"))
-                .args(&args)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo build --example plan");
-            assert!(status.success());
-            dir.join("examples").join("plan")
-        })
-        .clone()
-}
-
-pub fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn run(args: &[&str]) -> Output {
-    Command::new(plan_binary())
-        .args(args)
-        .output()
-        .expect("run plan")
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// An XML element: name, attributes, children, and its direct text.
 #[derive(Debug, Default)]

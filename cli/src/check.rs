@@ -305,7 +305,7 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
             let mut doc = out::head(&loaded);
             doc.insert(
                 "layout".into(),
-                json!({"path": layout_name, "format": layout.format, "tdmrs": layout.infos.len()}),
+                json!({"path": layout_name, "format": layout.format, "tdmr_count": layout.infos.len()}),
             );
             doc.insert(
                 "status".into(),

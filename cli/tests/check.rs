@@ -187,7 +187,7 @@ fn every_fixtures_plan_is_accepted_as_json_and_as_hex() {
                 assert_eq!(code, Some(0), "{log} {plan_args:?}: {out} {err}");
                 assert_eq!(out["status"], "valid");
                 assert_eq!(out["module_status"]["name"], "TDX_SUCCESS");
-                assert_eq!(u(&out["layout"]["tdmrs"]), infos.len() as u64);
+                assert_eq!(u(&out["layout"]["tdmr_count"]), infos.len() as u64);
                 checked += 1;
             }
             // Without Dynamic PAMT the module wants full PAMT_4K tables.

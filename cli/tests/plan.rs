@@ -426,7 +426,7 @@ fn cpus_64_on_twelve_tib_estimates_a_thirtieth_of_linux_and_the_plan_validates()
     assert_eq!(u(&e["split"]["extra_pamt_bytes"]), extra);
     assert_eq!(
         doc["tdmrs"].as_array().unwrap().len() as u64,
-        u(&e["tdmrs"])
+        u(&e["tdmr_count"])
     );
     // One CPU: today's layout, no split priced.
     assert_eq!(u(&one["init_estimate"]["cpus"]), 1);

@@ -206,7 +206,7 @@ pub fn infeasible_in(strategy: &str, error: &PlanError, ctx: &Context<'_>) -> St
 }
 
 /// A compact summary of a result, for comparisons:
-/// `{"status":"ok","tdmrs":T,"reserved_areas":R,"pamt_bytes":P,"node_mixing_tdmrs":M,"off_node_pamts":O,"excluded_bytes":E}`
+/// `{"status":"ok","tdmr_count":T,"reserved_areas":R,"pamt_bytes":P,"node_mixing_tdmrs":M,"off_node_pamts":O,"excluded_bytes":E}`
 /// (`off_node_pamts` as the plan records it)
 /// or `{"status":"infeasible","error":"..."}`.
 pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
@@ -215,7 +215,7 @@ pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
         Ok(p) => {
             let _ = write!(
                 out,
-                "{{\"status\":\"ok\",\"tdmrs\":{},\"reserved_areas\":{},\"pamt_bytes\":{},\"node_mixing_tdmrs\":{},\"off_node_pamts\":{},\"excluded_bytes\":{}}}",
+                "{{\"status\":\"ok\",\"tdmr_count\":{},\"reserved_areas\":{},\"pamt_bytes\":{},\"node_mixing_tdmrs\":{},\"off_node_pamts\":{},\"excluded_bytes\":{}}}",
                 p.tdmrs().len(),
                 p.reserved_area_count(),
                 p.pamt_bytes(),
@@ -236,14 +236,14 @@ pub(crate) fn summary(result: &Result<Plan, PlanError>) -> String {
 }
 
 /// The TDH.SYS.TDMR.INIT estimate:
-/// `{"calls":C,"cpus":N,"linux_serial_s":X,"tdmr_s":Y,"s_per_tib":2.6,"tdmrs":T,
+/// `{"calls":C,"cpus":N,"linux_serial_s":X,"tdmr_s":Y,"s_per_tib":2.6,"tdmr_count":T,
 /// "split":{"extra_tdmrs":K,"extra_pamt_bytes":B,"saved_s":S}}` (`split` is `null` when no
 /// one-CPU plan was priced). Seconds are exact renderings of whole milliseconds.
 pub fn init_estimate(e: &InitEstimate) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "{{\"calls\":{},\"cpus\":{},\"linux_serial_s\":{},\"tdmr_s\":{},\"s_per_tib\":{},\"tdmrs\":{},\"split\":",
+        "{{\"calls\":{},\"cpus\":{},\"linux_serial_s\":{},\"tdmr_s\":{},\"s_per_tib\":{},\"tdmr_count\":{},\"split\":",
         e.calls,
         e.cpus,
         super::seconds(e.linux_serial_ms),

@@ -60,8 +60,8 @@ fn type_of(v: &Value) -> &'static str {
 /// Every field of `v` as (path segments, type); an array's elements under `name[]` (an
 /// element that is an object is not a field itself: its fields are).
 fn flatten(v: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'static str)>) {
-    let element = path.last().is_some_and(|l| l.ends_with("[]"));
-    if !path.is_empty() && !(element && v.is_object()) {
+    let object_element = v.is_object() && path.last().is_some_and(|l| l.ends_with("[]"));
+    if !path.is_empty() && !object_element {
         out.push((path.clone(), type_of(v)));
     }
     match v {
@@ -91,7 +91,7 @@ fn matches(documented: &str, path: &[String]) -> bool {
         && segs
             .iter()
             .zip(path)
-            .all(|(d, p)| *d == p || *d == "*" || (d.ends_with("[]") && *d == "*[]"))
+            .all(|(d, p)| *d == p || *d == "*" || (*d == "*[]" && p.ends_with("[]")))
 }
 
 fn allowed(types: &[String], t: &str) -> bool {

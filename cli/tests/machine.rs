@@ -186,7 +186,11 @@ fn a_machine_written_out_reads_as_its_tables_and_log_say() {
     std::fs::write(&plan_file, doc.to_string()).unwrap();
     let o = common::run(&["check", plan_file.to_str().unwrap(), "--machine-root", r]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("private KeyIDs [32, 64) (6 KeyID bits)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("private KeyIDs [32, 64) (6 KeyID bits)"),
+        "{}",
+        stdout(&o)
+    );
 
     // Without the firmware map: /proc/iomem's System RAM, the same memory.
     std::fs::rename(root.join("sys/firmware/memmap"), root.join("memmap.away")).unwrap();

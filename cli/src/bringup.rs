@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, alias = "dpamt")]
     pub dynamic_pamt: bool,
 
-    /// Fail calls the module could fail: KIND@CALL[xN] fails the first N (default 1) calls
+    /// Fail calls the module could fail: `KIND@CALL[xN]` fails the first N (default 1) calls
     /// that can return KIND from SEAMCALL number CALL on; KIND@P% fails each eligible call
     /// with probability P %. KIND: rnd-no-entropy, sys-busy, operand-busy,
     /// key-generation-failed. Repeatable.

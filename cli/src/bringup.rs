@@ -15,6 +15,7 @@ use tdmr::tdx::leaf;
 
 use crate::args::{InputArgs, PlannerArgs, TextOrJson};
 use crate::input::{self, SPR_1T};
+use crate::keyids;
 use crate::out;
 use crate::{CliError, Output};
 
@@ -169,11 +170,6 @@ fn failure_json(e: &InitError, doc: &mut Map<String, Value>) {
     );
 }
 
-/// `KeyID bits` for private KeyIDs ending at `end`: the fewest bits numbering KeyIDs `0..end`.
-pub fn keyid_bits(end: u32) -> u32 {
-    u32::BITS - end.saturating_sub(1).leading_zeros()
-}
-
 /// Runs `tdmr bringup`.
 pub fn run(a: &Args) -> Result<Output, CliError> {
     let loaded = input::load(&a.input, SPR_1T)?;
@@ -198,14 +194,20 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
         .map_err(|e| CliError::new(format!("--cpus {} --packages {}: {e}", a.cpus, a.packages)))?;
     // The KeyIDs the BIOS enabled, when the log says: [first, end) private, MKTME below.
     if let Some(k) = input.tdx_lines().keyids() {
+        let bad = |e: &dyn std::fmt::Display| {
+            CliError::new(format!(
+                "the log's KeyID range [{}, {}): {e}",
+                k.start, k.end
+            ))
+        };
+        let (private, bits) = keyids::from_range(k.clone()).map_err(|e| bad(&e))?;
         platform = platform
-            .with_keyids(k.start - 1, k.end - k.start, keyid_bits(k.end))
-            .map_err(|e| {
-                CliError::new(format!(
-                    "the log's KeyID range [{}, {}): {e}",
-                    k.start, k.end
-                ))
-            })?;
+            .with_keyids(
+                u32::from(private.first()) - 1,
+                u32::from(private.count()),
+                bits,
+            )
+            .map_err(|e| bad(&e))?;
     }
     let keyids = platform.private_keyids();
     let module = MockModule::new(platform);

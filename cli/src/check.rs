@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use tdmr::addr::{Bytes, PageSize, PhysRange};
 use tdmr::memmap::Cmr;
-use tdmr::sysinfo::{PrivateKeyIds, TdxLimits};
+use tdmr::sysinfo::TdxLimits;
 use tdmr::tdx::abi::TdmrInfo;
 use tdmr::tdx::status::{
     Status, TDX_INVALID_PAMT, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_TDMR,
@@ -17,8 +17,8 @@ use tdmr::tdx::status::{
 use tdmr::tdx::validate::{self, ConfigEnv};
 
 use crate::args::{InputArgs, LimitArgs, TextOrJson};
-use crate::bringup::keyid_bits;
 use crate::input::{self, EMR};
+use crate::keyids;
 use crate::layout_file::{self, LayoutFormat};
 use crate::out;
 use crate::{CliError, Output};
@@ -254,13 +254,13 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
     }
     let cmrs: &[Cmr] = loaded.parsed.cmrs().listed();
     let mut env = ConfigEnv::from_limits(&limits, cmrs);
-    let keyids = tdx.keyids().map(|k| {
-        (
-            PrivateKeyIds::new(k.start, k.end - k.start),
-            keyid_bits(k.end),
-        )
-    });
-    if let Some((Ok(private), bits)) = keyids {
+    // The parser takes only ranges PrivateKeyIds takes.
+    let keyids = match tdx.keyids().map(keyids::from_range) {
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => return Err(CliError::new(format!("the log's KeyID range: {e}"))),
+        None => None,
+    };
+    if let Some((private, bits)) = keyids {
         env = env.with_keyids(bits, private);
     }
 
@@ -386,10 +386,7 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
             ));
             t.push_str(&format!("CMRs: {} listed", cmrs.len()));
             if let Some((private, bits)) = &keyids {
-                match private {
-                    Ok(p) => t.push_str(&format!("; private KeyIDs {p} ({bits} KeyID bits)")),
-                    Err(e) => t.push_str(&format!("; {e}")),
-                }
+                t.push_str(&format!("; private KeyIDs {private} ({bits} KeyID bits)"));
             }
             t.push('\n');
             if let Some((i, n)) = over_reserved {

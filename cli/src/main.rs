@@ -16,6 +16,7 @@ mod bringup;
 mod check;
 mod hotplug;
 mod input;
+mod keyids;
 mod layout_file;
 mod machine;
 mod out;

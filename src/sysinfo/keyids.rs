@@ -87,6 +87,23 @@ impl PrivateKeyIds {
     }
 }
 
+impl TryFrom<core::ops::Range<u32>> for PrivateKeyIds {
+    type Error = KeyIdRangeError;
+
+    /// The KeyIDs `first..end`, as the kernel prints them (`BIOS enabled: private KeyID range
+    /// [32, 64)`, [`crate::memmap::TdxLines::keyids`]).
+    ///
+    /// ```
+    /// use tdmr::sysinfo::PrivateKeyIds;
+    /// assert_eq!(PrivateKeyIds::try_from(32..64)?, PrivateKeyIds::new(32, 32)?);
+    /// assert!(PrivateKeyIds::try_from(64..32).is_err());
+    /// # Ok::<(), tdmr::sysinfo::KeyIdRangeError>(())
+    /// ```
+    fn try_from(r: core::ops::Range<u32>) -> Result<Self, KeyIdRangeError> {
+        PrivateKeyIds::new(r.start, r.end.saturating_sub(r.start))
+    }
+}
+
 impl fmt::Display for PrivateKeyIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -29,7 +29,7 @@ use crate::input::{Loaded, NO_CMRS, Source};
 pub fn io_message(path: &str, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::PermissionDenied => {
-            format!("{path}: needs root (permission denied: run as root, e.g. `sudo tdmr ...`)")
+            format!("{path}: needs root (permission denied: run tdmr as root)")
         }
         io::ErrorKind::NotFound => format!("{path}: no such file"),
         _ => format!("{path}: {e}"),

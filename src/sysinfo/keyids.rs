@@ -95,8 +95,8 @@ impl TryFrom<core::ops::Range<u32>> for PrivateKeyIds {
     ///
     /// ```
     /// use tdmr::sysinfo::PrivateKeyIds;
-    /// assert_eq!(PrivateKeyIds::try_from(32..64)?, PrivateKeyIds::new(32, 32)?);
-    /// assert!(PrivateKeyIds::try_from(64..32).is_err());
+    /// assert_eq!(PrivateKeyIds::try_from(32u32..64)?, PrivateKeyIds::new(32, 32)?);
+    /// assert!(PrivateKeyIds::try_from(64u32..32).is_err());
     /// # Ok::<(), tdmr::sysinfo::KeyIdRangeError>(())
     /// ```
     fn try_from(r: core::ops::Range<u32>) -> Result<Self, KeyIdRangeError> {

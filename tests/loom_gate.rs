@@ -24,8 +24,9 @@ use tdmr::hotplug_gate::{
     AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfig,
     HotplugGate, KeyIdError, MetadataHolder, RemovalRule, RemoveError,
 };
-use tdmr::layout::{Plan, Planner};
+use tdmr::layout::{Plan, Planner, Strategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
+use tdmr::pamt::PamtModel;
 use tdmr::seamcall::Seamcall;
 use tdmr::sysinfo::TdxLimits;
 use tdmr::tdx::leaf::{self, Leaf};
@@ -62,7 +63,14 @@ fn machine() -> Machine {
     .unwrap();
     let plan = |regions: Vec<MemoryRegion>| {
         let memory = MemoryMap::new(regions).unwrap();
-        let plan = Planner::new().plan(&memory, &cmrs).unwrap();
+        // Linux's TDMRs with PAMTs from the top of memory: every PAMT at the top of
+        // [8G, 10G), out of `HOT`, `BLOCK` and [4G, 5G), as the models assume; the premise
+        // checks below say if that stops being so.
+        let plan = Planner::new()
+            .with_strategy(Strategy::Linux)
+            .with_pamt_model(PamtModel::TopDown)
+            .plan(&memory, &cmrs)
+            .unwrap();
         (memory, plan)
     };
     let without_hot = plan(vec![

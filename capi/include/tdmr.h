@@ -66,6 +66,11 @@
 #define TDMR_STATE_FAILED 3
 
 /**
+ * A runtime module update is in progress: hotplug answers busy, TDX memory stays frozen.
+ */
+#define TDMR_STATE_UPDATING 4
+
+/**
  * The optimal strategy (the default): least covered span, so least PAMT, then the fewest
  * node-mixing TDMRs, TDMRs and reserved areas; never fails where the Linux strategy plans.
  */

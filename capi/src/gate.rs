@@ -37,6 +37,8 @@ pub const TDMR_STATE_INITIALIZING: u32 = 1;
 pub const TDMR_STATE_INITIALIZED: u32 = 2;
 /// The last initialization failed; it may be retried.
 pub const TDMR_STATE_FAILED: u32 = 3;
+/// A runtime module update is in progress: hotplug answers busy, TDX memory stays frozen.
+pub const TDMR_STATE_UPDATING: u32 = 4;
 
 /// How to build a gate. Fill with `tdmr_gate_options_default`, then change fields.
 #[repr(C)]
@@ -218,6 +220,7 @@ fn state_code(s: ModuleState) -> u32 {
         ModuleState::Initializing => TDMR_STATE_INITIALIZING,
         ModuleState::Initialized => TDMR_STATE_INITIALIZED,
         ModuleState::Failed => TDMR_STATE_FAILED,
+        ModuleState::Updating => TDMR_STATE_UPDATING,
     }
 }
 

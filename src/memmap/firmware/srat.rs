@@ -47,7 +47,7 @@ const LEN_X2APIC: usize = 24;
 pub struct MemoryAffinity {
     /// The proximity domain (the firmware's locality number).
     pub proximity_domain: u32,
-    /// The node Linux numbers that domain (see the [module docs](self)); `None` when the
+    /// The node Linux numbers that domain (see [`Srat`]); `None` when the
     /// structure is disabled.
     pub node: Option<NodeId>,
     /// The memory range.
@@ -148,6 +148,11 @@ impl fmt::Display for SratError {
 impl core::error::Error for SratError {}
 
 /// A parsed SRAT: its Memory Affinity structures with Linux's node numbers.
+///
+/// Node numbers follow Linux's order: a proximity domain gets the next node number the first
+/// time an enabled structure names it, processor structures (Local APIC/SAPIC and x2APIC
+/// Affinity, in table order) before memory structures (in table order), as `acpi_numa_init`
+/// parses them.
 ///
 /// ```
 /// use tdmr::memmap::firmware::Srat;

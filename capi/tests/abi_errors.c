@@ -366,6 +366,13 @@ static void firmware_errors(void)
                TDMR_ERR_TOO_LARGE, &e);
     CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, NULL, &warn, &e),
                TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, &m, misaligned(1), &e),
+               TDMR_ERR_MISALIGNED, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 7, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, misaligned(8 + 4), 2, &m,
+                                     &warn, &e),
+               TDMR_ERR_MISALIGNED, &e);
     CHECK(m == NULL && warn == 77, "out or warnings written on failure");
 }
 
@@ -680,6 +687,10 @@ static void gate_errors(void)
     CHECK(was == 0, "still pending");
     CHECK_CODE(tdmr_gate_cancel_update(NULL, &was, &e), TDMR_ERR_NULL_POINTER, &e);
     CHECK_CODE(tdmr_gate_cancel_update(g, misaligned(1), &e), TDMR_ERR_MISALIGNED, &e);
+    CHECK_CODE(tdmr_gate_cancel_update((tdmr_gate *)not_a_gate, &was, &e), TDMR_ERR_INVALID_HANDLE,
+               &e);
+    CHECK_CODE(tdmr_gate_cancel_update((tdmr_gate *)p, &was, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK(says(&e, "not a live tdmr_gate handle"), "%s", e.message);
     was = 9;
     CHECK_CODE(tdmr_gate_cancel_update(g, &was, &e), TDMR_OK, &e);
     CHECK(was == 0, "an update pending before init");
@@ -688,6 +699,8 @@ static void gate_errors(void)
     tdmr_update_ticket *u = NULL;
     CHECK_CODE(tdmr_gate_begin_update(NULL, &u, &e), TDMR_ERR_NULL_POINTER, &e);
     CHECK_CODE(tdmr_gate_begin_update(g, NULL, &e), TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_gate_begin_update(g, misaligned(4), &e), TDMR_ERR_MISALIGNED, &e);
+    CHECK(says(&e, "`out`"), "%s", e.message);
     CHECK_CODE(tdmr_gate_begin_update((tdmr_gate *)not_a_gate, &u, &e), TDMR_ERR_INVALID_HANDLE,
                &e);
     CHECK_CODE(tdmr_gate_begin_update(g, &u, &e), TDMR_ERR_STATE, &e);
@@ -709,8 +722,14 @@ static void gate_errors(void)
                &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
     CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e), TDMR_ERR_BUSY, &e);
     CHECK(says(&e, "retry the memory removal later"), "%s", e.message);
-    /* The update ticket outlives the caller's gate handle. */
+    /* The update ticket outlives the caller's gate handle, which every call then refuses. */
     tdmr_gate_free(g);
+    CHECK_CODE(tdmr_gate_begin_update(g, &u2, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK(says(&e, "freed"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_cancel_update(g, &was, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK_CODE(tdmr_gate_cancel_init(g, &was, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e), TDMR_ERR_INVALID_HANDLE,
+               &e);
     CHECK_CODE(tdmr_update_ticket_finish(u), TDMR_OK, &(tdmr_error){0});
 
     /* After initialization: a PAMT block is refused, with the TDMR and level named. */

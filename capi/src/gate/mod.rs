@@ -1,10 +1,10 @@
 //! `tdmr_gate`: the lock-free hotplug gate. Before TDX initialization it admits memory inside
 //! the CMRs and any removal; once initialization is asked for (pending) and while it runs it
 //! answers `TDMR_ERR_BUSY` at once; afterwards it admits only TDX memory of the published plan
-//! and refuses removals of the module's memory ([`removal`]); during a runtime module update
-//! ([`update`]) hotplug answers `TDMR_ERR_BUSY`. The last online CPU of a package cannot go
-//! offline while initialization is pending or runs or guest KeyIDs are in use. Nothing
-//! blocks.
+//! and refuses removals of the module's memory ([`tdmr_gate_admit_removal`]); during a runtime
+//! module update ([`tdmr_gate_begin_update`]) hotplug answers `TDMR_ERR_BUSY`. The last online
+//! CPU of a package cannot go offline while initialization is pending or runs or guest KeyIDs
+//! are in use. Nothing blocks.
 //!
 //! The gate is reference-counted: `tdmr_gate_free` drops the caller's reference, and every
 //! outstanding token (admission, removal, CPU online, init and update tickets) keeps the gate

@@ -5,11 +5,14 @@
 //! fewest node-mixing TDMRs, TDMRs and reserved areas). `reserved.rs` builds reserved areas
 //! from holes and PAMT blocks. `init_split.rs` shapes a finished plan's TDMRs for
 //! TDH.SYS.TDMR.INIT on several CPUs ([`Planner::with_init_cpus`], [`Plan::init_work`]).
+//! `module_version.rs` keeps plans within what the target module version accepts
+//! ([`Planner::with_module_version`]).
 
 mod error;
 mod init_split;
 mod job;
 mod linux;
+mod module_version;
 mod optimal;
 mod plan;
 mod planner;

@@ -4,10 +4,11 @@
 use super::job::Job;
 use super::plan::PamtOrigin;
 use super::plan::Plan;
-use super::{HolePolicy, PlanError, Strategy, init_split, linux, optimal};
+use super::{HolePolicy, PlanError, Strategy, init_split, linux, module_version, optimal};
 use crate::memmap::{Cmrs, MemoryMap};
 use crate::pamt::{FromAllocator, PamtAllocator, TopDownAllocator};
 use crate::sysinfo::TdxLimits;
+use crate::tdx::metadata::ModuleVersion;
 
 /// Plans TDMRs and PAMTs: a configuration (strategy, hole policy, the module's limits,
 /// whether memory may be left out) that [`Planner::plan`] applies to any memory map.
@@ -30,6 +31,7 @@ pub struct Planner {
     holes: Option<HolePolicy>,
     exclusions: bool,
     init_cpus: u32,
+    module_version: Option<ModuleVersion>,
 }
 
 impl Default for Planner {
@@ -47,7 +49,23 @@ impl Planner {
             holes: None,
             exclusions: false,
             init_cpus: 1,
+            module_version: None,
         }
+    }
+
+    /// Plans for TDX module `version`: never a layout that version refuses (TDX 1.0's
+    /// reserved-area quirk, see `layout/module_version.rs`), repairing the strategy's layout
+    /// when needed or failing with [`PlanError::RefusedByModuleVersion`]. Without it, plans
+    /// are for TDX module 1.5 and later. [`crate::init::Bringup`] sets it from the version
+    /// the module reports.
+    pub const fn with_module_version(mut self, version: ModuleVersion) -> Self {
+        self.module_version = Some(version);
+        self
+    }
+
+    /// The module version planned for, if one was given.
+    pub const fn module_version(&self) -> Option<ModuleVersion> {
+        self.module_version
     }
 
     /// Plans against these module limits.
@@ -148,7 +166,8 @@ impl Planner {
             }
             Strategy::Optimal => optimal::plan(&job, None),
         }?;
-        Ok(init_split::shape(&job, plan, self.init_cpus))
+        let plan = init_split::shape(&job, plan, self.init_cpus);
+        module_version::fit(&job, self.module_version, plan)
     }
 
     /// Plans with PAMTs from the caller's allocator (one contiguous block per TDMR for the Linux
@@ -163,10 +182,11 @@ impl Planner {
         memory.check_within(cmrs)?;
         let job = self.job(memory, cmrs);
         let mut alloc = FromAllocator(alloc);
-        match self.strategy {
+        let plan = match self.strategy {
             Strategy::Linux => linux::plan(&job, &mut alloc, PamtOrigin::Allocator),
             Strategy::Optimal => optimal::plan(&job, Some(&mut alloc)),
-        }
+        }?;
+        module_version::fit(&job, self.module_version, plan)
     }
 }
 

@@ -351,9 +351,10 @@ fn rd_of_the_null_id_is_first_field_id_in_context() {
     for f in linux_reads {
         assert!(seen.contains(&f.raw()), "{f:?} not reachable");
     }
-    // Those 20, SYS_ATTRIBUTES and NUM_TDX_FEATURES, 32 CMR bases and sizes, 4 CPUID_CONFIG
-    // entries of a leaf and two values.
-    assert_eq!(seen.len(), 22 + 64 + 4 * 3);
+    // Those 20, SYS_ATTRIBUTES, NUM_TDX_FEATURES and MODULE_HANDOFF_VERSION (1.5.25 has a
+    // runtime update), 32 CMR bases and sizes, 4 CPUID_CONFIG entries of a leaf and two values.
+    assert!(seen.contains(&md::MODULE_HANDOFF_VERSION.raw()));
+    assert_eq!(seen.len(), 23 + 64 + 4 * 3);
 }
 
 #[test]
@@ -402,7 +403,7 @@ fn rdall_writes_the_fields_into_a_page() {
     let mut page = vec![0u8; 4096];
     m.read_phys(0x30_0000, &mut page).unwrap();
     let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-    assert_eq!(count, 22 + 64 + 4 * 3);
+    assert_eq!(count, 23 + 64 + 4 * 3);
     let entries: Vec<(u64, u64)> = (0..count)
         .map(|k| {
             let at = 8 + 16 * k;

@@ -1,20 +1,30 @@
 //! The mock's global metadata: the field table, TDH.SYS.RD, TDH.SYS.RDALL and TDH.SYS.INFO.
 //!
-//! Every field Linux reads is answered: versions, TDX_FEATURES0, the TDMR/PAMT limits, NUM_CMRS
-//! with the 32 CMR_BASE/CMR_SIZE slots (null slots included, as TDX module 1.5 reports them),
-//! NUM_PKGS, the TD control-structure sizes and the TD configuration fields. Values that the
-//! memory bring-up never interprets (TD structure sizes, fixed attribute/XFAM bits, CPUID
-//! configuration) are plausible placeholders, not a real module's.
+//! The table is the running module's ([`super::ModuleProfile`]): versions, TDX_FEATURES0, the
+//! TDMR/PAMT limits, NUM_CMRS with the 32 CMR_BASE/CMR_SIZE slots (null slots included, as TDX
+//! module 1.5 reports them), NUM_PKGS, the TD control-structure sizes and the TD configuration
+//! fields (MAX_VCPUS_PER_TD from 1.5.06 on); PAMT_PAGE_BITMAP_ENTRY_BITS and
+//! MIN_DYNAMIC_PAMT_NUM_HKID_BITS on modules with Dynamic PAMT; MODULE_HANDOFF_VERSION on
+//! modules with a runtime update; EXT_REQUIRED and EXT_MEMORY_POOL_REQUIRED_PAGES on modules
+//! with extensions — readable only once TDH.SYS.CONFIG has run (before, they answer
+//! `TDX_METADATA_FIELD_NOT_READABLE`, the module's status for a field that exists but cannot be
+//! read now: the references say "valid only after CONFIG" and no more). EXT_REQUIRED reads 1
+//! until TDH.EXT.INIT completes, then 0. A field the module lacks answers
+//! `TDX_METADATA_FIELD_ID_INCORRECT`. Values that the memory bring-up never interprets (TD
+//! structure sizes, fixed attribute/XFAM bits, CPUID configuration) are plausible
+//! placeholders, not a real module's.
 
 use alloc::vec::Vec;
 
 use super::platform::Platform;
-use super::state::State;
+use super::profile::ModuleProfile;
+use super::state::{State, SysState};
 use crate::addr::is_aligned;
 use crate::tdx::metadata::{self as md, FIELD_ID_NA, FieldId};
 use crate::tdx::status::{
-    Status, TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT,
-    TDX_OPERAND_INVALID, TDX_SUCCESS, TDX_SYS_LP_INIT_NOT_DONE, operand,
+    Status, TDX_METADATA_FIELD_ID_INCORRECT, TDX_METADATA_FIELD_NOT_READABLE,
+    TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT, TDX_OPERAND_INVALID, TDX_SUCCESS,
+    TDX_SYS_LP_INIT_NOT_DONE, operand,
 };
 use crate::tdx::{Output, Regs};
 
@@ -51,9 +61,31 @@ fn mask(value: u64, id: FieldId) -> u64 {
     }
 }
 
+/// Whether `id` is one of the extension fields, readable only after TDH.SYS.CONFIG.
+fn is_extension_field(id: FieldId) -> bool {
+    let key = id.raw() & KEY_MASK;
+    key == md::EXT_REQUIRED.raw() & KEY_MASK
+        || key == md::EXT_MEMORY_POOL_REQUIRED_PAGES.raw() & KEY_MASK
+}
+
+/// The value of field `i` now: extension fields follow the extensions' state.
+fn current(md: &Metadata, st: &State, i: usize) -> Result<u64, Status> {
+    let f = md.fields[i];
+    if !is_extension_field(f.id) {
+        return Ok(f.value);
+    }
+    if !matches!(st.sys, SysState::SysconfigDone | SysState::SysReady) {
+        return Err(Status::new(TDX_METADATA_FIELD_NOT_READABLE));
+    }
+    if f.id.raw() & KEY_MASK == md::EXT_REQUIRED.raw() & KEY_MASK {
+        return Ok(u64::from(f.value != 0 && !st.ext.initialized));
+    }
+    Ok(f.value)
+}
+
 impl Metadata {
-    pub(crate) fn new(p: &Platform) -> Self {
-        let l = &p.limits;
+    pub(crate) fn new(p: &Platform, m: &ModuleProfile) -> Self {
+        let l = m.limits();
         let mut fields: Vec<Field> = Vec::new();
         let mut add = |id: FieldId, value: u64| {
             fields.push(Field {
@@ -61,13 +93,14 @@ impl Metadata {
                 value: mask(value, id),
             })
         };
-        add(md::MINOR_VERSION, p.version.minor.into());
-        add(md::MAJOR_VERSION, p.version.major.into());
-        add(md::UPDATE_VERSION, p.version.update.into());
+        let v = m.version();
+        add(md::MINOR_VERSION, v.minor.into());
+        add(md::MAJOR_VERSION, v.major.into());
+        add(md::UPDATE_VERSION, v.update.into());
         add(md::NUM_PKGS, p.packages.into());
         add(md::SYS_ATTRIBUTES, 0);
         add(md::NUM_TDX_FEATURES, 1);
-        add(md::TDX_FEATURES0, p.features0);
+        add(md::TDX_FEATURES0, m.features0());
         add(md::NUM_CMRS, md::MAX_CMR_SLOTS.into());
         for i in 0..md::MAX_CMR_SLOTS {
             let (base, size) = p.cmrs.get(i as usize).map_or((0, 0), |c| (c.base, c.size));
@@ -105,7 +138,19 @@ impl Metadata {
         add(md::XFAM_FIXED0, 0x0006_DBE7);
         add(md::XFAM_FIXED1, 0x0000_0003);
         add(md::NUM_CPUID_CONFIG, CPUID_CONFIG.len() as u64);
-        add(md::MAX_VCPUS_PER_TD, 576);
+        if m.has_max_vcpus_field() {
+            add(md::MAX_VCPUS_PER_TD, 576);
+        }
+        if m.supports_update() {
+            add(md::MODULE_HANDOFF_VERSION, m.handoff_version().into());
+        }
+        if m.has_extensions() {
+            add(md::EXT_REQUIRED, u64::from(m.extension_pages() > 0));
+            add(
+                md::EXT_MEMORY_POOL_REQUIRED_PAGES,
+                m.extension_pages().into(),
+            );
+        }
         for (i, (leaf, subleaf)) in CPUID_CONFIG.iter().enumerate() {
             let i = i as u32;
             if let (Some(k), Some(v0), Some(v1)) = (
@@ -118,7 +163,9 @@ impl Metadata {
                 add(v1, 0);
             }
         }
-        fields.sort_by_key(|f| f.id.raw() & KEY_MASK);
+        let key = |id: FieldId| id.raw() & KEY_MASK;
+        fields.retain(|f| !m.lacks().iter().any(|&l| key(l) == key(f.id)));
+        fields.sort_by_key(|f| key(f.id));
         Metadata { fields }
     }
 
@@ -152,7 +199,8 @@ fn fail(status: u64, mut regs: Regs) -> Output {
 }
 
 /// TDH.SYS.RD: RDX = field id in; RDX = next field id, R8 = value out.
-pub(crate) fn sys_rd(md: &Metadata, st: &State, lp: u32, regs: &Regs) -> Output {
+pub(crate) fn sys_rd(st: &State, lp: u32, regs: &Regs) -> Output {
+    let md = &st.module.metadata;
     if !st.lp_is_init(lp) {
         return fail(TDX_SYS_LP_INIT_NOT_DONE, *regs);
     }
@@ -162,9 +210,12 @@ pub(crate) fn sys_rd(md: &Metadata, st: &State, lp: u32, regs: &Regs) -> Output 
         out.r8 = 0;
         return Output::new(Status::new(TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT), out);
     }
-    match md.lookup(regs.rdx) {
-        Ok(i) => {
-            out.r8 = md.fields[i].value;
+    match md
+        .lookup(regs.rdx)
+        .and_then(|i| Ok((i, current(md, st, i)?)))
+    {
+        Ok((i, value)) => {
+            out.r8 = value;
             out.rdx = md.next_id(i);
             Output::new(Status::new(TDX_SUCCESS), out)
         }
@@ -186,19 +237,17 @@ const RDALL_ENTRY: usize = 16;
 /// The page holds an 8-byte header (list bytes as `u16`, sequence count as `u16`, 4 reserved
 /// bytes) followed by one 16-byte sequence per field: its id, then its value zero-extended to
 /// 8 bytes. (The mock writes one field per sequence; a real module may pack consecutive fields
-/// into one sequence.)
-pub(crate) fn sys_rdall(
-    p: &Platform,
-    md: &Metadata,
-    st: &mut State,
-    lp: u32,
-    regs: &Regs,
-) -> Output {
+/// into one sequence.) Fields not readable now (the extension fields before TDH.SYS.CONFIG)
+/// are left out.
+pub(crate) fn sys_rdall(p: &Platform, st: &mut State, lp: u32, regs: &Regs) -> Output {
     if !st.lp_is_init(lp) {
         return fail(TDX_SYS_LP_INIT_NOT_DONE, *regs);
     }
-    let env = p.config_env(false);
-    if !is_aligned(regs.rdx, RDALL_PAGE as u64) || !env.shared_hpa_ok(regs.rdx, RDALL_PAGE as u64) {
+    let md = &st.module.metadata;
+    let page_ok = p
+        .config_env(&st.module.profile, false)
+        .shared_hpa_ok(regs.rdx, RDALL_PAGE as u64);
+    if !is_aligned(regs.rdx, RDALL_PAGE as u64) || !page_ok {
         return Output::new(
             Status::new(TDX_OPERAND_INVALID | operand::RDX as u64),
             *regs,
@@ -215,15 +264,24 @@ pub(crate) fn sys_rdall(
     let per_page = (RDALL_PAGE - RDALL_HEADER) / RDALL_ENTRY;
     let end = (start + per_page).min(md.fields.len());
     let mut page = [0u8; RDALL_PAGE];
-    let count = end - start;
+    let mut count = 0;
+    for i in start..end {
+        let Ok(value) = current(md, st, i) else {
+            continue;
+        };
+        let at = RDALL_HEADER + count * RDALL_ENTRY;
+        page[at..at + 8].copy_from_slice(&md.fields[i].id.raw().to_le_bytes());
+        page[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+        count += 1;
+    }
     let used = RDALL_HEADER + count * RDALL_ENTRY;
     page[0..2].copy_from_slice(&(used as u16).to_le_bytes());
     page[2..4].copy_from_slice(&(count as u16).to_le_bytes());
-    for (k, f) in md.fields[start..end].iter().enumerate() {
-        let at = RDALL_HEADER + k * RDALL_ENTRY;
-        page[at..at + 8].copy_from_slice(&f.id.raw().to_le_bytes());
-        page[at + 8..at + 16].copy_from_slice(&f.value.to_le_bytes());
-    }
+    let next = if end < md.fields.len() {
+        md.fields[end].id.raw()
+    } else {
+        FIELD_ID_NA
+    };
     if st.mem.write(regs.rdx, &page).is_err() {
         return Output::new(
             Status::new(TDX_OPERAND_INVALID | operand::RDX as u64),
@@ -231,11 +289,7 @@ pub(crate) fn sys_rdall(
         );
     }
     let mut out = *regs;
-    out.r8 = if end < md.fields.len() {
-        md.fields[end].id.raw()
-    } else {
-        FIELD_ID_NA
-    };
+    out.r8 = next;
     Output::new(Status::new(TDX_SUCCESS), out)
 }
 
@@ -262,18 +316,15 @@ fn value(md: &Metadata, id: FieldId) -> u64 {
 
 /// TDH.SYS.INFO: RCX = TDSYSINFO_STRUCT PA (1024-aligned), RDX = its size (≥ 1024), R8 =
 /// CMR_INFO array PA (512-aligned), R9 = its entries (≥ 32); RDX = 1024, R9 = 32 out.
-pub(crate) fn sys_info(
-    p: &Platform,
-    md: &Metadata,
-    st: &mut State,
-    lp: u32,
-    regs: &Regs,
-) -> Output {
+pub(crate) fn sys_info(p: &Platform, st: &mut State, lp: u32, regs: &Regs) -> Output {
     let invalid = |op: u32| Output::new(Status::new(TDX_OPERAND_INVALID | u64::from(op)), *regs);
     if !st.lp_is_init(lp) {
         return Output::new(Status::new(TDX_SYS_LP_INIT_NOT_DONE), *regs);
     }
-    let env = p.config_env(false);
+    let m = st.module.profile.clone();
+    let md = st.module.metadata.clone();
+    let md = &md;
+    let env = p.config_env(&m, false);
     if !is_aligned(regs.rcx, SYSINFO_BYTES as u64)
         || !env.shared_hpa_ok(regs.rcx, SYSINFO_BYTES as u64)
     {
@@ -295,17 +346,17 @@ pub(crate) fn sys_info(
     }
     let mut info = [0u8; SYSINFO_BYTES];
     put32(&mut info, 4, 0x8086);
-    put32(&mut info, 8, 0x2024_0725);
-    put16(&mut info, 12, 784);
-    put16(&mut info, 14, p.version.minor.into());
-    put16(&mut info, 16, p.version.major.into());
-    info[18] = 1;
-    put16(&mut info, 32, p.limits.max_tdmrs() as u64);
-    put16(&mut info, 34, p.limits.max_reserved_per_tdmr() as u64);
+    put32(&mut info, 8, m.build_date().into());
+    put16(&mut info, 12, m.build().into());
+    put16(&mut info, 14, m.version().minor.into());
+    put16(&mut info, 16, m.version().major.into());
+    info[18] = u8::from(m.implements_sys_rd());
+    put16(&mut info, 32, m.limits().max_tdmrs() as u64);
+    put16(&mut info, 34, m.limits().max_reserved_per_tdmr() as u64);
     put16(
         &mut info,
         36,
-        p.limits.pamt_entry_size(crate::addr::PageSize::Size4K),
+        m.limits().pamt_entry_size(crate::addr::PageSize::Size4K),
     );
     put16(&mut info, 48, value(md, md::TDCS_BASE_SIZE));
     put16(&mut info, 52, value(md, md::TDVPS_BASE_SIZE));

@@ -75,6 +75,24 @@ impl<'m> SeamLoader<'m> {
     pub fn image(&self) -> &ModuleProfile {
         &self.image
     }
+
+    /// Holds the loader as if an LP were inside SEAMLDR.INSTALL, until the guard drops: every
+    /// install meanwhile answers `TDX_SEAMCALL_VMFAILINVALID`. `None` if it is held already.
+    pub fn hold(&self) -> Option<LoaderHeld<'_>> {
+        (!self.busy.swap(true, Ordering::Acquire)).then(|| LoaderHeld { busy: &self.busy })
+    }
+}
+
+/// The loader held busy by [`SeamLoader::hold`].
+#[derive(Debug)]
+pub struct LoaderHeld<'a> {
+    busy: &'a AtomicBool,
+}
+
+impl Drop for LoaderHeld<'_> {
+    fn drop(&mut self) {
+        self.busy.store(false, Ordering::Release);
+    }
 }
 
 impl ModuleLoader for SeamLoader<'_> {

@@ -77,7 +77,7 @@ mod threads;
 mod update;
 
 pub use extensions::{EXT_INIT_BATCH, EXT_MEM_ADD_BATCH};
-pub use loader::SeamLoader;
+pub use loader::{LoaderHeld, SeamLoader};
 pub use log::{CallLog, CallLogMode, CallRecord, LogEntry};
 pub use page_pool::PagePool;
 pub use phys_mem::PhysMemError;

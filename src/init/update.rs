@@ -40,7 +40,8 @@
 //!
 //! Transient failures are retried per the [`RetryPolicy`] at every step; anything else stops
 //! with the step, the CPU and the raw status, and says what state the module was left in
-//! ([`ModuleLeft`]). Every step's SEAMCALLs (and loader calls) are counted.
+//! ([`ModuleLeft`]); [`Update::resume`] carries on from there (from the failed step when the old
+//! module is already shut down). Every step's SEAMCALLs (and loader calls) are counted.
 //!
 //! ```
 //! # #[cfg(all(feature = "mock", feature = "std"))]
@@ -93,7 +94,7 @@ use crate::sysinfo::TdxLimits;
 use crate::tdx::metadata::{self as md, FieldId, ModuleVersion, features0};
 use crate::tdx::status::{
     Status, TDX_METADATA_FIELD_ID_INCORRECT, TDX_SEAMCALL_VMFAILINVALID, TDX_SYS_BUSY,
-    TDX_UPDATE_COMPAT_SENSITIVE,
+    TDX_SYS_LP_INIT_DONE, TDX_UPDATE_COMPAT_SENSITIVE,
 };
 use crate::tdx::{Output, Regs, leaf};
 
@@ -359,7 +360,7 @@ pub enum ModuleLeft {
     /// effect).
     Running,
     /// The old module is shut down: no module serves until an install and TDH.SYS.UPDATE
-    /// succeed (run the update again, with this or another image).
+    /// succeed ([`Update::resume`], with this or another image).
     ShutDown,
     /// TDH.SYS.UPDATE succeeded: the new module runs (the check after it failed).
     Updated,
@@ -440,6 +441,9 @@ pub struct UpdateError {
     pub kind: UpdateErrorKind,
     /// What state the module is in now.
     pub module: ModuleLeft,
+    /// The running module's handoff version, once read (what [`Update::resume`] carries on
+    /// with when the old module is shut down and cannot be asked any more).
+    pub handoff_version: Option<u16>,
     /// The calls each step made, steps in order (the failing one included).
     pub steps: Vec<(UpdateStep, StepCalls)>,
 }
@@ -611,6 +615,7 @@ type RoundResult = (Vec<(CpuId, u64, Outcome)>, Result<(), CpuUnavailable>);
 /// State carried between steps.
 struct Steps {
     done: Vec<(UpdateStep, StepCalls)>,
+    handoff: Option<u16>,
 }
 
 impl Steps {
@@ -628,6 +633,7 @@ impl Steps {
             step,
             kind,
             module,
+            handoff_version: self.handoff,
             steps: core::mem::take(&mut self.done),
         }
     }
@@ -740,7 +746,10 @@ where
     /// handoff version and TDX_FEATURES0 on the first CPU and checks the frozen layout against
     /// the incoming module.
     pub fn check(&self) -> Result<Checked, UpdateError> {
-        let mut steps = Steps { done: Vec::new() };
+        let mut steps = Steps {
+            done: Vec::new(),
+            handoff: None,
+        };
         self.check_into(&mut steps)
     }
 
@@ -763,18 +772,8 @@ where
             );
         }
         let incoming = self.loader.incoming();
-        let running = boot.info.version;
-        let v = incoming.version;
-        if self.version_policy
-            && ((v.major, v.minor) != (running.major, running.minor) || v.update <= running.update)
-        {
-            return refuse(
-                steps,
-                UpdateRefusal::NotAnUpdate {
-                    running,
-                    incoming: v,
-                },
-            );
+        if let Err(r) = self.policy(&incoming) {
+            return refuse(steps, r);
         }
         let mut calls = StepCalls::default();
         let read = self
@@ -795,27 +794,46 @@ where
             };
             return fail(steps, UpdateErrorKind::Metadata(e));
         };
-        let (lo, hi) = incoming.handoff_versions;
-        if !(lo..=hi).contains(&handoff_version) {
-            return refuse(
-                steps,
-                UpdateRefusal::HandoffVersion {
-                    running: handoff_version,
-                    incoming: (lo, hi),
-                },
-            );
-        }
-        if let Err(r) = layout_fits(boot, &incoming) {
+        steps.handoff = Some(handoff_version);
+        if let Err(r) = self.frozen_fits(handoff_version, &incoming) {
             return refuse(steps, r);
-        }
-        if self.loader.remaining_updates() == Some(0) {
-            return refuse(steps, UpdateRefusal::NoUpdatesLeft);
         }
         Ok(Checked {
             handoff_version,
             features0,
             incoming,
         })
+    }
+
+    /// The version policy, when on.
+    fn policy(&self, incoming: &IncomingModule) -> Result<(), UpdateRefusal> {
+        let running = self.boot.info.version;
+        let v = incoming.version;
+        if self.version_policy
+            && ((v.major, v.minor) != (running.major, running.minor) || v.update <= running.update)
+        {
+            return Err(UpdateRefusal::NotAnUpdate {
+                running,
+                incoming: v,
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks that need no SEAMCALL: handoff version, layout, budget.
+    fn frozen_fits(&self, handoff: u16, incoming: &IncomingModule) -> Result<(), UpdateRefusal> {
+        let (lo, hi) = incoming.handoff_versions;
+        if !(lo..=hi).contains(&handoff) {
+            return Err(UpdateRefusal::HandoffVersion {
+                running: handoff,
+                incoming: (lo, hi),
+            });
+        }
+        layout_fits(self.boot, incoming)?;
+        if self.loader.remaining_updates() == Some(0) {
+            return Err(UpdateRefusal::NoUpdatesLeft);
+        }
+        Ok(())
     }
 
     /// Runs `f` on every CPU as one lock-step round; the per-CPU outcomes by CPU position.
@@ -837,10 +855,69 @@ where
 
     /// Runs the update (see the [module documentation](self)).
     pub fn run(self) -> Result<Updated, UpdateError> {
-        let mut steps = Steps { done: Vec::new() };
+        let mut steps = Steps {
+            done: Vec::new(),
+            handoff: None,
+        };
         let checked = self.check_into(&mut steps)?;
+        self.steps_from(UpdateStep::Shutdown, checked, steps)
+    }
+
+    /// Carries on after `failed`, an update of this module that stopped: from the start when
+    /// the old module still runs; from the step that failed when it is shut down (the check
+    /// is made again against this loader's image, with the handoff version read before —
+    /// the shut-down module cannot be asked); from the check of the result when the new module
+    /// already runs. The loader may hold another image than the failed attempt's, as long as
+    /// the install had not completed.
+    pub fn resume(self, failed: &UpdateError) -> Result<Updated, UpdateError> {
+        let mut steps = Steps {
+            done: Vec::new(),
+            handoff: failed.handoff_version,
+        };
+        let start = match failed.module {
+            ModuleLeft::Running => return self.run(),
+            ModuleLeft::ShutDown => failed.step.max(UpdateStep::Install),
+            ModuleLeft::Updated => UpdateStep::Verify,
+        };
+        let step = UpdateStep::Check;
+        let Some(handoff_version) = failed.handoff_version else {
+            let e = MetadataError::FieldMissing {
+                field: md::MODULE_HANDOFF_VERSION,
+                status: Status::new(TDX_METADATA_FIELD_ID_INCORRECT),
+            };
+            return Err(steps.fail(step, UpdateErrorKind::Metadata(e), failed.module));
+        };
+        let incoming = self.loader.incoming();
+        if let Err(r) = self
+            .policy(&incoming)
+            .and_then(|()| self.frozen_fits(handoff_version, &incoming))
+        {
+            return Err(steps.fail(step, UpdateErrorKind::Refused(r), failed.module));
+        }
+        let checked = Checked {
+            handoff_version,
+            features0: self.boot.info.features0,
+            incoming,
+        };
+        self.steps_from(start, checked, steps)
+    }
+
+    /// The steps from `start` on.
+    fn steps_from(
+        self,
+        start: UpdateStep,
+        checked: Checked,
+        mut steps: Steps,
+    ) -> Result<Updated, UpdateError> {
         let ids: Vec<CpuId> = self.cpus.cpus().iter().map(|c| c.id).collect();
-        let first = ids[0];
+        let Some(&first) = ids.first() else {
+            let left = if start <= UpdateStep::Shutdown {
+                ModuleLeft::Running
+            } else {
+                ModuleLeft::ShutDown
+            };
+            return Err(steps.fail(start, UpdateErrorKind::NoCpus, left));
+        };
         let (seamcall, retry, loader) = (self.seamcall, self.retry, self.loader);
 
         // 1. TDH.SYS.SHUTDOWN on the first CPU; the others wait in the round.
@@ -867,113 +944,120 @@ where
             }
         };
         let step = UpdateStep::Shutdown;
-        let (out, ran) = self.round(&ids, &on_first(leaf::TDH_SYS_SHUTDOWN, shutdown_in));
-        let (_, calls, outcome) = out[0];
-        steps.at(step).seamcalls.add(leaf::TDH_SYS_SHUTDOWN, calls);
-        match outcome {
-            Outcome::Done => {}
-            Outcome::Failed(a) => {
-                let s = a.out.status;
-                let kind = if matches!(s.code(), TDX_UPDATE_COMPAT_SENSITIVE | TDX_SYS_BUSY) {
-                    UpdateErrorKind::TryLater { status: s }
-                } else {
-                    UpdateErrorKind::Seamcall(Box::new(SeamcallError::from_attempt(
-                        leaf::TDH_SYS_SHUTDOWN,
-                        Some(first),
-                        shutdown_in,
-                        a,
-                    )))
-                };
-                return Err(steps.fail(step, kind, ModuleLeft::Running));
+        if start <= step {
+            let (out, ran) = self.round(&ids, &on_first(leaf::TDH_SYS_SHUTDOWN, shutdown_in));
+            let (_, calls, outcome) = out[0];
+            steps.at(step).seamcalls.add(leaf::TDH_SYS_SHUTDOWN, calls);
+            match outcome {
+                Outcome::Done => {}
+                Outcome::Failed(a) => {
+                    let s = a.out.status;
+                    let kind = if matches!(s.code(), TDX_UPDATE_COMPAT_SENSITIVE | TDX_SYS_BUSY) {
+                        UpdateErrorKind::TryLater { status: s }
+                    } else {
+                        UpdateErrorKind::Seamcall(Box::new(SeamcallError::from_attempt(
+                            leaf::TDH_SYS_SHUTDOWN,
+                            Some(first),
+                            shutdown_in,
+                            a,
+                        )))
+                    };
+                    return Err(steps.fail(step, kind, ModuleLeft::Running));
+                }
+                _ => {
+                    let e = ran.err().unwrap_or(CpuUnavailable { cpu: first });
+                    return Err(steps.fail(step, UpdateErrorKind::Cpu(e), ModuleLeft::Running));
+                }
             }
-            _ => {
-                let e = ran.err().unwrap_or(CpuUnavailable { cpu: first });
-                return Err(steps.fail(step, UpdateErrorKind::Cpu(e), ModuleLeft::Running));
+            if let Err(e) = ran {
+                return Err(steps.fail(step, UpdateErrorKind::Cpu(e), ModuleLeft::ShutDown));
             }
-        }
-        if let Err(e) = ran {
-            return Err(steps.fail(step, UpdateErrorKind::Cpu(e), ModuleLeft::ShutDown));
         }
 
         // 2. SEAMLDR.INSTALL on every CPU, one at a time.
         let step = UpdateStep::Install;
-        let turn = AtomicBool::new(false);
-        let install = |_at: usize, _cpu: CpuId| {
-            while turn
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                core::hint::spin_loop();
-            }
-            let a = install_with_retry(loader, retry);
-            turn.store(false, Ordering::Release);
-            let outcome = if a.out.status.is_success() {
-                Outcome::Done
-            } else {
-                Outcome::Failed(a)
+        if start <= step {
+            let turn = AtomicBool::new(false);
+            let install = |_at: usize, _cpu: CpuId| {
+                while turn
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    core::hint::spin_loop();
+                }
+                let a = install_with_retry(loader, retry);
+                turn.store(false, Ordering::Release);
+                let outcome = if a.out.status.is_success() {
+                    Outcome::Done
+                } else {
+                    Outcome::Failed(a)
+                };
+                (u64::from(a.attempts), outcome)
             };
-            (u64::from(a.attempts), outcome)
-        };
-        let (out, ran) = self.round(&ids, &install);
-        let mut failed = None;
-        for &(cpu, calls, outcome) in &out {
-            steps.at(step).loader += calls;
-            match outcome {
-                Outcome::Done => {}
-                Outcome::Failed(a) => {
-                    failed.get_or_insert(UpdateErrorKind::Loader {
-                        cpu,
-                        status: a.out.status,
-                        attempts: a.attempts,
-                    });
-                }
-                _ => {
-                    failed.get_or_insert(UpdateErrorKind::Cpu(
-                        ran.err().unwrap_or(CpuUnavailable { cpu }),
-                    ));
+            let (out, ran) = self.round(&ids, &install);
+            let mut failed = None;
+            for &(cpu, calls, outcome) in &out {
+                steps.at(step).loader += calls;
+                match outcome {
+                    Outcome::Done => {}
+                    Outcome::Failed(a) => {
+                        failed.get_or_insert(UpdateErrorKind::Loader {
+                            cpu,
+                            status: a.out.status,
+                            attempts: a.attempts,
+                        });
+                    }
+                    _ => {
+                        failed.get_or_insert(UpdateErrorKind::Cpu(
+                            ran.err().unwrap_or(CpuUnavailable { cpu }),
+                        ));
+                    }
                 }
             }
-        }
-        if let Some(kind) = failed {
-            return Err(steps.fail(step, kind, ModuleLeft::ShutDown));
+            if let Some(kind) = failed {
+                return Err(steps.fail(step, kind, ModuleLeft::ShutDown));
+            }
         }
 
-        // 3. TDH.SYS.LP.INIT on every CPU at once.
+        // 3. TDH.SYS.LP.INIT on every CPU at once (an LP initialized by an earlier attempt
+        //    answers TDX_SYS_LP_INIT_DONE: done).
         let step = UpdateStep::LpInit;
-        let lp_init = |_at: usize, _cpu: CpuId| {
-            let a = attempt(seamcall, retry, leaf::TDH_SYS_LP_INIT, &Regs::ZERO);
-            let outcome = if a.ok() {
-                Outcome::Done
-            } else {
-                Outcome::Failed(a)
+        if start <= step {
+            let lp_init = |_at: usize, _cpu: CpuId| {
+                let a = attempt(seamcall, retry, leaf::TDH_SYS_LP_INIT, &Regs::ZERO);
+                let outcome = if a.ok() || a.out.status.code() == TDX_SYS_LP_INIT_DONE {
+                    Outcome::Done
+                } else {
+                    Outcome::Failed(a)
+                };
+                (u64::from(a.attempts), outcome)
             };
-            (u64::from(a.attempts), outcome)
-        };
-        let (out, ran) = self.round(&ids, &lp_init);
-        let mut failed = None;
-        for &(cpu, calls, outcome) in &out {
-            steps.at(step).seamcalls.add(leaf::TDH_SYS_LP_INIT, calls);
-            match outcome {
-                Outcome::Done => {}
-                Outcome::Failed(a) => {
-                    failed.get_or_insert(UpdateErrorKind::Seamcall(Box::new(
-                        SeamcallError::from_attempt(
-                            leaf::TDH_SYS_LP_INIT,
-                            Some(cpu),
-                            Regs::ZERO,
-                            a,
-                        ),
-                    )));
-                }
-                _ => {
-                    failed.get_or_insert(UpdateErrorKind::Cpu(
-                        ran.err().unwrap_or(CpuUnavailable { cpu }),
-                    ));
+            let (out, ran) = self.round(&ids, &lp_init);
+            let mut failed = None;
+            for &(cpu, calls, outcome) in &out {
+                steps.at(step).seamcalls.add(leaf::TDH_SYS_LP_INIT, calls);
+                match outcome {
+                    Outcome::Done => {}
+                    Outcome::Failed(a) => {
+                        failed.get_or_insert(UpdateErrorKind::Seamcall(Box::new(
+                            SeamcallError::from_attempt(
+                                leaf::TDH_SYS_LP_INIT,
+                                Some(cpu),
+                                Regs::ZERO,
+                                a,
+                            ),
+                        )));
+                    }
+                    _ => {
+                        failed.get_or_insert(UpdateErrorKind::Cpu(
+                            ran.err().unwrap_or(CpuUnavailable { cpu }),
+                        ));
+                    }
                 }
             }
-        }
-        if let Some(kind) = failed {
-            return Err(steps.fail(step, kind, ModuleLeft::ShutDown));
+            if let Some(kind) = failed {
+                return Err(steps.fail(step, kind, ModuleLeft::ShutDown));
+            }
         }
 
         // 4. TDH.SYS.UPDATE on the first CPU, carrying the add-on features CONFIG enabled.
@@ -990,19 +1074,21 @@ where
         } else {
             (leaf::TDH_SYS_UPDATE, Regs::ZERO)
         };
-        let (out, ran) = self.round(&ids, &on_first(update_leaf, update_in));
-        let (_, calls, outcome) = out[0];
-        steps.at(step).seamcalls.add(update_leaf, calls);
-        match outcome {
-            Outcome::Done => {}
-            Outcome::Failed(a) => {
-                let e = SeamcallError::from_attempt(update_leaf, Some(first), update_in, a);
-                let kind = UpdateErrorKind::Seamcall(Box::new(e));
-                return Err(steps.fail(step, kind, ModuleLeft::ShutDown));
-            }
-            _ => {
-                let e = ran.err().unwrap_or(CpuUnavailable { cpu: first });
-                return Err(steps.fail(step, UpdateErrorKind::Cpu(e), ModuleLeft::ShutDown));
+        if start <= step {
+            let (out, ran) = self.round(&ids, &on_first(update_leaf, update_in));
+            let (_, calls, outcome) = out[0];
+            steps.at(step).seamcalls.add(update_leaf, calls);
+            match outcome {
+                Outcome::Done => {}
+                Outcome::Failed(a) => {
+                    let e = SeamcallError::from_attempt(update_leaf, Some(first), update_in, a);
+                    let kind = UpdateErrorKind::Seamcall(Box::new(e));
+                    return Err(steps.fail(step, kind, ModuleLeft::ShutDown));
+                }
+                _ => {
+                    let e = ran.err().unwrap_or(CpuUnavailable { cpu: first });
+                    return Err(steps.fail(step, UpdateErrorKind::Cpu(e), ModuleLeft::ShutDown));
+                }
             }
         }
 

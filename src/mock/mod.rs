@@ -71,6 +71,7 @@ mod platform;
 mod profile;
 mod state;
 mod sys_init;
+mod sys_rd;
 mod tdmr_init;
 #[cfg(feature = "std")]
 mod threads;
@@ -521,9 +522,9 @@ impl MockModule {
         let answered = match leaf.number() {
             33 => sys_init::sys_init(p, s, regs),
             35 => sys_init::lp_init(s, lp, regs),
-            34 => metadata::sys_rd(s, lp, regs),
-            37 => metadata::sys_rdall(p, s, lp, regs),
-            32 => metadata::sys_info(p, s, lp, regs),
+            34 => sys_rd::sys_rd(s, lp, regs),
+            37 => sys_rd::sys_rdall(p, s, lp, regs),
+            32 => sys_rd::sys_info(p, s, lp, regs),
             45 => config::sys_config(p, s, v, regs, self.work),
             31 => key_config::key_config(p, s, lp, regs),
             44 => Output::new(Status::new(TDX_SUCCESS), *regs),

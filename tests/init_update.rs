@@ -65,7 +65,7 @@ impl Seamcall for Script<'_> {
     fn seamcall(&self, l: Leaf, regs: &Regs) -> Output {
         let n = {
             let mut seen = self.seen.lock().unwrap();
-            let n = match seen.iter_mut().find(|(x, _)| *x == l) {
+            match seen.iter_mut().find(|(x, _)| *x == l) {
                 Some((_, n)) => {
                     *n += 1;
                     *n - 1
@@ -74,8 +74,7 @@ impl Seamcall for Script<'_> {
                     seen.push((l, 1));
                     0
                 }
-            };
-            n
+            }
         };
         for &(leaf, nth, status, times) in &self.rules {
             if leaf == l && n >= nth && n < nth + u64::from(times) {
@@ -215,7 +214,9 @@ fn steps_never_overlap_and_installs_are_serialised() {
 }
 
 /// `(boot profile, incoming profile, Dynamic PAMT at boot, the refusal)`.
-fn refusal_cases() -> Vec<(&'static str, &'static str, bool, fn(&UpdateRefusal) -> bool)> {
+type RefusalCase = (&'static str, &'static str, bool, fn(&UpdateRefusal) -> bool);
+
+fn refusal_cases() -> Vec<RefusalCase> {
     vec![
         ("1.0", "1.0,update=1", false, |r| {
             matches!(r, UpdateRefusal::NotSupported { features0: 0 })

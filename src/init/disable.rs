@@ -1,39 +1,4 @@
-//! TDH.SYS.DISABLE (leaf 69) for kexec and kdump: [`disable`].
-//!
-//! Linux 7.2 calls it from the kexec and crash paths, looping while the module answers
-//! `TDX_INTERRUPTED_RESUMABLE` (the reclaim is long and yields to interrupts) or
-//! `TDX_SYS_BUSY` (another CPU is inside the module). It is destructive: the module gives up
-//! everything it holds — PAMTs, Dynamic PAMT pages, extension memory, KeyIDs — and the next
-//! kernel may bring TDX up from the start. No released module implements it; on those the
-//! leaf is unknown (`TDX_OPERAND_INVALID | RAX`, or `TDX_SYS_NOT_READY` before the module is
-//! ready), which [`disable`] reports as [`DisableError::Unsupported`] — harmless on the kexec
-//! path, where the old way (caches flushed, the module left configured) still applies; a
-//! SEAMCALL that fails as an instruction (no module loaded) is reported the same way.
-//!
-//! Runs on the calling CPU, allocates nothing and takes no lock, so a crash path can call it.
-//! The loop is bounded ([`DisablePolicy`]): a module that never finishes is reported, not
-//! waited for forever.
-//!
-//! ```
-//! # #[cfg(feature = "mock")]
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use tdmr::init::{DisableError, DisablePolicy, disable};
-//! use tdmr::memmap::Cmr;
-//! use tdmr::mock::{MockModule, Platform, SysState};
-//!
-//! let cmrs = [Cmr::new(0x10_0000, 0x7ff0_0000)];
-//! // A released module has no TDH.SYS.DISABLE.
-//! let old = MockModule::new(Platform::new(&cmrs)?.with_module("2.0.08".parse()?));
-//! assert!(matches!(disable(&old, DisablePolicy::default()), Err(DisableError::Unsupported { .. })));
-//! // `next` has: the module is disabled, whatever state it was in.
-//! let next = MockModule::new(Platform::new(&cmrs)?.with_module("next".parse()?));
-//! let done = disable(&next, DisablePolicy::default())?;
-//! assert_eq!(done.calls, 1);
-//! assert_eq!(next.state(), SysState::Disabled);
-//! # Ok(()) }
-//! # #[cfg(not(feature = "mock"))]
-//! # fn main() {}
-//! ```
+//! TDH.SYS.DISABLE for kexec and kdump: [`disable()`] (documented there).
 
 use core::fmt;
 
@@ -119,7 +84,42 @@ impl fmt::Display for DisableError {
 impl core::error::Error for DisableError {}
 
 /// Disables the TDX module on the calling CPU: TDH.SYS.DISABLE, again while it answers
-/// `TDX_INTERRUPTED_RESUMABLE` or `TDX_SYS_BUSY`. See the [module documentation](self).
+/// `TDX_INTERRUPTED_RESUMABLE` or `TDX_SYS_BUSY` (leaf 69, for kexec and kdump).
+///
+/// Linux 7.2 calls it from the kexec and crash paths, looping while the module answers
+/// `TDX_INTERRUPTED_RESUMABLE` (the reclaim is long and yields to interrupts) or
+/// `TDX_SYS_BUSY` (another CPU is inside the module). It is destructive: the module gives up
+/// everything it holds — PAMTs, Dynamic PAMT pages, extension memory, KeyIDs — and the next
+/// kernel may bring TDX up from the start. No released module implements it; on those the
+/// leaf is unknown (`TDX_OPERAND_INVALID | RAX`, or `TDX_SYS_NOT_READY` before the module is
+/// ready), which it reports as [`DisableError::Unsupported`] — harmless on the kexec
+/// path, where the old way (caches flushed, the module left configured) still applies; a
+/// SEAMCALL that fails as an instruction (no module loaded) is reported the same way.
+///
+/// Runs on the calling CPU, allocates nothing and takes no lock, so a crash path can call it.
+/// The loop is bounded ([`DisablePolicy`]): a module that never finishes is reported, not
+/// waited for forever.
+///
+/// ```
+/// # #[cfg(feature = "mock")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tdmr::init::{DisableError, DisablePolicy, disable};
+/// use tdmr::memmap::Cmr;
+/// use tdmr::mock::{MockModule, Platform, SysState};
+///
+/// let cmrs = [Cmr::new(0x10_0000, 0x7ff0_0000)];
+/// // A released module has no TDH.SYS.DISABLE.
+/// let old = MockModule::new(Platform::new(&cmrs)?.with_module("2.0.08".parse()?));
+/// assert!(matches!(disable(&old, DisablePolicy::default()), Err(DisableError::Unsupported { .. })));
+/// // `next` has: the module is disabled, whatever state it was in.
+/// let next = MockModule::new(Platform::new(&cmrs)?.with_module("next".parse()?));
+/// let done = disable(&next, DisablePolicy::default())?;
+/// assert_eq!(done.calls, 1);
+/// assert_eq!(next.state(), SysState::Disabled);
+/// # Ok(()) }
+/// # #[cfg(not(feature = "mock"))]
+/// # fn main() {}
+/// ```
 pub fn disable<S: Seamcall + ?Sized>(
     seamcall: &S,
     policy: DisablePolicy,

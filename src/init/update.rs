@@ -1,83 +1,5 @@
-//! Runtime TDX module update over the frozen layout ([`Update`]), as Linux 7.2 runs it and with
-//! the check Linux does not make.
-//!
-//! The TDMR and PAMT layout chosen at boot stays for the life of the host: an update runs no
-//! TDH.SYS.CONFIG, allocates nothing, and the incoming module takes over the configuration as
-//! it is. So before anything irreversible, [`Update::check`] reads the running module's handoff
-//! version (MODULE_HANDOFF_VERSION) and TDX_FEATURES0 and checks the frozen layout against what
-//! the loader says of the incoming module ([`ModuleLoader::incoming`]), refusing with the
-//! precise [`UpdateRefusal`]:
-//!
-//! 1. the running module supports a TD-preserving update (TDX_FEATURES0 bit 1);
-//! 2. the version policy (on by default, the reference userspace policy): same major.minor,
-//!    a higher update number;
-//! 3. the incoming module takes over from the running one's handoff version;
-//! 4. TDMRs within its MAX_TDMRS, reserved areas within its MAX_RESERVED_PER_TDMR;
-//! 5. every PAMT level at least what its entry sizes need (with Dynamic PAMT, the 4K level is
-//!    the page bitmap: at least its bits per page);
-//! 6. with Dynamic PAMT on: the incoming module supports it, with the same PAMT_4K entry size
-//!    (the page pairs handed out at run time are sized by it);
-//! 7. it supports every add-on feature TDH.SYS.CONFIG enabled;
-//! 8. it needs no more extension memory than was added at boot (none, if none was);
-//! 9. the loader has updates left.
-//!
-//! [`Update::run`] then runs the sequence in lock-step on every CPU, each step one
-//! [`Cpus::run_on_each`] round over all of them, every CPU finishing a step before any starts
-//! the next, the first failure stopping all (the host keeps other SEAMCALL users away for the
-//! whole update — Linux runs it under `stop_machine`; a hotplug gate answers `Busy`):
-//!
-//! 1. **Shutdown**: TDH.SYS.SHUTDOWN on the first CPU, RCX = the handoff version, plus bit 16
-//!    (avoid compatibility-sensitive work) when the module has update compatibility
-//!    (TDX_FEATURES0 bit 47); `TDX_UPDATE_COMPAT_SENSITIVE` and `TDX_SYS_BUSY` are retried as
-//!    busy, then reported as "try later" with the old module still running;
-//! 2. **Install**: SEAMLDR.INSTALL on every CPU through the [`ModuleLoader`], one CPU at a time
-//!    (P-SEAMLDR calls are serialised; a busy loader answers VMfailInvalid, retried);
-//! 3. **LP init**: TDH.SYS.LP.INIT on every CPU at once;
-//! 4. **Update**: TDH.SYS.UPDATE on the first CPU (version 1 with R9 = the add-on features
-//!    TDH.SYS.CONFIG enabled, when it enabled any);
-//! 5. **Verify**: the new module's version and TDX_FEATURES0 read back; the version must be the
-//!    incoming one.
-//!
-//! Transient failures are retried per the [`RetryPolicy`] at every step; anything else stops
-//! with the step, the CPU and the raw status, and says what state the module was left in
-//! ([`ModuleLeft`]); [`Update::resume`] carries on from there (from the failed step when the old
-//! module is already shut down). Every step's SEAMCALLs (and loader calls) are counted.
-//!
-//! ```
-//! # #[cfg(all(feature = "mock", feature = "std"))]
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use tdmr::init::{Bringup, Update, UpdateStep};
-//! use tdmr::memmap::parse_kernel_log;
-//! use tdmr::mock::{ModuleProfile, MockModule, Platform, SeamLoader};
-//! use tdmr::tdx::leaf;
-//!
-//! let log = "virt/tdx: CMR: [0x100000, 0x7f000000)\nvirt/tdx: CMR: [0x100000000, 0x500000000)\n";
-//! let input = parse_kernel_log(log)?;
-//! let platform = Platform::new(input.cmrs().listed())?
-//!     .with_topology(4, 2)?
-//!     .with_module("1.5.06".parse()?);
-//! let module = MockModule::new(platform);
-//! let keyids = module.platform().private_keyids();
-//! let boot = Bringup::new(&module, &module, &module, keyids).run(input.memory())?;
-//!
-//! let loader = SeamLoader::new(&module, "1.5.25".parse()?);
-//! let done = Update::new(&module, &module, &loader, &boot).run()?;
-//! assert_eq!(done.version.to_string(), "1.5.25");
-//! assert_eq!(done.calls(UpdateStep::Install).loader, 4); // one SEAMLDR.INSTALL per CPU
-//! assert_eq!(done.calls(UpdateStep::LpInit).seamcalls.get(leaf::TDH_SYS_LP_INIT), 4);
-//!
-//! // An incoming module with fewer reserved areas per TDMR than the layout uses is refused
-//! // before TDH.SYS.SHUTDOWN: the module keeps running.
-//! let small: ModuleProfile = "1.5.25,update=26,max_reserved=0".parse()?;
-//! let err = Update::new(&module, &module, &SeamLoader::new(&module, small), &boot)
-//!     .run()
-//!     .unwrap_err();
-//! assert_eq!(err.step, UpdateStep::Check);
-//! assert_eq!(module.state(), tdmr::mock::SysState::SysReady);
-//! # Ok(()) }
-//! # #[cfg(not(all(feature = "mock", feature = "std")))]
-//! # fn main() {}
-//! ```
+//! Runtime TDX module update over the frozen layout: [`Update`] (documented there), the
+//! [`ModuleLoader`] trait, the check's refusals, errors and results.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -511,8 +433,86 @@ pub struct Checked {
     pub incoming: IncomingModule,
 }
 
-/// A runtime update of the TDX module over the layout `boot` configured. See the [module
-/// documentation](self).
+/// A runtime update of the TDX module over the layout a bring-up configured, as Linux 7.2 runs
+/// it and with the check Linux does not make.
+///
+/// The TDMR and PAMT layout chosen at boot stays for the life of the host: an update runs no
+/// TDH.SYS.CONFIG, allocates nothing, and the incoming module takes over the configuration as
+/// it is. So before anything irreversible, [`Update::check`] reads the running module's handoff
+/// version (MODULE_HANDOFF_VERSION) and TDX_FEATURES0 and checks the frozen layout against what
+/// the loader says of the incoming module ([`ModuleLoader::incoming`]), refusing with the
+/// precise [`UpdateRefusal`]:
+///
+/// 1. the running module supports a TD-preserving update (TDX_FEATURES0 bit 1);
+/// 2. the version policy (on by default, the reference userspace policy): same major.minor,
+///    a higher update number;
+/// 3. the incoming module takes over from the running one's handoff version;
+/// 4. TDMRs within its MAX_TDMRS, reserved areas within its MAX_RESERVED_PER_TDMR;
+/// 5. every PAMT level at least what its entry sizes need (with Dynamic PAMT, the 4K level is
+///    the page bitmap: at least its bits per page);
+/// 6. with Dynamic PAMT on: the incoming module supports it, with the same PAMT_4K entry size
+///    (the page pairs handed out at run time are sized by it);
+/// 7. it supports every add-on feature TDH.SYS.CONFIG enabled;
+/// 8. it needs no more extension memory than was added at boot (none, if none was);
+/// 9. the loader has updates left.
+///
+/// [`Update::run`] then runs the sequence in lock-step on every CPU, each step one
+/// [`Cpus::run_on_each`] round over all of them, every CPU finishing a step before any starts
+/// the next, the first failure stopping all (the host keeps other SEAMCALL users away for the
+/// whole update — Linux runs it under `stop_machine`; a hotplug gate answers `Busy`):
+///
+/// 1. **Shutdown**: TDH.SYS.SHUTDOWN on the first CPU, RCX = the handoff version, plus bit 16
+///    (avoid compatibility-sensitive work) when the module has update compatibility
+///    (TDX_FEATURES0 bit 47); `TDX_UPDATE_COMPAT_SENSITIVE` and `TDX_SYS_BUSY` are retried as
+///    busy, then reported as "try later" with the old module still running;
+/// 2. **Install**: SEAMLDR.INSTALL on every CPU through the [`ModuleLoader`], one CPU at a time
+///    (P-SEAMLDR calls are serialised; a busy loader answers VMfailInvalid, retried);
+/// 3. **LP init**: TDH.SYS.LP.INIT on every CPU at once;
+/// 4. **Update**: TDH.SYS.UPDATE on the first CPU (version 1 with R9 = the add-on features
+///    TDH.SYS.CONFIG enabled, when it enabled any);
+/// 5. **Verify**: the new module's version and TDX_FEATURES0 read back; the version must be the
+///    incoming one.
+///
+/// Transient failures are retried per the [`RetryPolicy`] at every step; anything else stops
+/// with the step, the CPU and the raw status, and says what state the module was left in
+/// ([`ModuleLeft`]); [`Update::resume`] carries on from there (from the failed step when the old
+/// module is already shut down). Every step's SEAMCALLs (and loader calls) are counted.
+///
+/// ```
+/// # #[cfg(all(feature = "mock", feature = "std"))]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tdmr::init::{Bringup, Update, UpdateStep};
+/// use tdmr::memmap::parse_kernel_log;
+/// use tdmr::mock::{ModuleProfile, MockModule, Platform, SeamLoader};
+/// use tdmr::tdx::leaf;
+///
+/// let log = "virt/tdx: CMR: [0x100000, 0x7f000000)\nvirt/tdx: CMR: [0x100000000, 0x500000000)\n";
+/// let input = parse_kernel_log(log)?;
+/// let platform = Platform::new(input.cmrs().listed())?
+///     .with_topology(4, 2)?
+///     .with_module("1.5.06".parse()?);
+/// let module = MockModule::new(platform);
+/// let keyids = module.platform().private_keyids();
+/// let boot = Bringup::new(&module, &module, &module, keyids).run(input.memory())?;
+///
+/// let loader = SeamLoader::new(&module, "1.5.25".parse()?);
+/// let done = Update::new(&module, &module, &loader, &boot).run()?;
+/// assert_eq!(done.version.to_string(), "1.5.25");
+/// assert_eq!(done.calls(UpdateStep::Install).loader, 4); // one SEAMLDR.INSTALL per CPU
+/// assert_eq!(done.calls(UpdateStep::LpInit).seamcalls.get(leaf::TDH_SYS_LP_INIT), 4);
+///
+/// // An incoming module with fewer reserved areas per TDMR than the layout uses is refused
+/// // before TDH.SYS.SHUTDOWN: the module keeps running.
+/// let small: ModuleProfile = "1.5.25,update=26,max_reserved=0".parse()?;
+/// let err = Update::new(&module, &module, &SeamLoader::new(&module, small), &boot)
+///     .run()
+///     .unwrap_err();
+/// assert_eq!(err.step, UpdateStep::Check);
+/// assert_eq!(module.state(), tdmr::mock::SysState::SysReady);
+/// # Ok(()) }
+/// # #[cfg(not(all(feature = "mock", feature = "std")))]
+/// # fn main() {}
+/// ```
 pub struct Update<'a, S: ?Sized, C: ?Sized, L: ?Sized> {
     seamcall: &'a S,
     cpus: &'a C,
@@ -742,7 +742,7 @@ where
         )))
     }
 
-    /// The check before anything changes (see the [module documentation](self)): reads the
+    /// The check before anything changes (see [`Update`]): reads the
     /// handoff version and TDX_FEATURES0 on the first CPU and checks the frozen layout against
     /// the incoming module.
     pub fn check(&self) -> Result<Checked, UpdateError> {
@@ -853,7 +853,7 @@ where
         (slots.iter().map(Slot::load).collect(), ran)
     }
 
-    /// Runs the update (see the [module documentation](self)).
+    /// Runs the update (see [`Update`]).
     pub fn run(self) -> Result<Updated, UpdateError> {
         let mut steps = Steps {
             done: Vec::new(),

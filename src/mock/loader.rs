@@ -1,20 +1,4 @@
-//! [`SeamLoader`]: the P-SEAMLDR as its own backend, installing a [`ModuleProfile`] into a
-//! [`MockModule`] on every LP for a runtime update ([`crate::init::Update`]).
-//!
-//! SEAMLDR.INSTALL (leaf `0x8000000000000001`) runs on one LP at a time: a call while another
-//! LP is inside the loader answers `TDX_SEAMCALL_VMFAILINVALID` (how a busy P-SEAMLDR
-//! answers). Otherwise, in order (codes the mock's own; the references name no P-SEAMLDR
-//! statuses):
-//!
-//! | check | status |
-//! |---|---|
-//! | the module is not shut down for an update (TDH.SYS.SHUTDOWN not done) | [`SeamLoader::MODULE_RUNNING`] |
-//! | another image is being installed | [`SeamLoader::OTHER_IMAGE`] |
-//! | the platform's update budget is spent (first install of an update) | [`SeamLoader::NO_UPDATES_LEFT`] |
-//!
-//! An install on an LP that has it already succeeds again. Once every LP has the image, the
-//! new module replaces the old one (see `update.rs`), the budget goes down by one, and further
-//! installs answer [`SeamLoader::MODULE_RUNNING`] until the next TDH.SYS.SHUTDOWN.
+//! [`SeamLoader`]: the P-SEAMLDR as its own backend (documented there).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -25,7 +9,23 @@ use crate::init::{IncomingModule, ModuleLoader};
 use crate::tdx::status::{Status, TDX_SEAMCALL_VMFAILINVALID, TDX_SUCCESS};
 use crate::tdx::{Output, Regs};
 
-/// The mock's P-SEAMLDR, holding the image it installs. See the [module documentation](self).
+/// The mock's P-SEAMLDR as its own backend, installing a [`ModuleProfile`] into a
+/// [`MockModule`] on every LP for a runtime update ([`crate::init::Update`]).
+///
+/// SEAMLDR.INSTALL (leaf `0x8000000000000001`) runs on one LP at a time: a call while another
+/// LP is inside the loader answers `TDX_SEAMCALL_VMFAILINVALID` (how a busy P-SEAMLDR
+/// answers). Otherwise, in order (codes the mock's own; the references name no P-SEAMLDR
+/// statuses):
+///
+/// | check | status |
+/// |---|---|
+/// | the module is not shut down for an update (TDH.SYS.SHUTDOWN not done) | [`SeamLoader::MODULE_RUNNING`] |
+/// | another image is being installed | [`SeamLoader::OTHER_IMAGE`] |
+/// | the platform's update budget is spent (first install of an update) | [`SeamLoader::NO_UPDATES_LEFT`] |
+///
+/// An install on an LP that has it already succeeds again. Once every LP has the image, the
+/// new module replaces the old one (see `update.rs`), the budget goes down by one, and further
+/// installs answer [`SeamLoader::MODULE_RUNNING`] until the next TDH.SYS.SHUTDOWN.
 ///
 /// ```
 /// use tdmr::init::ModuleLoader;

@@ -1,63 +1,4 @@
-//! [`ModuleProfile`]: one released TDX module as the host sees it — version and build,
-//! TDX_FEATURES0, the metadata fields it has, its limits, the leaves it implements — so the
-//! mock behaves as that release, not as one idealised module.
-//!
-//! # The releases
-//!
-//! | profile | TDX_FEATURES0 | metadata | notes |
-//! |---|---|---|---|
-//! | `1.0.00` | — (no TDH.SYS.RD) | none: TDH.SYS.INFO only | TDH.SYS.RD and RDALL not implemented |
-//! | `1.5.01` | 1.5's bits | all Linux reads but MAX_VCPUS_PER_TD | the public 1.5.01 source |
-//! | `1.5.06`, `1.5.24`, `1.5.25` | 1.5's bits | all Linux reads | |
-//! | `2.0.04` | `0x12AF1F0FBF` | + Dynamic PAMT fields | Dynamic PAMT (bit 36) |
-//! | `2.0.05` | `0x226F3F0FBF` | all Linux reads | |
-//! | `2.0.08` | `0x32A71F0FBF` | + Dynamic PAMT fields | Dynamic PAMT; build 882 |
-//! | `next` (2.1.00) | 2.0.08's + bits 39, 47 | + extension fields | not a release: extensions, update compatibility, TDH.SYS.CONFIG v1, TDH.SYS.DISABLE |
-//!
-//! Facts (tdx-2026.md §6, tdx-module-rules.md §7, linux-tdx-host.md §1.1): the 2.0
-//! TDX_FEATURES0 values as published; only 2.0.04 and 2.0.08 advertise Dynamic PAMT; no
-//! release sets bit 39 (extensions), 47 (update compatibility) or 6 (TDX Connect); every
-//! shipped module reports 64 TDMRs, 16 reserved areas per TDMR and 16-byte PAMT entries; TDX
-//! 1.0 answers TDH.SYS.RD with `TDX_SYS_NOT_READY` before the module is ready (Linux fails
-//! there); 1.5.01 lacks MAX_VCPUS_PER_TD; 2.0.08 is build 882 of 2025-03-25; TDH.SYS.DISABLE
-//! is in no released module. The 1.5 line reports bits 0–5, 7–11 and 16–19 (the public 1.5
-//! source; the release list publishes no 1.5 value). Model choices, where the references are
-//! silent: the 1.0 update number; builds and dates other than 2.0.08's (builds 481, 698 and
-//! 784 appear in public 1.5 logs without update numbers and are assigned in date order);
-//! handoff versions (1 for 1.5, 2 for 2.0, 3 for `next`, each taking over from its own line);
-//! which releases have TDH.SYS.SHUTDOWN/UPDATE (all with TD-preserving update, bit 1);
-//! everything about `next`, which stands for the module the 2026 kernels prepare for.
-//! Releases through mid-2026 include 2.0.14, whose TDX_FEATURES0 the list does not give: it is
-//! not modelled, so `2.0` names 2.0.08.
-//!
-//! # Names
-//!
-//! A profile is named by its release (`1.5.06`, leading zeros optional) or by its line (`1.5`:
-//! the newest profile of that line), or `next`, optionally followed by modifiers that make a
-//! variant — for tests and for update scenarios:
-//!
-//! - `lacks=FIELD`: the module has no such metadata field (a name such as `MAX_TDMRS`, or a
-//!   hex id); reading it answers `TDX_METADATA_FIELD_ID_INCORRECT`;
-//! - `max_tdmrs=N`, `max_reserved=N`, `pamt_entry_size=N` (all three levels): other limits;
-//! - `ext_pages=N`: extension memory the module needs (on a profile with bit 39);
-//! - `add_ons=0xBITS`: add-on features TDH.SYS.CONFIG v1 may enable (reported in
-//!   TDX_FEATURES0 too; `next,add_ons=0x40` is `next` with TDX Connect);
-//! - `update=N`: another update number (same line).
-//!
-//! ```
-//! use tdmr::mock::ModuleProfile;
-//! use tdmr::tdx::metadata::ModuleVersion;
-//! let p: ModuleProfile = "1.5".parse()?;
-//! assert_eq!(p.version(), ModuleVersion::new(1, 5, 25));
-//! let q: ModuleProfile = "2.0.8".parse()?;
-//! assert_eq!(q.features0(), 0x32A71F0FBF);
-//! assert!(q.supports_dynamic_pamt());
-//! let r: ModuleProfile = "2.0.08,lacks=MAX_RESERVED_PER_TDMR,max_tdmrs=8".parse()?;
-//! assert_eq!(r.limits().max_tdmrs(), 8);
-//! assert_eq!(r.to_string(), "2.0.08,lacks=MAX_RESERVED_PER_TDMR,max_tdmrs=8");
-//! assert!("3.0".parse::<ModuleProfile>().is_err());
-//! # Ok::<(), tdmr::mock::ProfileError>(())
-//! ```
+//! [`ModuleProfile`]: one released TDX module as the mock plays it (documented there).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -78,7 +19,66 @@ const FEATURES0_2_0_08: u64 = 0x32_A71F_0FBF;
 /// Extension memory the `next` profile needs: 12 800 pages (50 MiB), the one public figure.
 pub const NEXT_EXTENSION_PAGES: u32 = 12_800;
 
-/// A TDX module release as the mock plays it. See the [module documentation](self).
+/// One released TDX module as the host sees it — version and build,
+/// TDX_FEATURES0, the metadata fields it has, its limits, the leaves it implements — so the
+/// mock behaves as that release, not as one idealised module.
+///
+/// # The releases
+///
+/// | profile | TDX_FEATURES0 | metadata | notes |
+/// |---|---|---|---|
+/// | `1.0.00` | — (no TDH.SYS.RD) | none: TDH.SYS.INFO only | TDH.SYS.RD and RDALL not implemented |
+/// | `1.5.01` | 1.5's bits | all Linux reads but MAX_VCPUS_PER_TD | the public 1.5.01 source |
+/// | `1.5.06`, `1.5.24`, `1.5.25` | 1.5's bits | all Linux reads | |
+/// | `2.0.04` | `0x12AF1F0FBF` | + Dynamic PAMT fields | Dynamic PAMT (bit 36) |
+/// | `2.0.05` | `0x226F3F0FBF` | all Linux reads | |
+/// | `2.0.08` | `0x32A71F0FBF` | + Dynamic PAMT fields | Dynamic PAMT; build 882 |
+/// | `next` (2.1.00) | 2.0.08's + bits 39, 47 | + extension fields | not a release: extensions, update compatibility, TDH.SYS.CONFIG v1, TDH.SYS.DISABLE |
+///
+/// Facts (tdx-2026.md §6, tdx-module-rules.md §7, linux-tdx-host.md §1.1): the 2.0
+/// TDX_FEATURES0 values as published; only 2.0.04 and 2.0.08 advertise Dynamic PAMT; no
+/// release sets bit 39 (extensions), 47 (update compatibility) or 6 (TDX Connect); every
+/// shipped module reports 64 TDMRs, 16 reserved areas per TDMR and 16-byte PAMT entries; TDX
+/// 1.0 answers TDH.SYS.RD with `TDX_SYS_NOT_READY` before the module is ready (Linux fails
+/// there); 1.5.01 lacks MAX_VCPUS_PER_TD; 2.0.08 is build 882 of 2025-03-25; TDH.SYS.DISABLE
+/// is in no released module. The 1.5 line reports bits 0–5, 7–11 and 16–19 (the public 1.5
+/// source; the release list publishes no 1.5 value). Model choices, where the references are
+/// silent: the 1.0 update number; builds and dates other than 2.0.08's (builds 481, 698 and
+/// 784 appear in public 1.5 logs without update numbers and are assigned in date order);
+/// handoff versions (1 for 1.5, 2 for 2.0, 3 for `next`, each taking over from its own line);
+/// which releases have TDH.SYS.SHUTDOWN/UPDATE (all with TD-preserving update, bit 1);
+/// everything about `next`, which stands for the module the 2026 kernels prepare for.
+/// Releases through mid-2026 include 2.0.14, whose TDX_FEATURES0 the list does not give: it is
+/// not modelled, so `2.0` names 2.0.08.
+///
+/// # Names
+///
+/// A profile is named by its release (`1.5.06`, leading zeros optional) or by its line (`1.5`:
+/// the newest profile of that line), or `next`, optionally followed by modifiers that make a
+/// variant — for tests and for update scenarios:
+///
+/// - `lacks=FIELD`: the module has no such metadata field (a name such as `MAX_TDMRS`, or a
+///   hex id); reading it answers `TDX_METADATA_FIELD_ID_INCORRECT`;
+/// - `max_tdmrs=N`, `max_reserved=N`, `pamt_entry_size=N` (all three levels): other limits;
+/// - `ext_pages=N`: extension memory the module needs (on a profile with bit 39);
+/// - `add_ons=0xBITS`: add-on features TDH.SYS.CONFIG v1 may enable (reported in
+///   TDX_FEATURES0 too; `next,add_ons=0x40` is `next` with TDX Connect);
+/// - `update=N`: another update number (same line).
+///
+/// ```
+/// use tdmr::mock::ModuleProfile;
+/// use tdmr::tdx::metadata::ModuleVersion;
+/// let p: ModuleProfile = "1.5".parse()?;
+/// assert_eq!(p.version(), ModuleVersion::new(1, 5, 25));
+/// let q: ModuleProfile = "2.0.8".parse()?;
+/// assert_eq!(q.features0(), 0x32A71F0FBF);
+/// assert!(q.supports_dynamic_pamt());
+/// let r: ModuleProfile = "2.0.08,lacks=MAX_RESERVED_PER_TDMR,max_tdmrs=8".parse()?;
+/// assert_eq!(r.limits().max_tdmrs(), 8);
+/// assert_eq!(r.to_string(), "2.0.08,lacks=MAX_RESERVED_PER_TDMR,max_tdmrs=8");
+/// assert!("3.0".parse::<ModuleProfile>().is_err());
+/// # Ok::<(), tdmr::mock::ProfileError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModuleProfile {
     /// The release this profile was named by (its version before modifiers).
@@ -254,7 +254,7 @@ impl ModuleProfile {
         v
     }
 
-    /// The profile of `name` (see [Names](self#names)).
+    /// The profile of `name` (see [Names](ModuleProfile#names)).
     pub fn named(name: &str) -> Result<Self, ProfileError> {
         let mut parts = name.split(',');
         let head = parts.next().unwrap_or("").trim();

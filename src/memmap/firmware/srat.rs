@@ -47,7 +47,7 @@ const LEN_X2APIC: usize = 24;
 pub struct MemoryAffinity {
     /// The proximity domain (the firmware's locality number).
     pub proximity_domain: u32,
-    /// The node Linux numbers that domain (see the [module docs](self)); `None` when the
+    /// The node Linux numbers that domain (see [`Srat`]); `None` when the
     /// structure is disabled.
     pub node: Option<NodeId>,
     /// The memory range.

@@ -55,6 +55,9 @@ static struct expected expected[] = {
     {"spr-1t.log", true, 4202516, 5, 11, NULL, 4202516, 2, 6, 0},
     {"spr-tdx10.log", true, 3677208, 4, 7, NULL, 3677208, 4, 3, 0},
     {"spr-512g.log", true, 2101260, -1, -1, NULL, -1, -1, -1, 0},
+    /* A 2015 boot log of a host without TDX: Linux printed no TDX figures; these are the
+     * mainline algorithm's (linux-tdx-host.md: "12 TiB fixture -> ~48.1 GiB computed"). */
+    {"hp-16s-12t.log", true, 50421940, 17, 35, NULL, -1, -1, -1, 0},
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
 

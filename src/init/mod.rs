@@ -162,7 +162,8 @@ impl Initialized {
     }
 
     /// Records that [`Update`] replaced the module: the version and TDX_FEATURES0 are the new
-    /// module's; the layout is unchanged.
+    /// module's; the layout, and the limits it was planned with (`info.limits`), stay the
+    /// boot's.
     pub fn record_update(&mut self, updated: &Updated) {
         self.info.version = updated.version;
         self.info.features0 = updated.features0;

@@ -534,8 +534,8 @@ impl<S: ?Sized, C: ?Sized, L: ?Sized> fmt::Debug for Update<'_, S, C, L> {
     }
 }
 
-/// Whether `limits` can run the frozen layout of `boot`: the checks 4–8 of the module
-/// documentation.
+/// Whether the incoming module can run the frozen layout of `boot`: checks 4–8 of
+/// [`Update`]'s list.
 fn layout_fits(boot: &Initialized, incoming: &IncomingModule) -> Result<(), UpdateRefusal> {
     let plan = &boot.plan;
     let l = incoming.limits;

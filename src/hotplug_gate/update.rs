@@ -20,7 +20,8 @@ use super::module_state::ModuleState;
 impl HotplugGate {
     /// Starts a runtime module update: from initialized, once no CPU online or offline is in
     /// flight. Call it before TDH.SYS.SHUTDOWN, once the incoming module is known to take the
-    /// frozen layout.
+    /// frozen layout ([`crate::init::Update::check`]), and end the ticket once
+    /// [`crate::init::Update::run`] (or `resume`) has the module running again.
     ///
     /// With nothing in flight it begins at once (one CAS). Otherwise it marks the update
     /// pending and answers [`BeginUpdateError::Busy`] with how many are left: new CPU onlines
@@ -99,7 +100,9 @@ impl HotplugGate {
 /// The right to end the one update in progress; see [`HotplugGate::begin_update`]. The update
 /// ends initialized, with the same frozen memory, however it went: a module that refused the
 /// update keeps running the old layout, and one that is gone after SHUTDOWN still owns what it
-/// owned (only a reboot or TDH.SYS.DISABLE and a fresh start give it back).
+/// owned (only a reboot or TDH.SYS.DISABLE and a fresh start give it back). When an update
+/// stops with the module shut down ([`crate::init::ModuleLeft`]), keep the ticket while
+/// [`crate::init::Update::resume`] carries on: hotplug stays `Busy` until it has.
 #[must_use = "dropping the ticket ends the update at once"]
 #[derive(Debug)]
 pub struct UpdateTicket<'g> {

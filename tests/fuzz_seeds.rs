@@ -93,6 +93,14 @@ fn srat_seeds() {
     replay("srat", srat::run);
 }
 
+#[path = "fuzz_bodies/uefi_map.rs"]
+mod uefi_map;
+
+#[test]
+fn uefi_map_seeds() {
+    replay("uefi_map", uefi_map::run);
+}
+
 #[path = "fuzz_bodies/bringup.rs"]
 mod bringup;
 

@@ -11,9 +11,9 @@ use common::{
 use tdmr::addr::{PageSize, PhysRange, SZ_1G, SZ_2M};
 use tdmr::dpamt::{DynamicPamt, DynamicPamtError, Get, Put};
 use tdmr::hotplug_gate::{
-    AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfig,
-    GateConfigError, HotplugGate, KeyIdError, MetadataHolder, ModuleState, PreInitPolicy,
-    PublishError, RemovalRule, RemoveError, frozen_tdx_memory, tdx_metadata,
+    AdmissionRule, AdmitError, BeginInitError, BeginUpdateError, CpuOfflineError, CpuOnlineError,
+    GateConfig, GateConfigError, HotplugGate, KeyIdError, MetadataHolder, ModuleState,
+    PreInitPolicy, PublishError, RemovalRule, RemoveError, frozen_tdx_memory, tdx_metadata,
 };
 use tdmr::layout::{Planner, Strategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
@@ -228,8 +228,11 @@ fn cpus_onlined_after_init_need_lp_init_and_guest_keyids_pin_the_last_cpu() {
     gate.cpu_offline(2, 0).unwrap();
     let t = gate.cpu_online(2, 0).unwrap();
     assert!(t.lp_init_required());
-    assert_eq!(gate.in_flight(), 0, "onlines after init exclude nothing");
+    // In flight until it ends, so that a runtime update waits for it; a guest KeyID waits too.
+    assert_eq!(gate.in_flight(), 1);
+    assert_eq!(gate.acquire_guest_keyid().unwrap_err(), KeyIdError::Busy);
     t.finish();
+    assert_eq!(gate.in_flight(), 0);
 
     gate.acquire_guest_keyid().unwrap();
     gate.acquire_guest_keyid().unwrap();
@@ -1012,4 +1015,146 @@ fn pair_pages_counted_in_a_range_keep_its_holders_and_transitions_exact() {
     }
     assert_eq!((table.pair_pages(own), dpamt.busy_ranges()), (0, 0));
     gate.admit_removal(own).unwrap().finish();
+}
+
+/// The answer to an addition or a removal, without the token (which would hold the gate).
+fn answers(
+    gate: &HotplugGate,
+    ranges: &[PhysRange],
+) -> Vec<(Result<(), AdmitError>, Result<(), RemoveError>)> {
+    ranges
+        .iter()
+        .map(|&range| {
+            (
+                gate.admit_memory(range).map(|t| t.finish()),
+                gate.admit_removal(range).map(|t| t.finish()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_runtime_update_answers_busy_and_ends_with_the_same_frozen_memory() {
+    let mut checked = 0;
+    for (name, log) in FIXTURES {
+        let (memory, cmrs, plan) = planned(log);
+        let gate = gate_online(&cmrs, 4, 2);
+        assert_eq!(
+            gate.begin_update().unwrap_err(),
+            BeginUpdateError::NotInitialized {
+                state: ModuleState::Uninitialized
+            },
+            "{name}"
+        );
+        gate.begin_init().unwrap().publish(&plan, &memory).unwrap();
+        gate.acquire_guest_keyid().unwrap();
+        let ranges = candidates(&plan, &memory, &cmrs, &mut Rng(0x5eed ^ checked), 400);
+        let frozen: Vec<PhysRange> = gate.frozen_memory().collect();
+        let owned: Vec<_> = gate.tdx_metadata().collect();
+        let before = answers(&gate, &ranges);
+
+        let update = gate.begin_update().unwrap();
+        assert_eq!(gate.state(), ModuleState::Updating);
+        assert_eq!(
+            gate.begin_update().unwrap_err(),
+            BeginUpdateError::InProgress
+        );
+        assert_eq!(
+            gate.begin_init().unwrap_err(),
+            BeginInitError::AlreadyInitialized
+        );
+        for &range in &ranges {
+            assert_eq!(
+                gate.admit_memory(range).unwrap_err(),
+                AdmitError::Busy,
+                "{name} {range}"
+            );
+            assert_eq!(
+                gate.admit_removal(range).unwrap_err(),
+                RemoveError::Busy,
+                "{name} {range}"
+            );
+        }
+        for cpu in 0..4 {
+            let package = cpu % 2;
+            assert_eq!(
+                gate.cpu_offline(cpu, package).unwrap_err(),
+                CpuOfflineError::Busy { cpu, package },
+                "{name}: no CPU leaves the lock-step"
+            );
+        }
+        assert_eq!(gate.acquire_guest_keyid().unwrap_err(), KeyIdError::Busy);
+        // A TD that ends during the update gives its KeyID back.
+        gate.release_guest_keyid().unwrap();
+        // Frozen memory and the refusal set stay readable through the update.
+        assert_eq!(gate.frozen_memory().collect::<Vec<_>>(), frozen, "{name}");
+        assert_eq!(gate.tdx_metadata().collect::<Vec<_>>(), owned, "{name}");
+        update.finish();
+
+        assert_eq!(gate.state(), ModuleState::Initialized);
+        assert_eq!(gate.frozen_memory().collect::<Vec<_>>(), frozen, "{name}");
+        assert_eq!(gate.tdx_metadata().collect::<Vec<_>>(), owned, "{name}");
+        assert_eq!(
+            answers(&gate, &ranges),
+            before,
+            "{name}: the same answers after"
+        );
+        // Both kinds of answer were among them, so the comparison means something.
+        assert!(before.iter().any(|(a, _)| a.is_ok()) && before.iter().any(|(a, _)| a.is_err()));
+        assert!(before.iter().any(|(_, d)| d.is_ok()) && before.iter().any(|(_, d)| d.is_err()));
+        gate.cpu_offline(3, 1).unwrap();
+        gate.acquire_guest_keyid().unwrap();
+        // A dropped ticket ends the update the same way.
+        drop(gate.begin_update().unwrap());
+        assert_eq!(gate.state(), ModuleState::Initialized);
+        checked += 1;
+    }
+    assert_eq!(checked, FIXTURES.len() as u64);
+}
+
+#[test]
+fn cpu_hotplug_in_flight_holds_an_update_off_and_cannot_starve_it() {
+    let (memory, cmrs, plan) = planned(FIXTURES[0].1);
+    let gate = gate_online(&cmrs, 4, 2); // CPUs 0, 2 in package 0; 1, 3 in package 1.
+    gate.cpu_offline(3, 1).unwrap();
+    gate.cpu_offline(2, 0).unwrap();
+    gate.begin_init().unwrap().publish(&plan, &memory).unwrap();
+    let frozen = gate.frozen_memory().next().unwrap();
+
+    let online = gate.cpu_online(3, 1).unwrap();
+    assert_eq!(
+        gate.begin_update().unwrap_err(),
+        BeginUpdateError::Busy { in_flight: 1 }
+    );
+    assert!(gate.update_pending() && !gate.init_pending());
+    // Pending: new CPU hotplug is refused so what is in flight drains; memory is answered as
+    // initialized; the count of what is in flight never grows.
+    assert_eq!(gate.cpu_online(2, 0).unwrap_err(), CpuOnlineError::Busy);
+    assert_eq!(
+        gate.cpu_offline(0, 0).unwrap_err(),
+        CpuOfflineError::Busy { cpu: 0, package: 0 }
+    );
+    assert_eq!(
+        gate.admit_memory(frozen).unwrap().rule(),
+        AdmissionRule::TdxMemory
+    );
+    assert_eq!(
+        gate.begin_update().unwrap_err(),
+        BeginUpdateError::Busy { in_flight: 1 }
+    );
+    online.finish();
+    let update = gate.begin_update().unwrap();
+    assert!(!gate.update_pending());
+    drop(update);
+
+    // Withdrawn: CPU hotplug is admitted again.
+    let online = gate.cpu_online(2, 0).unwrap();
+    assert!(online.lp_init_required());
+    assert!(gate.begin_update().is_err());
+    assert!(gate.cancel_update());
+    assert!(!gate.cancel_update() && !gate.update_pending());
+    gate.cpu_offline(0, 0).unwrap();
+    online.finish();
+    assert!(!gate.cancel_init(), "no initialization was pending");
+    assert_eq!(gate.online_cpus(0), Some(1));
 }

@@ -21,11 +21,12 @@ use tdmr::dpamt::{
     DynamicPamt, DynamicPamtError, Get, PairSource, PamtPagePair, Put, ReturnedPair,
 };
 use tdmr::hotplug_gate::{
-    AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfig,
-    HotplugGate, KeyIdError, MetadataHolder, RemovalRule, RemoveError,
+    AdmissionRule, AdmitError, BeginInitError, BeginUpdateError, CpuOfflineError, CpuOnlineError,
+    GateConfig, HotplugGate, KeyIdError, MetadataHolder, ModuleState, RemovalRule, RemoveError,
 };
-use tdmr::layout::{Plan, Planner};
+use tdmr::layout::{Plan, Planner, Strategy};
 use tdmr::memmap::{Cmr, Cmrs, MemoryMap, MemoryRegion};
+use tdmr::pamt::PamtModel;
 use tdmr::seamcall::Seamcall;
 use tdmr::sysinfo::TdxLimits;
 use tdmr::tdx::leaf::{self, Leaf};
@@ -62,7 +63,14 @@ fn machine() -> Machine {
     .unwrap();
     let plan = |regions: Vec<MemoryRegion>| {
         let memory = MemoryMap::new(regions).unwrap();
-        let plan = Planner::new().plan(&memory, &cmrs).unwrap();
+        // Linux's TDMRs with PAMTs from the top of memory: every PAMT at the top of
+        // [8G, 10G), out of `HOT`, `BLOCK` and [4G, 5G), as the models assume; the premise
+        // checks below say if that stops being so.
+        let plan = Planner::new()
+            .with_strategy(Strategy::Linux)
+            .with_pamt_model(PamtModel::TopDown)
+            .plan(&memory, &cmrs)
+            .unwrap();
         (memory, plan)
     };
     let without_hot = plan(vec![
@@ -349,6 +357,71 @@ fn cpu_online_racing_begin_init() {
                 "CPU 1 came up without TDH.SYS.LP.INIT"
             );
         }
+    });
+}
+
+/// A CPU coming online after initialization racing a runtime module update: the CPU's
+/// TDH.SYS.LP.INIT never runs while the update (SHUTDOWN to UPDATE) does. The module's state
+/// is a loom `UnsafeCell` both write, so loom itself proves the two never overlap; the CPU is
+/// either up before the update begins (and the update's lock-step includes it) or after it
+/// ends (LP.INIT against the new module).
+#[test]
+fn cpu_online_racing_begin_update() {
+    let m = std::sync::Arc::new(machine());
+    loom::model(move || {
+        let gate = {
+            let g = HotplugGate::new(
+                m.cmrs.clone(),
+                GateConfig::new(2, 1)
+                    .with_snapshot_capacity(4)
+                    .with_section_bitmap_words(1)
+                    .with_metadata_capacity(12),
+            )
+            .unwrap();
+            g.cpu_online(0, 0).unwrap().finish();
+            let (memory, plan) = &m.without_hot;
+            g.begin_init().unwrap().publish(plan, memory).unwrap();
+            Arc::new(g)
+        };
+        // What the module last did: 1 = LP.INIT on CPU 1, 2 = SHUTDOWN, 3 = UPDATE.
+        let module = Arc::new(UnsafeCell::new(0u32));
+        let (g, md) = (gate.clone(), module.clone());
+        let onliner = thread::spawn(move || match g.cpu_online(1, 0) {
+            Ok(tok) => {
+                assert!(tok.lp_init_required());
+                md.with_mut(|v| unsafe { *v = 1 });
+                tok.finish();
+                true
+            }
+            Err(CpuOnlineError::Busy) => false,
+            Err(e) => panic!("unexpected {e}"),
+        });
+        let (g, md) = (gate.clone(), module.clone());
+        let updater = thread::spawn(move || {
+            // Retry as a kernel would: the update is pending after the first refusal, so
+            // at most one more call is needed once the online in flight has finished.
+            for _ in 0..3 {
+                match g.begin_update() {
+                    Ok(ticket) => {
+                        md.with_mut(|v| unsafe { *v = 2 });
+                        md.with_mut(|v| unsafe { *v = 3 });
+                        ticket.finish();
+                        return true;
+                    }
+                    Err(BeginUpdateError::Busy { in_flight }) => {
+                        assert_eq!(in_flight, 1);
+                        thread::yield_now();
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            g.cancel_update();
+            false
+        });
+        let (online, updated) = (onliner.join().unwrap(), updater.join().unwrap());
+        assert!(online || updated, "one of them gets through");
+        assert_eq!(gate.state(), ModuleState::Initialized);
+        assert!(!gate.update_pending());
     });
 }
 

@@ -26,13 +26,65 @@
 #include <stdint.h>
 
 #define TDMR_CAPI_VERSION_MAJOR 0
-#define TDMR_CAPI_VERSION_MINOR 1
+#define TDMR_CAPI_VERSION_MINOR 2
 
 
 /**
  * Bytes of `tdmr_error.message`, NUL included.
  */
 #define TDMR_ERROR_MESSAGE_SIZE 256
+
+/**
+ * E820 type 1: usable RAM (the only type that is RAM).
+ */
+#define TDMR_E820_USABLE 1
+
+/**
+ * E820 type 2: reserved.
+ */
+#define TDMR_E820_RESERVED 2
+
+/**
+ * E820 type 3: ACPI tables, reclaimable after they are read.
+ */
+#define TDMR_E820_ACPI 3
+
+/**
+ * E820 type 4: ACPI non-volatile storage.
+ */
+#define TDMR_E820_NVS 4
+
+/**
+ * E820 type 5: unusable (bad) memory.
+ */
+#define TDMR_E820_UNUSABLE 5
+
+/**
+ * E820 type 7: persistent memory.
+ */
+#define TDMR_E820_PMEM 7
+
+/**
+ * Bytes of the fields of a UEFI memory descriptor: the least `descriptor_size` accepted.
+ */
+#define TDMR_EFI_MEMORY_DESCRIPTOR_MIN 40
+
+/**
+ * Warning bit: more than 1 MiB of RAM lies in no SRAT node, so (as x86 Linux does) NUMA is
+ * off: all memory is on node 0.
+ */
+#define TDMR_MAP_WARN_NUMA_OFF 1
+
+/**
+ * Warning bit: up to 1 MiB of TDX memory lies in no SRAT node; Linux keeps NUMA on and gives
+ * it no node; the memory map puts it on node 0.
+ */
+#define TDMR_MAP_WARN_RAM_WITHOUT_NODE 2
+
+/**
+ * Warning bit: a warning this header does not name yet.
+ */
+#define TDMR_MAP_WARN_OTHER 2147483648
 
 /**
  * Before initialization, admit only memory inside the CMRs (default).
@@ -64,6 +116,49 @@
  * The last initialization failed; it may be retried.
  */
 #define TDMR_STATE_FAILED 3
+
+/**
+ * A runtime module update is in progress (an update ticket is out): hotplug answers busy,
+ * TDX memory stays frozen.
+ */
+#define TDMR_STATE_UPDATING 4
+
+/**
+ * A static PAMT block of one TDMR (`tdmr`, `pamt_level`).
+ */
+#define TDMR_HOLDER_PAMT 1
+
+/**
+ * Pages of Dynamic PAMT pairs the module holds in a 2 MiB range (`dpamt_range`,
+ * `dpamt_pages`); they go back when the module lets go of the memory they track.
+ */
+#define TDMR_HOLDER_DYNAMIC_PAMT_PAGES 2
+
+/**
+ * Memory given to the TDX module for its extensions, never reclaimable.
+ */
+#define TDMR_HOLDER_EXTENSION 3
+
+/**
+ * A holder this header does not name yet (the message says what it is).
+ */
+#define TDMR_HOLDER_OTHER 4294967295
+
+/**
+ * PAMT level of 4 KiB pages (PAMT_4K; with Dynamic PAMT, its page bitmap). The level codes
+ * are the TDX module's, as in the info bytes of its statuses.
+ */
+#define TDMR_PAMT_LEVEL_4K 0
+
+/**
+ * PAMT level of 2 MiB pages (PAMT_2M).
+ */
+#define TDMR_PAMT_LEVEL_2M 1
+
+/**
+ * PAMT level of 1 GiB pages (PAMT_1G).
+ */
+#define TDMR_PAMT_LEVEL_1G 2
 
 /**
  * The optimal strategy (the default): least covered span, so least PAMT, then the fewest
@@ -233,9 +328,10 @@ enum tdmr_code
    */
   TDMR_ERR_CONFIG_REJECTED = -13,
   /**
-   * Retry later without changing anything: TDX initialization is in progress, hotplug
-   * operations admitted before it have not finished, another online/offline of that CPU is
-   * under way, or the in-flight counter is full. Never returned after blocking.
+   * Retry later without changing anything: TDX initialization or a runtime module update is
+   * pending or in progress, hotplug operations admitted before it have not finished, another
+   * online/offline of that CPU is under way, or the in-flight counter is full. Never
+   * returned after blocking.
    */
   TDMR_ERR_BUSY = -14,
   /**
@@ -252,7 +348,8 @@ enum tdmr_code
   TDMR_ERR_BAD_RANGE = -17,
   /**
    * The module state does not allow it: already initialized, guest KeyIDs before
-   * initialization, a KeyID release with none in use.
+   * initialization, a KeyID release with none in use, an update of a module that is not
+   * initialized.
    */
   TDMR_ERR_STATE = -18,
   /**
@@ -294,6 +391,33 @@ enum tdmr_code
    * involved; please report it.
    */
   TDMR_ERR_INTERNAL = -27,
+  /**
+   * An E820 map or UEFI memory map was refused: an entry whose end overflows 64 bits, a
+   * UEFI descriptor size below 40 bytes or not a multiple of 8, a map length that is not a
+   * whole number of descriptors, a descriptor not 4 KiB aligned (the message names the
+   * entry or descriptor by index).
+   */
+  TDMR_ERR_MEMORY_TABLE = -28,
+  /**
+   * The SRAT was refused: its bytes (shorter than the header, signature, length field,
+   * checksum, a structure's length, a memory range whose end overflows; the message names
+   * the offset), or enabled memory affinity structures of different nodes (or hotplug
+   * flags) that overlap (the message names the structure). To go on without NUMA
+   * information, call again without the SRAT.
+   */
+  TDMR_ERR_SRAT = -29,
+  /**
+   * After initialization: part of the memory to remove is the TDX module's (a static PAMT
+   * block, module-extension memory, or a 2 MiB range holding Dynamic PAMT pages); the
+   * message names the TDMR and PAMT level (or the 2 MiB range) and the bytes.
+   */
+  TDMR_ERR_HOLDS_TDX_METADATA = -30,
+  /**
+   * The gate does not know where all TDX metadata is (its refusal set is too small for the
+   * plan's PAMT blocks, or the plan uses Dynamic PAMT and no pair pages are tracked), so
+   * it admits no memory removal after initialization (fails closed).
+   */
+  TDMR_ERR_METADATA_UNTRACKED = -31,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -323,8 +447,9 @@ typedef struct tdmr_gate tdmr_gate;
 typedef struct tdmr_init_ticket tdmr_init_ticket;
 
 /**
- * Opaque: a validated memory map and its CMRs. Made by `tdmr_memory_new`, freed by
- * `tdmr_memory_free`; immutable, so any number of threads may read it at once.
+ * Opaque: a validated memory map and its CMRs. Made by `tdmr_memory_new`,
+ * `tdmr_memory_from_e820` or `tdmr_memory_from_uefi`, freed by `tdmr_memory_free`;
+ * immutable, so any number of threads may read it at once.
  */
 typedef struct tdmr_memory tdmr_memory;
 
@@ -335,30 +460,58 @@ typedef struct tdmr_memory tdmr_memory;
 typedef struct tdmr_memory_admission tdmr_memory_admission;
 
 /**
+ * Opaque: a memory removal admitted through the gate. End it with
+ * `tdmr_memory_removal_finish` (the memory left) or `tdmr_memory_removal_abandon` (it stays).
+ * Owned by the caller; one thread at a time (any thread).
+ */
+typedef struct tdmr_memory_removal tdmr_memory_removal;
+
+/**
  * Opaque: a plan. Made by `tdmr_plan_new`, freed by `tdmr_plan_free`; immutable, so any
  * number of threads may read it at once.
  */
 typedef struct tdmr_plan tdmr_plan;
 
 /**
- * How to build a gate. Fill with `tdmr_gate_options_default`, then change fields.
+ * Opaque: the right to end the one runtime update in progress. End it with
+ * `tdmr_update_ticket_finish`. Owned by the caller; one thread at a time (any thread).
  */
-typedef struct tdmr_gate_options {
+typedef struct tdmr_update_ticket tdmr_update_ticket;
+
+/**
+ * One E820 entry, laid out as the BIOS returns it and as Linux keeps it (`struct
+ * boot_e820_entry` in `boot_params`, `struct e820_entry`): 20 bytes, packed, so a kernel
+ * passes its table as it is. Entries may come in any order and overlap; where they overlap,
+ * any other type wins over usable (the kernel's sanitising).
+ */
+typedef struct __attribute__((packed)) tdmr_e820_entry {
   /**
-   * `TDMR_PRE_INIT_CONVERTIBLE` (default) or `TDMR_PRE_INIT_ANY_MEMORY`.
+   * First byte.
    */
-  uint32_t pre_init;
+  uint64_t addr;
   /**
-   * Most ranges of frozen TDX memory the gate holds (allocated up front, 16 bytes each;
-   * default 2048).
+   * Bytes.
    */
-  size_t snapshot_capacity;
+  uint64_t size;
   /**
-   * `uint64_t` words of the section bitmap, the fast path of the initialized check
-   * (allocated up front; 0 turns it off; default 512).
+   * The type (`TDMR_E820_USABLE` = 1 is RAM; any other value is not).
    */
-  size_t section_bitmap_words;
-} tdmr_gate_options;
+  uint32_t kind;
+} tdmr_e820_entry;
+
+/**
+ * One convertible memory range (CMR) as the TDX module reports it: `[base, base + size)`.
+ */
+typedef struct tdmr_cmr {
+  /**
+   * First byte (4 KiB aligned).
+   */
+  uint64_t base;
+  /**
+   * Bytes (a non-zero multiple of 4 KiB).
+   */
+  uint64_t size;
+} tdmr_cmr;
 
 /**
  * Details of the last call that was given it: filled on every return of a call that takes
@@ -387,21 +540,35 @@ typedef struct tdmr_error {
 } tdmr_error;
 
 /**
- * One convertible memory range (CMR) as the TDX module reports it: `[base, base + size)`.
+ * How to build a gate. Fill with `tdmr_gate_options_default`, then change fields.
  */
-typedef struct tdmr_cmr {
+typedef struct tdmr_gate_options {
   /**
-   * First byte (4 KiB aligned).
+   * `TDMR_PRE_INIT_CONVERTIBLE` (default) or `TDMR_PRE_INIT_ANY_MEMORY`.
    */
-  uint64_t base;
+  uint32_t pre_init;
   /**
-   * Bytes (a non-zero multiple of 4 KiB).
+   * Most ranges of frozen TDX memory the gate holds (allocated up front, 16 bytes each;
+   * default 2048).
    */
-  uint64_t size;
-} tdmr_cmr;
+  size_t snapshot_capacity;
+  /**
+   * `uint64_t` words of the section bitmap, the fast path of the initialized check
+   * (allocated up front; 0 turns it off; default 512).
+   */
+  size_t section_bitmap_words;
+  /**
+   * Most blocks of TDX metadata (PAMT blocks: three per TDMR) the gate holds for the
+   * removal check (allocated up front, 32 bytes each; default 256, enough for 64 TDMRs).
+   * A plan with more makes `tdmr_init_ticket_publish` answer
+   * `TDMR_ERR_METADATA_UNTRACKED`, and the gate then admits no removal.
+   */
+  size_t metadata_capacity;
+} tdmr_gate_options;
 
 /**
- * The gate's state now.
+ * The gate's state now (each field read on its own: a snapshot only while nothing else
+ * calls the gate).
  */
 typedef struct tdmr_gate_info {
   /**
@@ -409,8 +576,9 @@ typedef struct tdmr_gate_info {
    */
   uint32_t state;
   /**
-   * Hotplug operations in flight (admitted before initialization and not finished, and
-   * last-CPU offlines under way).
+   * Hotplug operations in flight: memory additions and removals and CPU onlines admitted
+   * before initialization and not finished, last-CPU offlines under way, and after
+   * initialization CPU onlines and offlines under way.
    */
   uint32_t in_flight;
   /**
@@ -421,7 +589,65 @@ typedef struct tdmr_gate_info {
    * Ranges of frozen TDX memory (0 before initialization).
    */
   size_t frozen_ranges;
+  /**
+   * 1 while initialization is pending: a `tdmr_gate_begin_init` answered `TDMR_ERR_BUSY` or
+   * `TDMR_ERR_PACKAGE_OFFLINE`, and hotplug answers `TDMR_ERR_BUSY` until initialization
+   * begins or `tdmr_gate_cancel_init` withdraws it; else 0.
+   */
+  uint32_t init_pending;
+  /**
+   * 1 while a runtime update is pending: a `tdmr_gate_begin_update` answered
+   * `TDMR_ERR_BUSY`, and CPU hotplug answers `TDMR_ERR_BUSY` until the update begins or
+   * `tdmr_gate_cancel_update` withdraws it; else 0.
+   */
+  uint32_t update_pending;
 } tdmr_gate_info;
+
+/**
+ * A physical range `[base, base + size)` the library reports (PAMT blocks, excluded memory).
+ */
+typedef struct tdmr_range {
+  /**
+   * First byte.
+   */
+  uint64_t base;
+  /**
+   * Bytes.
+   */
+  uint64_t size;
+} tdmr_range;
+
+/**
+ * Why a removal was refused with `TDMR_ERR_HOLDS_TDX_METADATA`: whose memory it is and which
+ * bytes of the range asked for. Fields a holder does not use are 0.
+ */
+typedef struct tdmr_removal_refusal {
+  /**
+   * `TDMR_HOLDER_*`.
+   */
+  uint32_t holder;
+  /**
+   * `TDMR_HOLDER_PAMT`: the block's `TDMR_PAMT_LEVEL_*`.
+   */
+  uint32_t pamt_level;
+  /**
+   * `TDMR_HOLDER_PAMT`: the TDMR's index in the plan (its `TDMR_INFO`'s index).
+   */
+  uint32_t tdmr;
+  /**
+   * `TDMR_HOLDER_DYNAMIC_PAMT_PAGES`: pair pages counted in `dpamt_range`.
+   */
+  uint32_t dpamt_pages;
+  /**
+   * The bytes of the range asked for that the holder owns (for Dynamic PAMT pages: the
+   * bytes of it in the 2 MiB range holding them). The first such holder by address.
+   */
+  struct tdmr_range overlap;
+  /**
+   * `TDMR_HOLDER_DYNAMIC_PAMT_PAGES`: the 2 MiB range holding the pages.
+   */
+  struct tdmr_range dpamt_range;
+} tdmr_removal_refusal;
 
 /**
  * One range of TDX memory on one NUMA node: `[base, base + size)`, 4 KiB aligned, below
@@ -641,20 +867,6 @@ typedef struct tdmr_tdmr_info {
 } tdmr_tdmr_info;
 
 /**
- * A physical range `[base, base + size)` the library reports (PAMT blocks, excluded memory).
- */
-typedef struct tdmr_range {
-  /**
-   * First byte.
-   */
-  uint64_t base;
-  /**
-   * Bytes.
-   */
-  uint64_t size;
-} tdmr_range;
-
-/**
  * What the module knows when it checks a configuration, beyond the CMRs. Fill with
  * `tdmr_validate_options_default`, then change fields.
  */
@@ -712,6 +924,95 @@ const char *tdmr_error_name(int32_t code);
 const char *tdmr_error_message(int32_t code);
 
 /**
+ * Builds TDX memory from the firmware's E820 map and, optionally, its SRAT, by the kernel's
+ * rules: RAM is what usable entries cover and no other entry does, in whole 4 KiB pages from
+ * 1 MiB up, split at the SRAT's nodes (numbered as Linux numbers them: proximity domains in
+ * the order the processor and then the memory affinity structures name them), RAM in a
+ * hot-pluggable range kept a region of its own; when more than 1 MiB of RAM lies in no
+ * node, NUMA is off and all memory is on node 0 (`TDMR_MAP_WARN_NUMA_OFF`).
+ *
+ * - `entries`: `entry_count` E820 entries (20 bytes each, as in `boot_params`), any order;
+ *   NULL with 0 describes no RAM (`TDMR_ERR_MEMORY_MAP`).
+ * - `srat`, `srat_len`: the whole ACPI SRAT, header included, exactly `srat_len` bytes (its
+ *   length field must say the same and its checksum hold). NULL and 0: no SRAT, one node.
+ * - `cmrs`, `cmr_count`: the CMRs (at most 32) every byte of the memory must lie in; 0 makes
+ *   the memory itself stand in for them, as `tdmr_memory_new` does.
+ * - `*warnings` (when not NULL): a bitmask of `TDMR_MAP_WARN_*`, 0 when the kernel would warn
+ *   about nothing; written on success.
+ *
+ * Returns `TDMR_OK` and `*out`; `TDMR_ERR_MEMORY_TABLE` (an entry's end overflows; the message
+ * names it by index); `TDMR_ERR_SRAT` (bad SRAT bytes, named by offset, or overlapping
+ * affinity structures of different nodes, named by index: call again without the SRAT to go
+ * on without NUMA information); `TDMR_ERR_MEMORY_MAP` (no RAM from 1 MiB up, RAM beyond 2^52,
+ * an SRAT boundary inside a page, or memory outside the CMRs); `TDMR_ERR_CMRS`; or a pointer
+ * error. The tables are copied: the caller may free them when the call returns.
+ *
+ * Ownership: `*out` belongs to the caller, who frees it with `tdmr_memory_free`.
+ *
+ * ```c
+ * // A kernel with boot_params, the SRAT mapped, and the CMRs from TDH.SYS.INFO:
+ * tdmr_memory *mem;  uint32_t warn;  tdmr_error err;
+ * if (tdmr_memory_from_e820((const tdmr_e820_entry *)bp->e820_table, bp->e820_entries,
+ *                           srat, srat->length, cmrs, n_cmrs, &mem, &warn, &err) != TDMR_OK) {
+ *         pr_err("tdmr: %s: %s\n", tdmr_error_name(err.code), err.message);
+ *         return -EINVAL;
+ * }
+ * if (warn & TDMR_MAP_WARN_NUMA_OFF)
+ *         pr_warn("tdmr: RAM outside every SRAT node: NUMA off, one node\n");
+ * ```
+ *
+ * # Safety
+ *
+ * `entries` points at `entry_count` readable `tdmr_e820_entry`s (or is NULL with 0), `srat`
+ * at `srat_len` readable bytes (or is NULL with 0), `cmrs` at `cmr_count` `tdmr_cmr`s (or is
+ * NULL with 0); nothing writes them during the call. `out` points at a writable
+ * `tdmr_memory *`, `warnings` is NULL or a writable `uint32_t`, `err` is NULL or writable.
+ */
+tdmr_code tdmr_memory_from_e820(const struct tdmr_e820_entry *entries,
+                                size_t entry_count,
+                                const void *srat,
+                                size_t srat_len,
+                                const struct tdmr_cmr *cmrs,
+                                size_t cmr_count,
+                                struct tdmr_memory **out,
+                                uint32_t *warnings,
+                                struct tdmr_error *err);
+
+/**
+ * Builds TDX memory from the firmware's UEFI memory map (as `GetMemoryMap` returns it) and,
+ * optionally, its SRAT, by the same rules as `tdmr_memory_from_e820`. RAM is what loader
+ * code and data, boot services code and data, conventional and unaccepted memory cover,
+ * unless marked `EFI_MEMORY_SP` (specific purpose), and no other descriptor does — as the
+ * kernel's EFI stub turns the map into E820 types.
+ *
+ * - `map`, `map_len`: the descriptors, `map_len` bytes (a whole number of descriptors; no
+ *   alignment needed); NULL with 0 describes no RAM.
+ * - `descriptor_size`: the stride `GetMemoryMap` returned (at least
+ *   `TDMR_EFI_MEMORY_DESCRIPTOR_MIN`, a multiple of 8; usually 48). Never assume
+ *   `sizeof(EFI_MEMORY_DESCRIPTOR)`.
+ * - the SRAT, the CMRs and `*warnings` as in `tdmr_memory_from_e820`.
+ *
+ * Returns as `tdmr_memory_from_e820`; `TDMR_ERR_MEMORY_TABLE` here names a bad descriptor size,
+ * a length that is no whole number of descriptors, or a descriptor (by index) whose start is
+ * not 4 KiB aligned or whose end overflows.
+ *
+ * # Safety
+ *
+ * `map` points at `map_len` readable bytes (or is NULL with 0); the rest as
+ * `tdmr_memory_from_e820`.
+ */
+tdmr_code tdmr_memory_from_uefi(const void *map,
+                                size_t map_len,
+                                size_t descriptor_size,
+                                const void *srat,
+                                size_t srat_len,
+                                const struct tdmr_cmr *cmrs,
+                                size_t cmr_count,
+                                struct tdmr_memory **out,
+                                uint32_t *warnings,
+                                struct tdmr_error *err);
+
+/**
  * Writes the default gate options to `*out`.
  *
  * # Safety
@@ -758,7 +1059,8 @@ tdmr_code tdmr_gate_new(const struct tdmr_cmr *cmrs,
 void tdmr_gate_free(struct tdmr_gate *gate);
 
 /**
- * The gate's state, in-flight count, guest KeyIDs and frozen ranges, in `*out`.
+ * The gate's state, in-flight count, guest KeyIDs, frozen ranges and pending flags, in
+ * `*out`.
  *
  * # Safety
  *
@@ -777,11 +1079,13 @@ tdmr_code tdmr_gate_get_info(const struct tdmr_gate *gate,
  *   (`tdmr_gate_begin_init` answers `TDMR_ERR_BUSY`) until `tdmr_memory_admission_finish`:
  *   add the memory to the kernel's map, then finish it (finish it too when the addition is
  *   abandoned). Refused outside the CMRs with `TDMR_ERR_NOT_CONVERTIBLE`.
- * - Initializing: `TDMR_ERR_BUSY`, at once.
- * - Initialized: admitted iff every byte is TDX memory of the published plan (in a TDMR's
- *   non-reserved space, TDX memory at init, no PAMT block), else `TDMR_ERR_NOT_TDX_MEMORY`.
- *   Wait-free and allocation-free; `*out` is NULL (nothing to finish, and finishing NULL is
- *   allowed).
+ * - Initialization pending (see `tdmr_gate_begin_init`) or in progress: `TDMR_ERR_BUSY`, at
+ *   once.
+ * - Initialized (an update pending too): admitted iff every byte is TDX memory of the
+ *   published plan (in a TDMR's non-reserved space, TDX memory at init, no PAMT block), else
+ *   `TDMR_ERR_NOT_TDX_MEMORY`. Wait-free and allocation-free; `*out` is NULL (nothing to
+ *   finish, and finishing NULL is allowed).
+ * - Updating: `TDMR_ERR_BUSY`, at once.
  *
  * An empty or unaligned range, or one whose end overflows, is `TDMR_ERR_BAD_RANGE`. Refusals
  * name the first part of the range that broke the rule.
@@ -818,11 +1122,20 @@ tdmr_code tdmr_memory_admission_finish(struct tdmr_memory_admission *admission);
  * Starts TDX module initialization: from uninitialized or failed, with no hotplug operation
  * in flight, and an online CPU in every package.
  *
- * While the ticket is out, memory additions and CPU onlines are refused with
+ * With hotplug operations in flight it answers `TDMR_ERR_BUSY` and marks initialization
+ * *pending*: from then on memory additions and removals, CPU onlines into a package that
+ * has an online CPU, and the offline of a package's last CPU answer `TDMR_ERR_BUSY`, so
+ * those in flight can only drain, and a later call begins once they have (hotplug cannot
+ * starve initialization). `TDMR_ERR_PACKAGE_OFFLINE` leaves it pending too (bring a CPU of
+ * that package online, then call again). It stays pending until it begins or
+ * `tdmr_gate_cancel_init` withdraws it: a caller that gives up must cancel, or hotplug stays
+ * refused (`tdmr_gate_get_info` says `init_pending`).
+ *
+ * While the ticket is out, memory additions, removals and CPU onlines are refused with
  * `TDMR_ERR_BUSY`, and so is the offline of the last CPU of a package; the memory map read
- * after this call holds every addition admitted before it. Returns `TDMR_OK` and `*out`;
- * `TDMR_ERR_BUSY` (operations in flight, or another initialization in progress: retry);
- * `TDMR_ERR_STATE` (already initialized: the TDX memory is frozen);
+ * after this call holds every addition and removal admitted before it. Returns `TDMR_OK`
+ * and `*out`; `TDMR_ERR_BUSY` (operations in flight, or another initialization in progress:
+ * retry); `TDMR_ERR_STATE` (already initialized: the TDX memory is frozen);
  * `TDMR_ERR_PACKAGE_OFFLINE`; or a pointer error.
  *
  * Ownership: `*out` belongs to the caller until `tdmr_init_ticket_publish` or
@@ -871,13 +1184,31 @@ tdmr_code tdmr_init_ticket_publish(struct tdmr_init_ticket *ticket,
 tdmr_code tdmr_init_ticket_fail(struct tdmr_init_ticket *ticket);
 
 /**
+ * Withdraws a pending initialization (see `tdmr_gate_begin_init`): hotplug is admitted by
+ * the pre-initialization rules again. `*was_pending` (when not NULL) is 1 when one was
+ * pending, else 0. An initialization in progress is not affected (end it with its ticket),
+ * nor is anything after initialization. Never blocks.
+ *
+ * # Safety
+ *
+ * `gate` is a live gate; `was_pending` is NULL or a writable `uint32_t`; `err` is NULL or
+ * writable.
+ */
+tdmr_code tdmr_gate_cancel_init(const struct tdmr_gate *gate,
+                                uint32_t *was_pending,
+                                struct tdmr_error *err);
+
+/**
  * Decides whether `cpu` of `package` may come online. `*lp_init_required` (when not NULL) is
  * 1 once the module is initialized: the CPU must run TDH.SYS.LP.INIT before any other
- * SEAMCALL; before that, initialization runs it on every online CPU.
+ * SEAMCALL; before that, initialization runs it on every online CPU. The online is in flight
+ * until its token ends (before initialization, `tdmr_gate_begin_init` waits for it; after,
+ * `tdmr_gate_begin_update` and `tdmr_gate_acquire_guest_keyid`).
  *
- * Returns `TDMR_OK` and `*out`; `TDMR_ERR_BUSY` (initialization in progress, or another
- * online/offline of this CPU); `TDMR_ERR_NO_SUCH_CPU`; `TDMR_ERR_CPU_STATE` (already
- * online); or a pointer error.
+ * Returns `TDMR_OK` and `*out`; `TDMR_ERR_BUSY` (initialization in progress, or pending
+ * while the package has an online CPU already; an update pending or in progress; another
+ * online/offline of this CPU); `TDMR_ERR_NO_SUCH_CPU`; `TDMR_ERR_CPU_STATE` (already online);
+ * or a pointer error.
  *
  * Ownership: `*out` belongs to the caller until `tdmr_cpu_online_finish` or
  * `tdmr_cpu_online_abandon`; it keeps the gate alive.
@@ -918,8 +1249,9 @@ tdmr_code tdmr_cpu_online_abandon(struct tdmr_cpu_online *online);
 
 /**
  * Takes `cpu` of `package` offline in the gate's books, unless it is the last online CPU of
- * its package while initialization is in progress (`TDMR_ERR_BUSY`) or guest KeyIDs are in
- * use (`TDMR_ERR_GUEST_KEYIDS_IN_USE`). Also `TDMR_ERR_NO_SUCH_CPU`, `TDMR_ERR_CPU_STATE`
+ * its package while initialization is pending or in progress (`TDMR_ERR_BUSY`) or guest
+ * KeyIDs are in use (`TDMR_ERR_GUEST_KEYIDS_IN_USE`), or (any CPU) while a runtime update is
+ * pending or in progress (`TDMR_ERR_BUSY`). Also `TDMR_ERR_NO_SUCH_CPU`, `TDMR_ERR_CPU_STATE`
  * (not online, or online in another package). Never blocks.
  *
  * # Safety
@@ -934,8 +1266,8 @@ tdmr_code tdmr_gate_cpu_offline(const struct tdmr_gate *gate,
 /**
  * Counts one more guest KeyID in use (from then on the last CPU of a package cannot go
  * offline). Needs an initialized module (`TDMR_ERR_STATE`) and an online CPU in every
- * package (`TDMR_ERR_PACKAGE_OFFLINE`); `TDMR_ERR_BUSY` while a last-CPU offline is under
- * way; `TDMR_ERR_LIMIT_REACHED` at 2^32 - 1.
+ * package (`TDMR_ERR_PACKAGE_OFFLINE`); `TDMR_ERR_BUSY` while a CPU online or offline is
+ * under way or an update runs; `TDMR_ERR_LIMIT_REACHED` at 2^32 - 1.
  *
  * # Safety
  *
@@ -951,6 +1283,125 @@ tdmr_code tdmr_gate_acquire_guest_keyid(const struct tdmr_gate *gate, struct tdm
  * `gate` is a live gate; `err` is NULL or writable.
  */
 tdmr_code tdmr_gate_release_guest_keyid(const struct tdmr_gate *gate, struct tdmr_error *err);
+
+/**
+ * Decides whether memory `[base, base + size)` may be removed (offlined or hot-removed).
+ *
+ * - Uninitialized or failed: admitted; `*out` is then a token that holds initialization off
+ *   (`tdmr_gate_begin_init` answers `TDMR_ERR_BUSY`) until the memory is out of the kernel's
+ *   map and the token ended (`tdmr_memory_removal_finish`, or `tdmr_memory_removal_abandon`
+ *   when the memory stays), so the map initialization reads no longer holds it.
+ * - Initialization pending or in progress, or an update in progress: `TDMR_ERR_BUSY`, at
+ *   once.
+ * - Initialized: refused with `TDMR_ERR_HOLDS_TDX_METADATA` where the range overlaps memory
+ *   the TDX module owns: a static PAMT block (the message names the TDMR and level, e.g.
+ *   "the PAMT_2M block of TDMR 1", and the bytes), module-extension memory, or a 2 MiB range
+ *   holding Dynamic PAMT pages; `*refusal` (when not NULL) then says the same as values.
+ *   Admitted otherwise, TDX memory included (the TDMRs still cover it; it may come back with
+ *   `tdmr_gate_admit_memory`): wait-free and allocation-free, and `*out` is NULL (nothing to
+ *   end; ending NULL is allowed). A plan with Dynamic PAMT, or with more PAMT blocks than
+ *   `tdmr_gate_options.metadata_capacity`, makes every removal `TDMR_ERR_METADATA_UNTRACKED`
+ *   (this ABI has no Dynamic PAMT manager to track pair pages): the gate fails closed.
+ *
+ * An empty or unaligned range, or one whose end overflows, is `TDMR_ERR_BAD_RANGE`.
+ * `*refusal` is written only with `TDMR_ERR_HOLDS_TDX_METADATA`, `*out` only on `TDMR_OK`.
+ *
+ * Ownership: a non-NULL `*out` belongs to the caller until it is ended; it keeps the gate
+ * alive.
+ *
+ * # Safety
+ *
+ * `gate` is a live gate; `out` points at a writable `tdmr_memory_removal *`; `refusal` is
+ * NULL or a writable `tdmr_removal_refusal`; `err` is NULL or writable.
+ */
+tdmr_code tdmr_gate_admit_removal(const struct tdmr_gate *gate,
+                                  uint64_t base,
+                                  uint64_t size,
+                                  struct tdmr_memory_removal **out,
+                                  struct tdmr_removal_refusal *refusal,
+                                  struct tdmr_error *err);
+
+/**
+ * Ends a memory removal: the memory is out of the kernel's map. NULL (what a removal after
+ * initialization gives) is allowed and does nothing.
+ *
+ * Returns `TDMR_OK`, or `TDMR_ERR_INVALID_HANDLE` for what is detectably not a live removal
+ * (then nothing happens).
+ *
+ * # Safety
+ *
+ * `removal` is NULL or a token from `tdmr_gate_admit_removal` not yet ended, used by no other
+ * call now or later.
+ */
+tdmr_code tdmr_memory_removal_finish(struct tdmr_memory_removal *removal);
+
+/**
+ * Ends a memory removal that did not happen: the memory stays (offlining failed). The gate
+ * does the same as for `tdmr_memory_removal_finish`: before initialization the memory is in
+ * the map initialization reads either way. NULL is allowed and does nothing.
+ *
+ * Returns as `tdmr_memory_removal_finish`.
+ *
+ * # Safety
+ *
+ * As `tdmr_memory_removal_finish`.
+ */
+tdmr_code tdmr_memory_removal_abandon(struct tdmr_memory_removal *removal);
+
+/**
+ * Starts a runtime module update: from initialized, once no CPU online or offline is in
+ * flight. Call it before TDH.SYS.SHUTDOWN, once the incoming module is known to take the
+ * frozen TDMR and PAMT layout.
+ *
+ * With CPU onlines or offlines in flight it answers `TDMR_ERR_BUSY` and marks the update
+ * *pending*: new CPU onlines and offlines answer `TDMR_ERR_BUSY`, so a later call begins once
+ * those have ended (memory hotplug goes on meanwhile, by the initialized rules). A caller
+ * that gives up must `tdmr_gate_cancel_update`. While the ticket is out the state is
+ * `TDMR_STATE_UPDATING`: memory additions and removals, CPU onlines and offlines (any CPU)
+ * and new guest KeyIDs answer `TDMR_ERR_BUSY` (releasing one is allowed).
+ *
+ * Returns `TDMR_OK` and `*out`; `TDMR_ERR_BUSY` (CPU hotplug in flight, or another update in
+ * progress: retry); `TDMR_ERR_STATE` (the module is not initialized); or a pointer error.
+ *
+ * Ownership: `*out` belongs to the caller until `tdmr_update_ticket_finish`; it keeps the
+ * gate alive.
+ *
+ * # Safety
+ *
+ * `gate` is a live gate; `out` points at a writable `tdmr_update_ticket *`; `err` is NULL or
+ * writable.
+ */
+tdmr_code tdmr_gate_begin_update(const struct tdmr_gate *gate,
+                                 struct tdmr_update_ticket **out,
+                                 struct tdmr_error *err);
+
+/**
+ * Ends the update, however it went: the gate is initialized again with TDX memory as frozen
+ * at initialization (a module that refused the update runs the old layout; one gone after
+ * SHUTDOWN still owns what it owned). Consumes the ticket.
+ *
+ * Returns `TDMR_OK`, or `TDMR_ERR_NULL_POINTER` / `TDMR_ERR_INVALID_HANDLE` (nothing happens).
+ *
+ * # Safety
+ *
+ * `ticket` is a live ticket from `tdmr_gate_begin_update`, used by no other call now or
+ * later.
+ */
+tdmr_code tdmr_update_ticket_finish(struct tdmr_update_ticket *ticket);
+
+/**
+ * Withdraws a pending update (see `tdmr_gate_begin_update`): CPU hotplug is admitted again.
+ * `*was_pending` (when not NULL) is 1 when one was pending, else 0. An update in progress is
+ * not affected (end it with its ticket). Never blocks.
+ *
+ * # Safety
+ *
+ * `gate` is a live gate; `was_pending` is NULL or a writable `uint32_t`; `err` is NULL or
+ * writable.
+ */
+tdmr_code tdmr_gate_cancel_update(const struct tdmr_gate *gate,
+                                  uint32_t *was_pending,
+                                  struct tdmr_error *err);
 
 /**
  * Builds a memory map from `region_count` regions and `cmr_count` CMRs.
@@ -985,8 +1436,8 @@ tdmr_code tdmr_memory_new(const struct tdmr_region *regions,
  *
  * # Safety
  *
- * `memory` is NULL or a `tdmr_memory_new` result not yet freed, used by no other call now or
- * later.
+ * `memory` is NULL or a `tdmr_memory_new`, `tdmr_memory_from_e820` or
+ * `tdmr_memory_from_uefi` result not yet freed, used by no other call now or later.
  */
 void tdmr_memory_free(struct tdmr_memory *memory);
 

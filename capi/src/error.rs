@@ -12,10 +12,11 @@ use core::fmt::{self, Write};
 
 use tdmr::addr::AddrError;
 use tdmr::hotplug_gate::{
-    AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfigError, KeyIdError,
-    PublishError,
+    AdmitError, BeginInitError, BeginUpdateError, CpuOfflineError, CpuOnlineError, GateConfigError,
+    KeyIdError, PublishError, RemoveError,
 };
 use tdmr::layout::PlanError;
+use tdmr::memmap::firmware::{E820Error, FirmwareMapError, SratError, UefiMapError};
 use tdmr::memmap::{CmrError, MemoryMapError};
 use tdmr::sysinfo::{KeyIdRangeError, LimitsError};
 use tdmr::tdx::abi::AbiError;
@@ -61,9 +62,10 @@ pub enum tdmr_code {
     /// TDH.SYS.CONFIG would refuse the configuration; the module's 64-bit status is in the status
     /// out-parameter and in `tdmr_error.tdx_status`.
     TDMR_ERR_CONFIG_REJECTED = -13,
-    /// Retry later without changing anything: TDX initialization is in progress, hotplug
-    /// operations admitted before it have not finished, another online/offline of that CPU is
-    /// under way, or the in-flight counter is full. Never returned after blocking.
+    /// Retry later without changing anything: TDX initialization or a runtime module update is
+    /// pending or in progress, hotplug operations admitted before it have not finished, another
+    /// online/offline of that CPU is under way, or the in-flight counter is full. Never
+    /// returned after blocking.
     TDMR_ERR_BUSY = -14,
     /// Before initialization: part of the memory lies outside every CMR.
     TDMR_ERR_NOT_CONVERTIBLE = -15,
@@ -72,7 +74,8 @@ pub enum tdmr_code {
     /// A memory range is empty, not 4 KiB aligned, or `base + size` overflows 64 bits.
     TDMR_ERR_BAD_RANGE = -17,
     /// The module state does not allow it: already initialized, guest KeyIDs before
-    /// initialization, a KeyID release with none in use.
+    /// initialization, a KeyID release with none in use, an update of a module that is not
+    /// initialized.
     TDMR_ERR_STATE = -18,
     /// The CPU or package number is beyond the gate's topology.
     TDMR_ERR_NO_SUCH_CPU = -19,
@@ -95,6 +98,25 @@ pub enum tdmr_code {
     /// A bug in tdmr: a panic was caught at the boundary (builds with `std`). Free the handles
     /// involved; please report it.
     TDMR_ERR_INTERNAL = -27,
+    /// An E820 map or UEFI memory map was refused: an entry whose end overflows 64 bits, a
+    /// UEFI descriptor size below 40 bytes or not a multiple of 8, a map length that is not a
+    /// whole number of descriptors, a descriptor not 4 KiB aligned (the message names the
+    /// entry or descriptor by index).
+    TDMR_ERR_MEMORY_TABLE = -28,
+    /// The SRAT was refused: its bytes (shorter than the header, signature, length field,
+    /// checksum, a structure's length, a memory range whose end overflows; the message names
+    /// the offset), or enabled memory affinity structures of different nodes (or hotplug
+    /// flags) that overlap (the message names the structure). To go on without NUMA
+    /// information, call again without the SRAT.
+    TDMR_ERR_SRAT = -29,
+    /// After initialization: part of the memory to remove is the TDX module's (a static PAMT
+    /// block, module-extension memory, or a 2 MiB range holding Dynamic PAMT pages); the
+    /// message names the TDMR and PAMT level (or the 2 MiB range) and the bytes.
+    TDMR_ERR_HOLDS_TDX_METADATA = -30,
+    /// The gate does not know where all TDX metadata is (its refusal set is too small for the
+    /// plan's PAMT blocks, or the plan uses Dynamic PAMT and no pair pages are tracked), so
+    /// it admits no memory removal after initialization (fails closed).
+    TDMR_ERR_METADATA_UNTRACKED = -31,
 }
 
 pub use tdmr_code::*;
@@ -155,7 +177,13 @@ pub(crate) enum Detail {
     Abi(AbiError),
     Status(Status),
     Admit(AdmitError),
+    Remove(RemoveError),
     BeginInit(BeginInitError),
+    BeginUpdate(BeginUpdateError),
+    E820(E820Error),
+    Uefi(UefiMapError),
+    Srat(SratError),
+    FirmwareMap(FirmwareMapError),
     Publish(PublishError),
     CpuOnline(CpuOnlineError),
     CpuOffline(CpuOfflineError),
@@ -213,7 +241,13 @@ impl fmt::Display for Detail {
             Detail::Abi(e) => write!(f, "{e}"),
             Detail::Status(s) => write!(f, "TDH.SYS.CONFIG would fail: {s}"),
             Detail::Admit(e) => write!(f, "{e}"),
+            Detail::Remove(e) => write!(f, "{e}"),
             Detail::BeginInit(e) => write!(f, "{e}"),
+            Detail::BeginUpdate(e) => write!(f, "{e}"),
+            Detail::E820(e) => write!(f, "{e}"),
+            Detail::Uefi(e) => write!(f, "{e}"),
+            Detail::Srat(e) => write!(f, "{e}"),
+            Detail::FirmwareMap(e) => write!(f, "firmware tables: {e}"),
             Detail::Publish(e) => write!(f, "{e}"),
             Detail::CpuOnline(e) => write!(f, "{e}"),
             Detail::CpuOffline(e) => write!(f, "{e}"),
@@ -334,9 +368,73 @@ impl From<BeginInitError> for Fail {
     }
 }
 
+impl From<RemoveError> for Fail {
+    fn from(e: RemoveError) -> Self {
+        let code = match e {
+            // Before the retryable check: Dynamic PAMT pages go back in time, but the caller
+            // is told whose memory it is.
+            RemoveError::HoldsTdxMetadata { .. } => TDMR_ERR_HOLDS_TDX_METADATA,
+            _ if e.is_retryable() => TDMR_ERR_BUSY,
+            RemoveError::MetadataUnknown { .. } | RemoveError::DynamicPamtUntracked { .. } => {
+                TDMR_ERR_METADATA_UNTRACKED
+            }
+            // Empty, Misaligned, and what may come.
+            _ => TDMR_ERR_BAD_RANGE,
+        };
+        Fail::new(code, Detail::Remove(e))
+    }
+}
+
+impl From<BeginUpdateError> for Fail {
+    fn from(e: BeginUpdateError) -> Self {
+        let code = match e {
+            _ if e.is_retryable() => TDMR_ERR_BUSY,
+            // NotInitialized, and what may come.
+            _ => TDMR_ERR_STATE,
+        };
+        Fail::new(code, Detail::BeginUpdate(e))
+    }
+}
+
+impl From<E820Error> for Fail {
+    fn from(e: E820Error) -> Self {
+        Fail::new(TDMR_ERR_MEMORY_TABLE, Detail::E820(e))
+    }
+}
+
+impl From<UefiMapError> for Fail {
+    fn from(e: UefiMapError) -> Self {
+        Fail::new(TDMR_ERR_MEMORY_TABLE, Detail::Uefi(e))
+    }
+}
+
+impl From<SratError> for Fail {
+    fn from(e: SratError) -> Self {
+        Fail::new(TDMR_ERR_SRAT, Detail::Srat(e))
+    }
+}
+
+impl From<FirmwareMapError> for Fail {
+    fn from(e: FirmwareMapError) -> Self {
+        match e {
+            FirmwareMapError::SratOverlap { .. } => {
+                Fail::new(TDMR_ERR_SRAT, Detail::FirmwareMap(e))
+            }
+            // No RAM from 1 MiB up, RAM beyond 2^52, an SRAT boundary inside a page.
+            FirmwareMapError::Memory(m) => m.into(),
+            _ => Fail::new(TDMR_ERR_MEMORY_MAP, Detail::FirmwareMap(e)),
+        }
+    }
+}
+
 impl From<PublishError> for Fail {
     fn from(e: PublishError) -> Self {
-        Fail::new(TDMR_ERR_SNAPSHOT_TOO_LARGE, Detail::Publish(e))
+        let code = match e {
+            PublishError::MetadataTooLarge { .. } => TDMR_ERR_METADATA_UNTRACKED,
+            // SnapshotTooLarge, and what may come.
+            _ => TDMR_ERR_SNAPSHOT_TOO_LARGE,
+        };
+        Fail::new(code, Detail::Publish(e))
     }
 }
 
@@ -583,6 +681,22 @@ const CODES: &[(tdmr_code, &core::ffi::CStr, &core::ffi::CStr)] = &[
         c"TDMR_ERR_INTERNAL",
         c"internal error (a bug in tdmr)",
     ),
+    (
+        TDMR_ERR_MEMORY_TABLE,
+        c"TDMR_ERR_MEMORY_TABLE",
+        c"the E820 or UEFI memory map was refused",
+    ),
+    (TDMR_ERR_SRAT, c"TDMR_ERR_SRAT", c"the SRAT was refused"),
+    (
+        TDMR_ERR_HOLDS_TDX_METADATA,
+        c"TDMR_ERR_HOLDS_TDX_METADATA",
+        c"the memory holds TDX metadata and cannot be removed",
+    ),
+    (
+        TDMR_ERR_METADATA_UNTRACKED,
+        c"TDMR_ERR_METADATA_UNTRACKED",
+        c"the gate does not track all TDX metadata; it admits no memory removal",
+    ),
 ];
 
 fn lookup(
@@ -628,7 +742,7 @@ mod tests {
                 "codes run 0, -1, -2, ..."
             );
         }
-        assert_eq!(CODES.len(), 28);
+        assert_eq!(CODES.len(), 32);
     }
 
     #[test]

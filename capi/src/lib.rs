@@ -3,10 +3,11 @@
 //! that the committed header is the generated one).
 //!
 //! What a C kernel or hypervisor needs, and nothing Rust-shaped: a memory map from arrays
-//! ([`memory`]), a plan with strategy, hole policy and the module's limits, laid out as the
-//! 512-byte `TDMR_INFO` array in caller memory ([`plan`]), TDH.SYS.CONFIG's checks with the
-//! module's raw 64-bit status ([`validate`]), the hotplug gate's admission calls ([`gate`]),
-//! and error codes with messages ([`error`]).
+//! ([`memory`]) or from the firmware's E820 or UEFI map and SRAT ([`firmware`]), a plan with
+//! strategy, hole policy and the module's limits, laid out as the 512-byte `TDMR_INFO` array
+//! in caller memory ([`plan`]), TDH.SYS.CONFIG's checks with the module's raw 64-bit status
+//! ([`validate`]), the hotplug gate's admission, removal and update calls ([`gate`]), and
+//! error codes with messages ([`error`]).
 //!
 //! # Rules at the boundary
 //!
@@ -38,6 +39,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod error;
+pub mod firmware;
 pub mod gate;
 pub mod memory;
 pub mod plan;

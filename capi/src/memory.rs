@@ -41,8 +41,9 @@ pub struct tdmr_range {
     pub size: u64,
 }
 
-/// Opaque: a validated memory map and its CMRs. Made by `tdmr_memory_new`, freed by
-/// `tdmr_memory_free`; immutable, so any number of threads may read it at once.
+/// Opaque: a validated memory map and its CMRs. Made by `tdmr_memory_new`,
+/// `tdmr_memory_from_e820` or `tdmr_memory_from_uefi`, freed by `tdmr_memory_free`;
+/// immutable, so any number of threads may read it at once.
 #[derive(Debug)]
 pub struct tdmr_memory {
     _opaque: [u8; 0],
@@ -64,7 +65,7 @@ impl Handle for MemoryHandle {
 ///
 /// # Safety
 ///
-/// `ptr` is NULL or a pointer `tdmr_memory_new` returned that is still allocated.
+/// `ptr` is NULL or a pointer a `tdmr_memory_*` constructor returned that is still allocated.
 pub(crate) unsafe fn memory<'a>(
     ptr: *const tdmr_memory,
     name: &'static str,
@@ -129,28 +130,35 @@ pub unsafe extern "C" fn tdmr_memory_new(
                 .collect(),
         )?;
         let cmrs = if cmr_count == 0 {
-            Cmrs::covering(&map)
+            None
         } else {
             // SAFETY: as above.
-            unsafe { cmrs_from(cmrs, cmr_count, "cmrs") }?
+            Some(unsafe { cmrs_from(cmrs, cmr_count, "cmrs") }?)
         };
-        map.check_within(&cmrs)?;
-        let handle = ffi::try_box(MemoryHandle {
-            magic: MemoryHandle::MAGIC,
-            map,
-            cmrs,
-        })?;
-        out.write(handle.cast::<tdmr_memory>());
+        out.write(new_handle(map, cmrs)?);
         Ok(())
     })
+}
+
+/// A memory handle for `map`, checked against `cmrs` (`None`: the memory itself stands in for
+/// them).
+pub(crate) fn new_handle(map: MemoryMap, cmrs: Option<Cmrs>) -> Result<*mut tdmr_memory, Fail> {
+    let cmrs = cmrs.unwrap_or_else(|| Cmrs::covering(&map));
+    map.check_within(&cmrs)?;
+    let handle = ffi::try_box(MemoryHandle {
+        magic: MemoryHandle::MAGIC,
+        map,
+        cmrs,
+    })?;
+    Ok(handle.cast::<tdmr_memory>())
 }
 
 /// Frees a memory map. NULL, and handles detectably not a live `tdmr_memory`, are ignored.
 ///
 /// # Safety
 ///
-/// `memory` is NULL or a `tdmr_memory_new` result not yet freed, used by no other call now or
-/// later.
+/// `memory` is NULL or a `tdmr_memory_new`, `tdmr_memory_from_e820` or
+/// `tdmr_memory_from_uefi` result not yet freed, used by no other call now or later.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tdmr_memory_free(memory: *mut tdmr_memory) {
     // Freeing runs no code of the library but drops; nothing here can panic.

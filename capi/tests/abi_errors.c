@@ -1,6 +1,7 @@
 /* The boundary's contract: every bad pointer, length, handle and value gets the documented
  * code and a message naming it; short buffers are left untouched and report the size needed;
- * the gate's tokens keep it alive; codes have names. */
+ * bad firmware tables are named by entry or offset; the gate's tokens keep it alive; codes
+ * have names. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 
@@ -95,6 +96,284 @@ static void memory_errors(void)
     CHECK(n == 3 && memcmp(back, regions, sizeof back) == 0, "regions differ");
     tdmr_memory_free(m);
     tdmr_memory_free(NULL);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* An SRAT with one x2APIC structure per PXM in `pxms` and one memory affinity structure per
+ * range (PXM, base, length, flags), length and checksum set; returns its length. */
+struct affinity {
+    uint32_t pxm;
+    uint64_t base, len;
+    uint32_t flags;
+};
+
+static size_t make_srat(uint8_t *t, const uint32_t *pxms, size_t n_pxms,
+                        const struct affinity *mem, size_t n_mem)
+{
+    size_t len = 48 + 24 * n_pxms + 40 * n_mem;
+    memset(t, 0, len);
+    memcpy(t, "SRAT", 4);
+    put32(t + 4, (uint32_t)len);
+    t[8] = 3;
+    uint8_t *s = t + 48;
+    for (size_t i = 0; i < n_pxms; i++, s += 24) {
+        s[0] = 2, s[1] = 24;
+        put32(s + 4, pxms[i]);
+        put32(s + 12, 1);
+    }
+    for (size_t i = 0; i < n_mem; i++, s += 40) {
+        s[0] = 1, s[1] = 40;
+        put32(s + 2, mem[i].pxm);
+        put64(s + 8, mem[i].base);
+        put64(s + 16, mem[i].len);
+        put32(s + 28, mem[i].flags);
+    }
+    uint8_t sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum = (uint8_t)(sum + t[i]);
+    t[9] = (uint8_t)(0x100 - sum);
+    return len;
+}
+
+/* RAM [0, 640 KiB), [1 MiB, 2 GiB), [4 GiB, 12 GiB); a reserved hole at [3 GiB, 4 GiB). */
+static const tdmr_e820_entry e820[] = {
+    {0, 0xa0000, TDMR_E820_USABLE},
+    {0x100000, 2 * G - 0x100000, TDMR_E820_USABLE},
+    {3 * G, G, TDMR_E820_RESERVED},
+    {4 * G, 8 * G, TDMR_E820_USABLE},
+};
+
+static void firmware_errors(void)
+{
+    tdmr_error e;
+    tdmr_memory *m = NULL;
+    uint32_t warn = 77;
+    static uint8_t srat[4096];
+    const uint32_t pxms[] = {7, 3};
+    const struct affinity two_nodes[] = {{7, 0, 8 * G, 1}, {3, 8 * G, 4 * G, 1}};
+    size_t srat_len = make_srat(srat, pxms, 2, two_nodes, 2);
+
+    /* Pointers and lengths. */
+    CHECK_CODE(tdmr_memory_from_e820(NULL, 4, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK(says(&e, "`entries` is NULL but its length is 4"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, NULL, 0, NULL, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK(says(&e, "`out`"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, NULL, 0, &m, misaligned(2), &e),
+               TDMR_ERR_MISALIGNED, &e);
+    CHECK(says(&e, "`warnings`") && says(&e, "4-byte aligned"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_e820(e820, SIZE_MAX / 16, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_TOO_LARGE, &e);
+    CHECK(says(&e, "`entries`") && says(&e, "20 bytes"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_e820((const tdmr_e820_entry *)(UINTPTR_MAX - 7), 1, NULL, 0, NULL,
+                                     0, &m, &warn, &e),
+               TDMR_ERR_TOO_LARGE, &e);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 5, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK(says(&e, "`srat` is NULL but its length is 5"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, SIZE_MAX, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_TOO_LARGE, &e);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, NULL, 3, &m, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, misaligned(4), 1, &m, &warn, &e),
+               TDMR_ERR_MISALIGNED, &e);
+    CHECK(m == NULL && warn == 77, "out or warnings written on failure");
+
+    /* The E820 map: an entry whose end overflows is named; no RAM is no map. */
+    tdmr_e820_entry bad[3] = {e820[1], {UINT64_MAX - 0xfff, 0x2000, TDMR_E820_RESERVED}, e820[3]};
+    CHECK_CODE(tdmr_memory_from_e820(bad, 3, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_TABLE, &e);
+    CHECK(says(&e, "E820 entry 1 (address 0xfffffffffffff000, length 0x2000, type 2) overflows"),
+          "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_e820(NULL, 0, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_MAP, &e);
+    tdmr_e820_entry low[1] = {e820[0]}; /* RAM below 1 MiB only */
+    CHECK_CODE(tdmr_memory_from_e820(low, 1, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_MAP, &e);
+    tdmr_e820_entry beyond[1] = {{1ull << 52, G, TDMR_E820_USABLE}};
+    CHECK_CODE(tdmr_memory_from_e820(beyond, 1, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_MAP, &e);
+    CHECK(says(&e, "beyond the 52-bit physical address space"), "%s", e.message);
+
+    /* Packed entries need no alignment: the table one byte off works. */
+    static unsigned char odd[1 + sizeof e820];
+    memcpy(odd + 1, e820, sizeof e820);
+    CHECK_CODE(tdmr_memory_from_e820((const tdmr_e820_entry *)(void *)(odd + 1), 4, NULL, 0, NULL,
+                                     0, &m, NULL, &e),
+               TDMR_OK, &e);
+    tdmr_region r[4];
+    size_t n = 0;
+    CHECK_CODE(tdmr_memory_regions(m, r, 4, &n, &e), TDMR_OK, &e);
+    CHECK(n == 2 && r[0].base == 0x100000 && r[0].size == 2 * G - 0x100000 && r[1].base == 4 * G &&
+              r[1].size == 8 * G && r[0].node == 0 && r[1].node == 0,
+          "%zu regions from the E820 map", n);
+    tdmr_memory_free(m);
+    m = NULL;
+
+    /* The SRAT: nodes numbered as Linux numbers them (PXM 7 first: node 0). */
+    warn = 77;
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, srat_len, NULL, 0, &m, &warn, &e), TDMR_OK,
+               &e);
+    CHECK_CODE(tdmr_memory_regions(m, r, 4, &n, &e), TDMR_OK, &e);
+    CHECK(n == 3 && warn == 0 && r[1].base == 4 * G && r[1].size == 4 * G && r[1].node == 0 &&
+              r[2].base == 8 * G && r[2].node == 1,
+          "%zu regions, warnings %#x", n, warn);
+    tdmr_memory_free(m);
+    m = NULL;
+    /* A non-NULL SRAT of length 0 is a table too short to be one. */
+    warn = 77;
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, 0, NULL, 0, &m, &warn, &e), TDMR_ERR_SRAT, &e);
+    CHECK(says(&e, "SRAT of 0 bytes is shorter than its 48-byte header"), "%s", e.message);
+    srat[0] = 'X';
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, srat_len, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_SRAT, &e);
+    CHECK(says(&e, "not an SRAT"), "%s", e.message);
+    srat[0] = 'S';
+    srat[100] ^= 1;
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, srat_len, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_SRAT, &e);
+    CHECK(says(&e, "checksum"), "%s", e.message);
+    srat[100] ^= 1;
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, srat_len - 1, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_SRAT, &e);
+    CHECK(says(&e, "length field"), "%s", e.message);
+    /* A structure too short for its type, named by offset. */
+    const struct affinity one[] = {{7, 0, 8 * G, 1}};
+    size_t len = make_srat(srat, pxms, 1, one, 1);
+    srat[48 + 24 + 1] = 39;
+    srat[9] = (uint8_t)(srat[9] + 1);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, len, NULL, 0, &m, &warn, &e), TDMR_ERR_SRAT,
+               &e);
+    CHECK(says(&e, "SRAT structure at offset 72 (type 1) has a bad length 39"), "%s", e.message);
+    const struct affinity huge[] = {{7, UINT64_MAX - 0xfff, 0x2000, 1}};
+    len = make_srat(srat, pxms, 1, huge, 1);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, len, NULL, 0, &m, &warn, &e), TDMR_ERR_SRAT,
+               &e);
+    CHECK(says(&e, "offset 72") && says(&e, "overflows"), "%s", e.message);
+    /* Overlapping structures of two nodes: named by index. */
+    const struct affinity overlap[] = {{7, 0, 8 * G, 1}, {3, 6 * G, 6 * G, 1}};
+    len = make_srat(srat, pxms, 2, overlap, 2);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, len, NULL, 0, &m, &warn, &e), TDMR_ERR_SRAT,
+               &e);
+    CHECK(says(&e, "SRAT memory affinity structure 1 ([0x180000000, 0x300000000)) overlaps a "
+                   "range of node 0"),
+          "%s", e.message);
+    /* An SRAT boundary inside a page. */
+    const struct affinity ragged[] = {{7, 0, 8 * G + 0x800, 1}, {3, 8 * G + 0x800, 4 * G, 1}};
+    len = make_srat(srat, pxms, 2, ragged, 2);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, len, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_MAP, &e);
+    CHECK(says(&e, "4 KiB"), "%s", e.message);
+    CHECK(m == NULL && warn == 77, "out or warnings written on failure");
+
+    /* Warnings: 4 GiB in no node turns NUMA off; a page in no node does not. */
+    const struct affinity partial[] = {{7, 0, 8 * G, 1}};
+    len = make_srat(srat, pxms, 2, partial, 1);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, len, NULL, 0, &m, &warn, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_memory_regions(m, r, 4, &n, &e), TDMR_OK, &e);
+    CHECK(warn == TDMR_MAP_WARN_NUMA_OFF && n == 2 && r[1].node == 0 && r[1].size == 8 * G,
+          "warnings %#x, %zu regions", warn, n);
+    tdmr_memory_free(m);
+    m = NULL;
+    const struct affinity all_but_a_page[] = {{7, 0, 8 * G, 1}, {3, 8 * G + SZ_4K, 4 * G, 1}};
+    len = make_srat(srat, pxms, 2, all_but_a_page, 2);
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, srat, len, NULL, 0, &m, &warn, &e), TDMR_OK, &e);
+    CHECK(warn == TDMR_MAP_WARN_RAM_WITHOUT_NODE, "warnings %#x", warn);
+    tdmr_memory_free(m);
+    m = NULL;
+
+    /* CMRs: checked as tdmr_memory_new checks them. */
+    const tdmr_cmr short_cmrs[] = {{0x100000, 2 * G - 0x100000}, {4 * G, 4 * G}};
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, short_cmrs, 2, &m, &warn, &e),
+               TDMR_ERR_MEMORY_MAP, &e);
+    CHECK(says(&e, "not convertible"), "%s", e.message);
+    tdmr_cmr many[33];
+    for (int i = 0; i < 33; i++)
+        many[i] = (tdmr_cmr){(uint64_t)i * G, SZ_4K};
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, many, 33, &m, &warn, &e), TDMR_ERR_CMRS, &e);
+    const tdmr_cmr all[] = {{0x100000, 2 * G - 0x100000}, {4 * G, 8 * G}};
+    CHECK_CODE(tdmr_memory_from_e820(e820, 4, NULL, 0, all, 2, &m, &warn, &e), TDMR_OK, &e);
+    tdmr_cmr back[2];
+    CHECK_CODE(tdmr_memory_cmrs(m, back, 2, &n, &e), TDMR_OK, &e);
+    CHECK(n == 2 && memcmp(back, all, sizeof back) == 0, "%zu CMRs back", n);
+    tdmr_memory_free(m);
+    m = NULL;
+
+    /* The UEFI memory map: the stride is the firmware's, bytes need no alignment. */
+    enum { STRIDE = 56 };
+    static unsigned char map[1 + 4 * STRIDE];
+    unsigned char *d = map + 1;
+    const struct {
+        uint32_t type;
+        uint64_t start, pages, attr;
+    } descs[4] = {
+        {7, 0x100000, (2 * G - 0x100000) / SZ_4K, 0xf},      /* conventional */
+        {4, 4 * G, 4 * G / SZ_4K, 0xf},                      /* boot services data */
+        {7, 8 * G, 4 * G / SZ_4K, 0xf | (1ull << 18)},       /* specific purpose: not RAM */
+        {0, 3 * G, G / SZ_4K, 0},                            /* reserved */
+    };
+    memset(map, 0, sizeof map);
+    for (int i = 0; i < 4; i++) {
+        put32(d + i * STRIDE, descs[i].type);
+        put64(d + i * STRIDE + 8, descs[i].start);
+        put64(d + i * STRIDE + 24, descs[i].pages);
+        put64(d + i * STRIDE + 32, descs[i].attr);
+    }
+    warn = 77;
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_OK, &e);
+    CHECK_CODE(tdmr_memory_regions(m, r, 4, &n, &e), TDMR_OK, &e);
+    CHECK(n == 2 && warn == 0 && r[1].base == 4 * G && r[1].size == 4 * G,
+          "%zu regions from the UEFI map", n);
+    tdmr_memory_free(m);
+    m = NULL;
+    warn = 77;
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, 36, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_TABLE, &e);
+    CHECK(says(&e, "UEFI descriptor size 36"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, 44, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_TABLE, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE - 8, STRIDE, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_TABLE, &e);
+    CHECK(says(&e, "is not a whole number of 56-byte descriptors"), "%s", e.message);
+    put64(d + STRIDE + 8, 4 * G + 0x800);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_TABLE, &e);
+    CHECK(says(&e, "UEFI descriptor 1 (type 4, start 0x100000800"), "%s", e.message);
+    put64(d + STRIDE + 8, 4 * G);
+    put64(d + STRIDE + 24, UINT64_MAX / 2);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_TABLE, &e);
+    CHECK(says(&e, "UEFI descriptor 1"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_uefi(NULL, 48, 48, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK(says(&e, "`map` is NULL but its length is 48"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_from_uefi(NULL, 0, 48, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_MEMORY_MAP, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, SIZE_MAX, STRIDE, NULL, 0, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_TOO_LARGE, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, NULL, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, NULL, 0, &m, misaligned(1), &e),
+               TDMR_ERR_MISALIGNED, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 7, NULL, 0, &m, &warn, &e),
+               TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_memory_from_uefi(d, 4 * STRIDE, STRIDE, NULL, 0, misaligned(8 + 4), 2, &m,
+                                     &warn, &e),
+               TDMR_ERR_MISALIGNED, &e);
+    CHECK(m == NULL && warn == 77, "out or warnings written on failure");
 }
 
 static int32_t refuse_all(void *ctx, uint64_t size, uint32_t node, uint64_t *base)
@@ -354,6 +633,181 @@ static void gate_errors(void)
             CHECK_CODE(tdmr_init_ticket_fail(t), TDMR_OK, &(tdmr_error){0});
     }
 
+    /* Removal: arguments, tokens, and what it holds off. */
+    tdmr_memory_removal *rem = NULL;
+    tdmr_removal_refusal why;
+    uint32_t was = 9;
+    CHECK_CODE(tdmr_gate_new(cmrs, 2, 2, 1, NULL, &g, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_cpu_online(g, 0, 0, &on, NULL, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_cpu_online_finish(on), TDMR_OK, &(tdmr_error){0});
+    CHECK_CODE(tdmr_gate_admit_removal(NULL, 4 * G, SZ_4K, &rem, NULL, &e), TDMR_ERR_NULL_POINTER,
+               &e);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, NULL, NULL, &e), TDMR_ERR_NULL_POINTER, &e);
+    CHECK(says(&e, "`out`"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, misaligned(4), &e),
+               TDMR_ERR_MISALIGNED, &e);
+    CHECK(says(&e, "`refusal`"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, 0, &rem, NULL, &e), TDMR_ERR_BAD_RANGE, &e);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G + 8, SZ_4K, &rem, NULL, &e), TDMR_ERR_BAD_RANGE,
+               &e);
+    CHECK(says(&e, "not 4 KiB aligned"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_admit_removal(g, UINT64_MAX - SZ_4K + 1, 2 * SZ_4K, &rem, NULL, &e),
+               TDMR_ERR_BAD_RANGE, &e);
+    CHECK(says(&e, "overflows 64 bits"), "%s", e.message);
+    uint64_t not_a_gate[8] = {0};
+    CHECK_CODE(tdmr_gate_admit_removal((tdmr_gate *)not_a_gate, 4 * G, SZ_4K, &rem, NULL, &e),
+               TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK_CODE(tdmr_gate_admit_removal((tdmr_gate *)misaligned(4), 4 * G, SZ_4K, &rem, NULL, &e),
+               TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK(rem == NULL, "out written on failure");
+    CHECK_CODE(tdmr_memory_removal_finish(NULL), TDMR_OK, &(tdmr_error){0});
+    CHECK_CODE(tdmr_memory_removal_abandon(NULL), TDMR_OK, &(tdmr_error){0});
+    CHECK_CODE(tdmr_memory_removal_finish((tdmr_memory_removal *)not_a_gate),
+               TDMR_ERR_INVALID_HANDLE, &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
+    CHECK_CODE(tdmr_memory_removal_abandon((tdmr_memory_removal *)p), TDMR_ERR_INVALID_HANDLE,
+               &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
+    /* Any memory may leave before initialization; the removal holds it off. */
+    CHECK_CODE(tdmr_gate_admit_removal(g, 64 * G, SZ_4K, &rem, NULL, &e), TDMR_OK, &e);
+    CHECK(rem != NULL, "no removal token before init");
+    CHECK_CODE(tdmr_cpu_online_finish((tdmr_cpu_online *)rem), TDMR_ERR_INVALID_HANDLE,
+               &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
+    CHECK_CODE(tdmr_gate_begin_init(g, &t, &e), TDMR_ERR_BUSY, &e);
+    CHECK(says(&e, "1 hotplug operations in flight"), "%s", e.message);
+    CHECK_CODE(tdmr_memory_removal_abandon(rem), TDMR_OK, &(tdmr_error){0});
+
+    /* Cancelling: arguments; what it answers. */
+    CHECK_CODE(tdmr_gate_cancel_init(NULL, &was, &e), TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_gate_cancel_init(g, misaligned(2), &e), TDMR_ERR_MISALIGNED, &e);
+    CHECK(says(&e, "`was_pending`"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_cancel_init((tdmr_gate *)not_a_gate, &was, &e), TDMR_ERR_INVALID_HANDLE,
+               &e);
+    CHECK(was == 9, "was_pending written on failure");
+    CHECK_CODE(tdmr_gate_cancel_init(g, NULL, &e), TDMR_OK, &e); /* was pending: withdrawn */
+    CHECK_CODE(tdmr_gate_cancel_init(g, &was, &e), TDMR_OK, &e);
+    CHECK(was == 0, "still pending");
+    CHECK_CODE(tdmr_gate_cancel_update(NULL, &was, &e), TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_gate_cancel_update(g, misaligned(1), &e), TDMR_ERR_MISALIGNED, &e);
+    CHECK_CODE(tdmr_gate_cancel_update((tdmr_gate *)not_a_gate, &was, &e), TDMR_ERR_INVALID_HANDLE,
+               &e);
+    CHECK_CODE(tdmr_gate_cancel_update((tdmr_gate *)p, &was, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK(says(&e, "not a live tdmr_gate handle"), "%s", e.message);
+    was = 9;
+    CHECK_CODE(tdmr_gate_cancel_update(g, &was, &e), TDMR_OK, &e);
+    CHECK(was == 0, "an update pending before init");
+
+    /* Updates: arguments, state, tokens. */
+    tdmr_update_ticket *u = NULL;
+    CHECK_CODE(tdmr_gate_begin_update(NULL, &u, &e), TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_gate_begin_update(g, NULL, &e), TDMR_ERR_NULL_POINTER, &e);
+    CHECK_CODE(tdmr_gate_begin_update(g, misaligned(4), &e), TDMR_ERR_MISALIGNED, &e);
+    CHECK(says(&e, "`out`"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_begin_update((tdmr_gate *)not_a_gate, &u, &e), TDMR_ERR_INVALID_HANDLE,
+               &e);
+    CHECK_CODE(tdmr_gate_begin_update(g, &u, &e), TDMR_ERR_STATE, &e);
+    CHECK(says(&e, "only an initialized one is updated"), "%s", e.message);
+    CHECK(u == NULL, "out written on failure");
+    CHECK_CODE(tdmr_update_ticket_finish(NULL), TDMR_ERR_NULL_POINTER,
+               &(tdmr_error){.code = TDMR_ERR_NULL_POINTER});
+    CHECK_CODE(tdmr_update_ticket_finish((tdmr_update_ticket *)p), TDMR_ERR_INVALID_HANDLE,
+               &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
+    CHECK_CODE(tdmr_gate_begin_init(g, &t, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_update_ticket_finish((tdmr_update_ticket *)t), TDMR_ERR_INVALID_HANDLE,
+               &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
+    CHECK_CODE(tdmr_init_ticket_publish(t, p, NULL, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_begin_update(g, &u, &e), TDMR_OK, &e);
+    tdmr_update_ticket *u2 = NULL;
+    CHECK_CODE(tdmr_gate_begin_update(g, &u2, &e), TDMR_ERR_BUSY, &e);
+    CHECK(says(&e, "already in progress"), "%s", e.message);
+    CHECK_CODE(tdmr_init_ticket_fail((tdmr_init_ticket *)u), TDMR_ERR_INVALID_HANDLE,
+               &(tdmr_error){.code = TDMR_ERR_INVALID_HANDLE});
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e), TDMR_ERR_BUSY, &e);
+    CHECK(says(&e, "retry the memory removal later"), "%s", e.message);
+    /* The update ticket outlives the caller's gate handle, which every call then refuses. */
+    tdmr_gate_free(g);
+    CHECK_CODE(tdmr_gate_begin_update(g, &u2, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK(says(&e, "freed"), "%s", e.message);
+    CHECK_CODE(tdmr_gate_cancel_update(g, &was, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK_CODE(tdmr_gate_cancel_init(g, &was, &e), TDMR_ERR_INVALID_HANDLE, &e);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e), TDMR_ERR_INVALID_HANDLE,
+               &e);
+    CHECK_CODE(tdmr_update_ticket_finish(u), TDMR_OK, &(tdmr_error){0});
+
+    /* After initialization: a PAMT block is refused, with the TDMR and level named. */
+    size_t n_infos = 0;
+    CHECK_CODE(tdmr_plan_tdmr_infos(p, NULL, 0, &n_infos, &e), TDMR_OK, &e);
+    tdmr_tdmr_info *infos = aligned_alloc(TDMR_INFO_ALIGNMENT, n_infos * sizeof *infos);
+    CHECK_CODE(tdmr_plan_tdmr_infos(p, infos, n_infos, &n_infos, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_new(cmrs, 2, 0, 0, NULL, &g, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_begin_init(g, &t, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_init_ticket_publish(t, p, NULL, &e), TDMR_OK, &e);
+    const tdmr_tdmr_info *last = &infos[n_infos - 1];
+    /* A range from below the PAMT_2M block into it: the overlap is the block's part. */
+    uint64_t from = last->pamt_2m_base - SZ_4K;
+    memset(&why, 0xa5, sizeof why);
+    CHECK_CODE(tdmr_gate_admit_removal(g, from, 2 * SZ_4K, &rem, &why, &e),
+               TDMR_ERR_HOLDS_TDX_METADATA, &e);
+    /* The first block the range touches: the one holding the page below, if one does. */
+    size_t want_tdmr = n_infos - 1;
+    uint32_t want_level = TDMR_PAMT_LEVEL_2M;
+    uint64_t want_base = from + SZ_4K;
+    for (size_t i = 0; i < n_infos; i++) {
+        const uint64_t b[3] = {infos[i].pamt_4k_base, infos[i].pamt_2m_base, infos[i].pamt_1g_base};
+        const uint64_t z[3] = {infos[i].pamt_4k_size, infos[i].pamt_2m_size, infos[i].pamt_1g_size};
+        for (uint32_t l = 0; l < 3; l++)
+            if (from >= b[l] && from < b[l] + z[l])
+                want_tdmr = i, want_level = l, want_base = from;
+    }
+    CHECK(why.holder == TDMR_HOLDER_PAMT && why.tdmr == want_tdmr && why.pamt_level == want_level &&
+              why.overlap.base == want_base && why.overlap.base + why.overlap.size <= from + 2 * SZ_4K,
+          "holder %u, TDMR %u, level %u, overlap %#" PRIx64 "+%#" PRIx64, why.holder, why.tdmr,
+          why.pamt_level, why.overlap.base, why.overlap.size);
+    static const char *const levels[3] = {"PAMT_4K", "PAMT_2M", "PAMT_1G"};
+    char want[64];
+    snprintf(want, sizeof want, "is the %s block of TDMR %zu", levels[want_level], want_tdmr);
+    CHECK(says(&e, want) && says(&e, "holds TDX metadata"), "%s (wanted `%s`)", e.message, want);
+    /* A refusal with a NULL `refusal` is the same answer. */
+    CHECK_CODE(tdmr_gate_admit_removal(g, last->pamt_2m_base, SZ_4K, &rem, NULL, &e),
+               TDMR_ERR_HOLDS_TDX_METADATA, &e);
+    tdmr_gate_free(g);
+
+    /* Fails closed: a refusal set too small for the plan, and Dynamic PAMT, which this ABI
+     * does not track. */
+    tdmr_gate_options_default(&go, &e);
+    CHECK(go.metadata_capacity == 256, "default metadata capacity %zu", go.metadata_capacity);
+    go.metadata_capacity = 1;
+    CHECK_CODE(tdmr_gate_new(cmrs, 2, 0, 0, &go, &g, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_begin_init(g, &t, &e), TDMR_OK, &e);
+    size_t frozen_ranges = 321;
+    CHECK_CODE(tdmr_init_ticket_publish(t, p, &frozen_ranges, &e), TDMR_ERR_METADATA_UNTRACKED,
+               &e);
+    CHECK(says(&e, "no memory removal will be admitted") && frozen_ranges == 321, "%s", e.message);
+    CHECK_CODE(tdmr_gate_get_info(g, &gi, &e), TDMR_OK, &e);
+    CHECK(gi.state == TDMR_STATE_INITIALIZED, "state %u", gi.state);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e),
+               TDMR_ERR_METADATA_UNTRACKED, &e);
+    CHECK(says(&e, "may hold TDX metadata"), "%s", e.message);
+    tdmr_gate_free(g);
+    tdmr_plan_options po;
+    tdmr_plan_options_default(&po, &e);
+    po.limits.dynamic_pamt_bits = 1;
+    tdmr_plan *dp = NULL;
+    CHECK_CODE(tdmr_plan_new(m, &po, &dp, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_new(cmrs, 2, 0, 0, NULL, &g, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_begin_init(g, &t, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_init_ticket_publish(t, dp, NULL, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e),
+               TDMR_ERR_METADATA_UNTRACKED, &e);
+    CHECK(says(&e, "Dynamic PAMT pages"), "%s", e.message);
+    tdmr_gate_free(g);
+    tdmr_plan_free(dp);
+    free(infos);
+
+    /* A removal token outlives the caller's gate handle. */
+    CHECK_CODE(tdmr_gate_new(cmrs, 2, 0, 0, NULL, &g, &e), TDMR_OK, &e);
+    CHECK_CODE(tdmr_gate_admit_removal(g, 4 * G, SZ_4K, &rem, NULL, &e), TDMR_OK, &e);
+    tdmr_gate_free(g);
+    CHECK_CODE(tdmr_memory_removal_finish(rem), TDMR_OK, &(tdmr_error){0});
+
     /* A gate that cannot hold the frozen memory initializes and admits nothing. */
     tdmr_gate_options_default(&go, &e);
     go.snapshot_capacity = 0;
@@ -373,14 +827,16 @@ static void gate_errors(void)
 static void codes_and_err(void)
 {
     tdmr_error e;
-    for (int c = 0; c >= -27; c--) {
+    for (int c = 0; c >= -31; c--) {
         const char *n = tdmr_error_name(c), *d = tdmr_error_message(c);
         CHECK(n != NULL && strncmp(n, "TDMR_", 5) == 0 && strcmp(n, "TDMR_ERR_UNKNOWN") != 0,
               "code %d: %s", c, n);
         CHECK(d != NULL && strlen(d) > 3, "code %d", c);
     }
     CHECK(strcmp(tdmr_error_name(TDMR_ERR_BUSY), "TDMR_ERR_BUSY") == 0, "busy");
-    CHECK(strcmp(tdmr_error_name(-28), "TDMR_ERR_UNKNOWN") == 0, "-28");
+    CHECK(strcmp(tdmr_error_name(TDMR_ERR_METADATA_UNTRACKED), "TDMR_ERR_METADATA_UNTRACKED") == 0,
+          "the last code");
+    CHECK(strcmp(tdmr_error_name(-32), "TDMR_ERR_UNKNOWN") == 0, "-32");
     CHECK(strcmp(tdmr_error_name(1), "TDMR_ERR_UNKNOWN") == 0, "1");
     CHECK(strcmp(tdmr_error_message(12345), "unknown error code") == 0, "12345");
 
@@ -404,6 +860,7 @@ static void codes_and_err(void)
 int main(void)
 {
     memory_errors();
+    firmware_errors();
     plan_errors();
     gate_errors();
     codes_and_err();

@@ -130,7 +130,7 @@ type Ending = fn(*mut tdmr_gate, *mut tdmr_plan);
 fn every_token_may_outlive_the_callers_gate_handle() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (m, p) = new_plan();
-    let endings: [(&str, Ending); 5] = [
+    let endings: [(&str, Ending); 8] = [
         ("admission finished", |g, _| {
             let mut a = null_mut();
             // SAFETY: a live gate; the token is ended after the gate's handle is freed.
@@ -191,6 +191,49 @@ fn every_token_may_outlive_the_callers_gate_handle() {
                 ok(tdmr_init_ticket_publish(t, p, &mut frozen, null_mut()));
             }
             assert!(frozen > 0);
+        }),
+        ("removal finished", |g, _| {
+            let mut r = null_mut();
+            // SAFETY: as above.
+            unsafe {
+                ok(tdmr_gate_admit_removal(
+                    g,
+                    G,
+                    4096,
+                    &mut r,
+                    null_mut(),
+                    null_mut(),
+                ));
+                tdmr_gate_free(g);
+                ok(tdmr_memory_removal_finish(r));
+            }
+        }),
+        ("removal abandoned", |g, _| {
+            let mut r = null_mut();
+            // SAFETY: as above.
+            unsafe {
+                ok(tdmr_gate_admit_removal(
+                    g,
+                    G,
+                    4096,
+                    &mut r,
+                    null_mut(),
+                    null_mut(),
+                ));
+                tdmr_gate_free(g);
+                ok(tdmr_memory_removal_abandon(r));
+            }
+        }),
+        ("update ticket finished", |g, p| {
+            let (mut t, mut u) = (null_mut(), null_mut());
+            // SAFETY: as above; `p` is a live plan.
+            unsafe {
+                ok(tdmr_gate_begin_init(g, &mut t, null_mut()));
+                ok(tdmr_init_ticket_publish(t, p, null_mut(), null_mut()));
+                ok(tdmr_gate_begin_update(g, &mut u, null_mut()));
+                tdmr_gate_free(g);
+                ok(tdmr_update_ticket_finish(u));
+            }
         }),
     ];
     for (what, end) in endings {

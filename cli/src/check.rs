@@ -20,6 +20,7 @@ use crate::args::{InputArgs, LimitArgs, TextOrJson};
 use crate::input::{self, EMR};
 use crate::keyids;
 use crate::layout_file::{self, LayoutFormat};
+use crate::module;
 use crate::out;
 use crate::{CliError, Output};
 
@@ -252,8 +253,12 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
             "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the module checks PAMT_4K as a bitmap".to_string(),
         );
     }
+    let version = module::named_version(&mut loaded, "checked as");
     let cmrs: &[Cmr] = loaded.parsed.cmrs().listed();
     let mut env = ConfigEnv::from_limits(&limits, cmrs);
+    if let Some(version) = version {
+        env = env.with_module_version(version);
+    }
     // The parser takes only ranges PrivateKeyIds takes.
     let keyids = match tdx.keyids().map(keyids::from_range) {
         Some(Ok(k)) => Some(k),

@@ -130,6 +130,9 @@ pub fn describe(l: &Loaded) -> String {
         for s in &l.sources {
             out.push_str(&format!("  {:<15}{}: {}\n", s.source, s.path, s.detail));
         }
+    } else if let Some(note) = l.sources.first().and_then(|s| s.detail.split_once("; ")) {
+        // A log's own detail is its line count; what was decided from it follows.
+        out.push_str(&format!("  {}\n", note.1));
     }
     for a in &l.assumed {
         out.push_str(&format!("assumed: {a}\n"));

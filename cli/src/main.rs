@@ -19,6 +19,7 @@ mod input;
 mod keyids;
 mod layout_file;
 mod machine;
+mod module;
 mod out;
 mod plan;
 
@@ -90,7 +91,7 @@ enum Command {
     /// Bring up the software TDX module on the memory map (TDH.SYS.INIT, LP.INIT on every CPU,
     /// CONFIG, KEY.CONFIG, TDMR.INIT spread over the CPUs) and show what it took. --demo: the
     /// embedded 1 TiB Sapphire Rapids map.
-    Bringup(bringup::Args),
+    Bringup(Box<bringup::Args>),
     /// Race threads of memory hot-add and removal and CPU hotplug around one TDX
     /// initialization through the hotplug gate, checking every answer; prints one JSON line.
     /// --demo: the embedded Emerald Rapids 4-socket map.

@@ -12,6 +12,7 @@ use tdmr::report::{self, Context, svg};
 
 use crate::args::{InputArgs, LimitArgs, PlannerArgs};
 use crate::input::{self, EMR};
+use crate::module;
 use crate::out;
 use crate::{CliError, Output};
 
@@ -78,11 +79,14 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
                 .to_string(),
         );
     }
-    let planner = a
+    let mut planner = a
         .planner
         .planner(limits)
         .with_exclusions(a.allow_exclusions)
         .with_init_cpus(a.cpus);
+    if let Some(version) = module::named_version(&mut loaded, "planned for") {
+        planner = planner.with_module_version(version);
+    }
     let parsed = &loaded.parsed;
     let ctx = Context::of(parsed);
     let strategy = planner.strategy();

@@ -120,6 +120,22 @@ fn every_field_of_every_output_is_documented_and_every_documented_field_exists()
         p.to_string_lossy().into_owned()
     };
     // Inputs that reach the optional fields.
+    let update_starts: u64 = json(
+        &[
+            "bringup",
+            "--format",
+            "json",
+            "--module",
+            "next",
+            &fixture("spr-1t.log"),
+        ],
+        0,
+    )["seamcalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
     let emr = fixture("emr-4s-256g.log");
     let spr = fixture("spr-1t.log");
     let spr512 = fixture("spr-512g.log");
@@ -293,6 +309,74 @@ fn every_field_of_every_output_is_documented_and_every_documented_field_exists()
                     &minor_node,
                 ],
                 0,
+            ),
+        ),
+        (
+            "bringup",
+            json(
+                &[
+                    "bringup",
+                    "--format",
+                    "json",
+                    "--module",
+                    "next",
+                    "--update-to",
+                    "next,update=1",
+                    "--disable",
+                    &spr,
+                ],
+                0,
+            ),
+        ),
+        (
+            "bringup",
+            json(
+                &[
+                    "bringup",
+                    "--format",
+                    "json",
+                    "--update-to",
+                    "1.5.25,update=26,max_reserved=1",
+                    "--holes",
+                    "memory",
+                    "--disable",
+                    &emr,
+                ],
+                1,
+            ),
+        ),
+        // An update that fails with the module's status: inject into its first call, the
+        // one after every call bring-up made.
+        (
+            "bringup",
+            json(
+                &[
+                    "bringup",
+                    "--format",
+                    "json",
+                    "--module",
+                    "next",
+                    "--update-to",
+                    "next,update=1",
+                    "--inject",
+                    &format!("rnd-no-entropy@{update_starts}x100"),
+                    &spr,
+                ],
+                1,
+            ),
+        ),
+        (
+            "bringup",
+            json(
+                &[
+                    "bringup",
+                    "--format",
+                    "json",
+                    "--module",
+                    "2.0,lacks=MAX_TDMRS",
+                    &spr,
+                ],
+                1,
             ),
         ),
     ];

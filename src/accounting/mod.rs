@@ -3,7 +3,9 @@
 //! nothing to read).
 //!
 //! [`TdxMemoryUsage::of_plan`] takes the static part from the configuration: PAMT bytes per
-//! NUMA node (each TDMR's PAMT counted on the node it was placed for).
+//! NUMA node (each TDMR's PAMT counted on the node it was placed for);
+//! [`TdxMemoryUsage::of_initialized`] adds the module extensions' memory a bring-up handed
+//! over — beside the PAMT, and like it never reclaimable while the module runs.
 //! [`TdxMemoryUsage::with_dynamic_pamt`] adds the Dynamic PAMT page pairs the manager holds at
 //! that moment, and [`TdxMemoryUsage::with_module_extensions`] the memory handed to the module
 //! for its extensions (TDH.EXT.MEM.ADD, never reclaimable). Reading is cheap enough for a
@@ -33,6 +35,7 @@ use core::fmt;
 
 use crate::addr::{PageSize, SZ_2M, SZ_4K};
 use crate::dpamt::DynamicPamt;
+use crate::init::Initialized;
 use crate::layout::Plan;
 use crate::memmap::NodeId;
 use crate::seamcall::Seamcall;
@@ -66,6 +69,33 @@ impl TdxMemoryUsage {
             pair_bytes,
             module_extensions: 0,
         }
+    }
+
+    /// What a finished bring-up holds: the static PAMT of its plan and the memory it handed
+    /// to the module extensions (TDH.EXT.MEM.ADD); no Dynamic PAMT pairs yet.
+    ///
+    /// ```
+    /// # #[cfg(all(feature = "mock", feature = "std"))]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tdmr::accounting::TdxMemoryUsage;
+    /// use tdmr::init::Bringup;
+    /// use tdmr::memmap::parse_kernel_log;
+    /// use tdmr::mock::{MockModule, Platform};
+    /// let log = "virt/tdx: CMR: [0x100000, 0x7f000000)\nvirt/tdx: CMR: [0x100000000, 0x500000000)\n";
+    /// let input = parse_kernel_log(log)?;
+    /// let platform = Platform::new(input.cmrs().listed())?.with_module("next".parse()?);
+    /// let module = MockModule::new(platform);
+    /// let keyids = module.platform().private_keyids();
+    /// let done = Bringup::new(&module, &module, &module, keyids).run(input.memory())?;
+    /// let usage = TdxMemoryUsage::of_initialized(&done);
+    /// assert_eq!(usage.module_extension_bytes(), 12_800 * 4096); // 50 MiB
+    /// assert_eq!(usage.total_bytes(), done.memory_budget());
+    /// # Ok(()) }
+    /// # #[cfg(not(all(feature = "mock", feature = "std")))]
+    /// # fn main() {}
+    /// ```
+    pub fn of_initialized(done: &Initialized) -> Self {
+        Self::of_plan(&done.plan).with_module_extensions(done.extension_bytes())
     }
 
     /// With the Dynamic PAMT page pairs `dpamt` holds now: every 2 MiB range with holders or in

@@ -83,7 +83,7 @@ pub struct CpuOnline<'g> {
     gate: &'g HotplugGate,
     cpu: u32,
     package: u32,
-    in_flight: bool,
+    lp_init: bool,
     finished: bool,
 }
 
@@ -92,7 +92,7 @@ impl CpuOnline<'_> {
     /// initialized. Before that, initialization runs it on every CPU online when it begins.
     #[inline]
     pub fn lp_init_required(&self) -> bool {
-        !self.in_flight
+        self.lp_init
     }
 
     /// The CPU.
@@ -130,9 +130,9 @@ impl Drop for CpuOnline<'_> {
                 slot.store(SLOT_OFFLINE, Ordering::Release);
             }
         }
-        if self.in_flight {
-            self.gate.word.leave();
-        }
+        // Every online is in flight until it ends: before initialization so that
+        // begin_init sees it, after so that begin_update does.
+        self.gate.word.leave();
     }
 }
 
@@ -140,7 +140,8 @@ impl HotplugGate {
     /// Decides whether `cpu` of `package` may come online, and whether it must run
     /// TDH.SYS.LP.INIT (see [`CpuOnline`]). Refused with [`CpuOnlineError::Busy`] while
     /// initialization is in progress, and while it is pending unless the package has no online
-    /// CPU (initialization needs one there); never blocks.
+    /// CPU (initialization needs one there); while a runtime update is pending or in progress;
+    /// never blocks.
     pub fn cpu_online(&self, cpu: u32, package: u32) -> Result<CpuOnline<'_>, CpuOnlineError> {
         let table = &self.cpus;
         let Some(slot) = table.slots.get(cpu as usize) else {
@@ -176,39 +177,36 @@ impl HotplugGate {
         };
         let mut w = self.word.load();
         loop {
-            match w.state() {
-                ModuleState::Initializing => return refuse(CpuOnlineError::Busy),
-                ModuleState::Initialized => {
-                    return Ok(CpuOnline {
-                        gate: self,
-                        cpu,
-                        package,
-                        in_flight: false,
-                        finished: false,
-                    });
+            let lp_init = match w.state() {
+                ModuleState::Initializing | ModuleState::Updating => {
+                    return refuse(CpuOnlineError::Busy);
                 }
+                // An update is pending: the CPU operations in flight drain.
+                ModuleState::Initialized if w.pending() => return refuse(CpuOnlineError::Busy),
+                ModuleState::Initialized => true,
                 // Initialization is pending: only a CPU it needs (the first of its package)
                 // may still come online, so the operations in flight drain.
                 _ if w.pending() && table.online_in(package).is_some_and(|c| c > 0) => {
                     return refuse(CpuOnlineError::Busy);
                 }
-                ModuleState::Uninitialized | ModuleState::Failed => match self.word.try_enter(w) {
-                    Some(Ok(())) => {
-                        return Ok(CpuOnline {
-                            gate: self,
-                            cpu,
-                            package,
-                            in_flight: true,
-                            finished: false,
-                        });
-                    }
-                    Some(Err(now)) => w = now,
-                    None => {
-                        return refuse(CpuOnlineError::TooManyInFlight {
-                            limit: MAX_IN_FLIGHT,
-                        });
-                    }
-                },
+                ModuleState::Uninitialized | ModuleState::Failed => false,
+            };
+            match self.word.try_enter(w) {
+                Some(Ok(())) => {
+                    return Ok(CpuOnline {
+                        gate: self,
+                        cpu,
+                        package,
+                        lp_init,
+                        finished: false,
+                    });
+                }
+                Some(Err(now)) => w = now,
+                None => {
+                    return refuse(CpuOnlineError::TooManyInFlight {
+                        limit: MAX_IN_FLIGHT,
+                    });
+                }
             }
         }
     }
@@ -216,7 +214,8 @@ impl HotplugGate {
     /// Takes `cpu` of `package` offline in the gate's books, unless it is the last online CPU
     /// of its package while initialization is pending or in progress
     /// ([`CpuOfflineError::Busy`]) or guest KeyIDs are in use
-    /// ([`CpuOfflineError::GuestKeyIdsInUse`]). Never blocks.
+    /// ([`CpuOfflineError::GuestKeyIdsInUse`]), or a runtime update is pending or in progress
+    /// (any CPU: [`CpuOfflineError::Busy`]). Never blocks.
     ///
     /// Hot-removing a package means taking all its CPUs offline first, so while guest KeyIDs
     /// exist it is refused at its last CPU: the package keeps that CPU (and the others may come
@@ -252,7 +251,15 @@ impl HotplugGate {
                 });
             }
         }
-        let result = self.uncount(count, cpu, package);
+        let result = self
+            .enter_offline_after_init(cpu, package)
+            .and_then(|after_init| {
+                let result = self.uncount(count, cpu, package);
+                if after_init {
+                    self.word.leave();
+                }
+                result
+            });
         let back = if result.is_ok() {
             SLOT_OFFLINE
         } else {
@@ -260,6 +267,32 @@ impl HotplugGate {
         };
         slot.store(back, Ordering::Release);
         result
+    }
+
+    /// Once initialized, every offline is in flight while it happens, so that a runtime update
+    /// begins only after it; refused while an update runs or is pending. Whether it went in
+    /// flight (before initialization only the last CPU of a package does, in `uncount`).
+    fn enter_offline_after_init(&self, cpu: u32, package: u32) -> Result<bool, CpuOfflineError> {
+        let mut w = self.word.load();
+        loop {
+            match w.state() {
+                ModuleState::Updating => return Err(CpuOfflineError::Busy { cpu, package }),
+                ModuleState::Initialized if w.pending() => {
+                    return Err(CpuOfflineError::Busy { cpu, package });
+                }
+                ModuleState::Initialized => {}
+                _ => return Ok(false),
+            }
+            match self.word.try_enter(w) {
+                Some(Ok(())) => return Ok(true),
+                Some(Err(now)) => w = now,
+                None => {
+                    return Err(CpuOfflineError::TooManyInFlight {
+                        limit: MAX_IN_FLIGHT,
+                    });
+                }
+            }
+        }
     }
 
     /// Drops one from a package's online count, with the last-CPU rule.
@@ -283,7 +316,9 @@ impl HotplugGate {
             // against this offline.
             let mut w = self.word.load();
             loop {
-                if w.state() == ModuleState::Initializing || w.pending() {
+                if matches!(w.state(), ModuleState::Initializing | ModuleState::Updating)
+                    || w.pending()
+                {
                     return Err(CpuOfflineError::Busy { cpu, package });
                 }
                 if w.guest_keyids() > 0 {
@@ -318,10 +353,14 @@ impl HotplugGate {
     pub fn acquire_guest_keyid(&self) -> Result<(), KeyIdError> {
         let mut w = self.word.load();
         loop {
-            if w.state() != ModuleState::Initialized {
-                return Err(KeyIdError::NotInitialized { state: w.state() });
+            match w.state() {
+                ModuleState::Initialized => {}
+                // No TD starts while the module is being replaced.
+                ModuleState::Updating => return Err(KeyIdError::Busy),
+                state => return Err(KeyIdError::NotInitialized { state }),
             }
-            // Once initialized, only last-CPU offlines are ever in flight.
+            // Once initialized, CPU onlines and offlines are in flight while they happen; a
+            // last-CPU offline among them must not race a new KeyID.
             if w.in_flight() > 0 {
                 return Err(KeyIdError::Busy);
             }

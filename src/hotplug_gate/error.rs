@@ -62,7 +62,7 @@ impl fmt::Display for AdmitError {
             }
             AdmitError::Busy => write!(
                 f,
-                "TDX module initialization in progress; retry the memory addition later"
+                "TDX module initialization or update pending or in progress; retry the memory addition later"
             ),
             AdmitError::NotConvertible { range, outside } => write!(
                 f,
@@ -155,7 +155,7 @@ impl fmt::Display for RemoveError {
             }
             RemoveError::Busy => write!(
                 f,
-                "TDX module initialization pending or in progress; retry the memory removal later"
+                "TDX module initialization or update pending or in progress; retry the memory removal later"
             ),
             RemoveError::HoldsTdxMetadata {
                 range,
@@ -249,6 +249,56 @@ impl fmt::Display for BeginInitError {
 }
 
 impl core::error::Error for BeginInitError {}
+
+/// Why a runtime module update could not begin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BeginUpdateError {
+    /// Only an initialized module is updated.
+    NotInitialized {
+        /// The state seen.
+        state: ModuleState,
+    },
+    /// Another update is in progress.
+    InProgress,
+    /// CPU onlines or offlines are in flight. The update is pending now: no new one is
+    /// admitted, so retry once these have finished (or withdraw with
+    /// [`super::HotplugGate::cancel_update`]).
+    Busy {
+        /// How many hotplug operations were in flight.
+        in_flight: u32,
+    },
+}
+
+impl BeginUpdateError {
+    /// Whether the same request may succeed later without any change on the caller's side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BeginUpdateError::Busy { .. } | BeginUpdateError::InProgress
+        )
+    }
+}
+
+impl fmt::Display for BeginUpdateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BeginUpdateError::NotInitialized { state } => {
+                write!(
+                    f,
+                    "the TDX module is {state}; only an initialized one is updated"
+                )
+            }
+            BeginUpdateError::InProgress => write!(f, "a TDX module update is already in progress"),
+            BeginUpdateError::Busy { in_flight } => write!(
+                f,
+                "{in_flight} CPU hotplug operations in flight; retry the TDX module update later"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for BeginUpdateError {}
 
 /// Why a plan could not be published in full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,7 +414,7 @@ impl fmt::Display for CpuOnlineError {
             }
             CpuOnlineError::Busy => write!(
                 f,
-                "TDX module initialization in progress; retry the CPU online later"
+                "TDX module initialization or update pending or in progress; retry the CPU online later"
             ),
             CpuOnlineError::TooManyInFlight { limit } => {
                 write!(f, "{limit} hotplug operations already in flight")
@@ -413,7 +463,8 @@ pub enum CpuOfflineError {
         cpu: u32,
     },
     /// It is the last online CPU of its package and TDX initialization is pending or in
-    /// progress (TDH.SYS.KEY.CONFIG must run in every package): retry once it has finished.
+    /// progress (TDH.SYS.KEY.CONFIG must run in every package), or a runtime module update is
+    /// pending or in progress (it runs in lock-step on every CPU): retry once it has finished.
     Busy {
         /// The CPU.
         cpu: u32,
@@ -473,8 +524,9 @@ impl fmt::Display for CpuOfflineError {
             }
             CpuOfflineError::Busy { cpu, package } => write!(
                 f,
-                "CPU {cpu} is the last online CPU of package {package} and TDX initialization \
-                 is in progress; retry later"
+                "CPU {cpu} of package {package} cannot go offline while TDX initialization (for \
+                 the last CPU of a package) or a TDX module update (for any CPU) is pending or \
+                 in progress; retry later"
             ),
             CpuOfflineError::GuestKeyIdsInUse {
                 cpu,
@@ -503,7 +555,8 @@ pub enum KeyIdError {
         /// The module state seen.
         state: ModuleState,
     },
-    /// The last CPU of a package is going offline right now: retry.
+    /// The last CPU of a package, or a CPU during a runtime update, is going offline or
+    /// online right now, or an update runs: retry.
     Busy,
     /// A package has no online CPU, so TD private memory could not be written back there.
     PackageOffline {
@@ -536,7 +589,7 @@ impl fmt::Display for KeyIdError {
             ),
             KeyIdError::Busy => write!(
                 f,
-                "the last CPU of a package is going offline; retry the guest KeyID later"
+                "a CPU is going online or offline, or the TDX module is being updated; retry the guest KeyID later"
             ),
             KeyIdError::PackageOffline { package } => write!(
                 f,

@@ -105,7 +105,7 @@ impl HotplugGate {
         loop {
             match w.state() {
                 ModuleState::Initialized => return self.admit_frozen(range),
-                ModuleState::Initializing => return Err(AdmitError::Busy),
+                ModuleState::Initializing | ModuleState::Updating => return Err(AdmitError::Busy),
                 // Initialization is pending: let the operations in flight drain.
                 _ if w.pending() => return Err(AdmitError::Busy),
                 ModuleState::Uninitialized | ModuleState::Failed => {

@@ -18,10 +18,12 @@
 //! | uninitialized / failed | inside the CMRs ([`PreInitPolicy`]), in flight until finished | in flight until finished | in flight until finished | allowed (in flight while it happens) |
 //! | initialization pending | `Busy` | `Busy` | `Busy`, unless the package has no online CPU | `Busy` |
 //! | initializing | `Busy` | `Busy` | `Busy` | `Busy` |
-//! | initialized | TDX memory of the plan (wait-free) | refused where the module owns memory (wait-free) | allowed, must run TDH.SYS.LP.INIT | refused while guest KeyIDs are in use |
+//! | initialized | TDX memory of the plan (wait-free) | refused where the module owns memory (wait-free) | allowed, must run TDH.SYS.LP.INIT, in flight until finished | refused while guest KeyIDs are in use |
+//! | update pending | as initialized | as initialized | `Busy` | `Busy` (any CPU) |
+//! | updating ([`HotplugGate::begin_update`]) | `Busy` | `Busy` | `Busy` | `Busy` (any CPU) |
 //!
 //! Files: `module_state.rs` (the states), `state.rs` (the word and the initialization
-//! transitions), `memory.rs` (memory admission), `removal.rs` (memory removal),
+//! transitions), `update.rs` (the runtime module update's transitions), `memory.rs` (memory admission), `removal.rs` (memory removal),
 //! `snapshot.rs` (the frozen TDX memory), `metadata.rs` (the memory the module owns for good),
 //! `sections.rs` (the fast path of the frozen check), `cpu.rs` (CPU rules, guest KeyIDs),
 //! `error.rs`, `sync.rs` (atomics, swapped for loom's under `cfg(loom)`).
@@ -69,11 +71,12 @@ mod sections;
 mod snapshot;
 mod state;
 mod sync;
+mod update;
 
 pub use cpu::CpuOnline;
 pub use error::{
-    AdmitError, BeginInitError, CpuOfflineError, CpuOnlineError, GateConfigError, KeyIdError,
-    PublishError, RemoveError,
+    AdmitError, BeginInitError, BeginUpdateError, CpuOfflineError, CpuOnlineError, GateConfigError,
+    KeyIdError, PublishError, RemoveError,
 };
 pub use memory::{AdmissionRule, MemoryAdmission, PreInitPolicy};
 pub use metadata::{MetadataHolder, tdx_metadata};
@@ -81,6 +84,7 @@ pub use module_state::ModuleState;
 pub use removal::{MemoryRemoval, RemovalRule};
 pub use snapshot::frozen_tdx_memory;
 pub use state::{InitTicket, MAX_GUEST_KEYIDS, MAX_IN_FLIGHT};
+pub use update::UpdateTicket;
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -279,7 +283,10 @@ impl HotplugGate {
 
     /// The frozen TDX memory admitted after initialization, in address order; empty before.
     pub fn frozen_memory(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        let initialized = self.state() == ModuleState::Initialized;
+        let initialized = matches!(
+            self.state(),
+            ModuleState::Initialized | ModuleState::Updating
+        );
         self.snapshot
             .iter()
             .take(if initialized { usize::MAX } else { 0 })
@@ -288,7 +295,10 @@ impl HotplugGate {
     /// The memory the module owns for good, which no removal may take after initialization
     /// (static PAMT blocks, extension memory), in address order; empty before.
     pub fn tdx_metadata(&self) -> impl Iterator<Item = (PhysRange, MetadataHolder)> + '_ {
-        let initialized = self.state() == ModuleState::Initialized;
+        let initialized = matches!(
+            self.state(),
+            ModuleState::Initialized | ModuleState::Updating
+        );
         self.metadata
             .iter()
             .take(if initialized { usize::MAX } else { 0 })

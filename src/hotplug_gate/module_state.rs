@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-/// Bits 1:0 of the state word.
-pub(crate) const STATE_MASK: u64 = 0b11;
+/// Bits 2:0 of the state word.
+pub(crate) const STATE_MASK: u64 = 0b111;
 
 /// The TDX module's state as the gate tracks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,6 +17,10 @@ pub enum ModuleState {
     Initialized,
     /// The last initialization failed: as uninitialized, and `begin_init` may try again.
     Failed,
+    /// A runtime module update is in progress (TDH.SYS.SHUTDOWN to TDH.SYS.UPDATE): memory
+    /// and CPU hotplug and new guest KeyIDs answer `Busy`; the TDX memory stays frozen, and
+    /// the update ends initialized again with the same layout.
+    Updating,
 }
 
 impl ModuleState {
@@ -27,6 +31,7 @@ impl ModuleState {
             ModuleState::Initializing => "initializing",
             ModuleState::Initialized => "initialized",
             ModuleState::Failed => "failed",
+            ModuleState::Updating => "updating",
         }
     }
 
@@ -36,6 +41,7 @@ impl ModuleState {
             ModuleState::Initializing => 1,
             ModuleState::Initialized => 2,
             ModuleState::Failed => 3,
+            ModuleState::Updating => 4,
         }
     }
 
@@ -44,6 +50,8 @@ impl ModuleState {
             0 => ModuleState::Uninitialized,
             1 => ModuleState::Initializing,
             2 => ModuleState::Initialized,
+            4 => ModuleState::Updating,
+            // 3, and 5 to 7 which no transition writes.
             _ => ModuleState::Failed,
         }
     }

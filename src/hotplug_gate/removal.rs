@@ -155,7 +155,9 @@ impl HotplugGate {
         loop {
             match w.state() {
                 ModuleState::Initialized => return self.remove_initialized(range),
-                ModuleState::Initializing => return Err(RemoveError::Busy),
+                ModuleState::Initializing | ModuleState::Updating => {
+                    return Err(RemoveError::Busy);
+                }
                 _ if w.pending() => return Err(RemoveError::Busy),
                 ModuleState::Uninitialized | ModuleState::Failed => match self.word.try_enter(w) {
                     Some(Ok(())) => {

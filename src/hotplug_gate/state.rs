@@ -3,11 +3,14 @@
 //! transitions built on it.
 //!
 //! ```text
-//!  63            32 31                 3   2    1   0
+//!  63            32 31                 4   3     2   0
 //! +----------------+--------------------+-------+-----+
 //! | guest KeyIDs   | in flight          |pending|state|
 //! +----------------+--------------------+-------+-----+
 //! ```
+//!
+//! *Pending* means initialization was asked for (before initialization) or a runtime update
+//! was (once initialized); the update's transitions are in `update.rs`.
 //!
 //! Every change of the word is a read-modify-write (never a plain store), so the word's
 //! modification order is one release sequence: whoever reads it with Acquire sees everything
@@ -34,11 +37,11 @@ use super::sync::{AtomicU64, Ordering};
 use crate::layout::Plan;
 use crate::memmap::MemoryMap;
 
-const PENDING: u64 = 1 << 2;
-const IN_FLIGHT_SHIFT: u32 = 3;
+const PENDING: u64 = 1 << 3;
+const IN_FLIGHT_SHIFT: u32 = 4;
 const IN_FLIGHT_ONE: u64 = 1 << IN_FLIGHT_SHIFT;
-/// Most hotplug operations the state word tracks in flight at once (29 bits).
-pub const MAX_IN_FLIGHT: u32 = (1 << 29) - 1;
+/// Most hotplug operations the state word tracks in flight at once (28 bits).
+pub const MAX_IN_FLIGHT: u32 = (1 << 28) - 1;
 const KEYID_SHIFT: u32 = 32;
 const KEYID_ONE: u64 = 1 << KEYID_SHIFT;
 /// Most guest KeyIDs the state word counts (32 bits).
@@ -74,6 +77,18 @@ impl Word {
     fn with_state(self, state: ModuleState) -> Word {
         Word((self.0 & !STATE_MASK) | state.code())
     }
+
+    /// The same word with pending set.
+    #[inline]
+    pub(super) fn marked_pending(self) -> Word {
+        Word(self.0 | PENDING)
+    }
+
+    /// The same word moved to `state`, pending cleared (what was pending begins).
+    #[inline]
+    pub(super) fn begun(self, state: ModuleState) -> Word {
+        Word(self.0 & !PENDING).with_state(state)
+    }
 }
 
 /// The atomic word, alone on its cache lines so that CPU bookkeeping written elsewhere in the
@@ -93,7 +108,7 @@ impl StateWord {
     }
 
     #[inline]
-    fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
+    pub(super) fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
         self.0
             .compare_exchange(current.0, new.0, Ordering::AcqRel, Ordering::Acquire)
             .map(|_| ())
@@ -140,10 +155,10 @@ impl StateWord {
         }
     }
 
-    /// Withdraws a pending initialization; whether one was pending.
-    fn cancel_pending(&self) -> bool {
+    /// Withdraws what is pending while the state is one of `states`; whether it was pending.
+    pub(super) fn cancel_pending(&self, states: &[ModuleState]) -> bool {
         let mut w = self.load();
-        while w.pending() && w.state() != ModuleState::Initializing {
+        while w.pending() && states.contains(&w.state()) {
             match self.cas(w, Word(w.0 & !PENDING)) {
                 Ok(()) => return true,
                 Err(now) => w = now,
@@ -164,7 +179,13 @@ impl StateWord {
     /// and nobody else changes the state bits while they read initializing, so flipping the
     /// bits with one XOR is exact whatever the counters hold.
     fn leave_initializing(&self, to: ModuleState) {
-        let flip = ModuleState::Initializing.code() ^ to.code();
+        self.leave_state(ModuleState::Initializing, to);
+    }
+
+    /// Leaves `from` for `to` (Release), by the holder of the ticket of `from`: as
+    /// [`StateWord::leave_initializing`].
+    pub(super) fn leave_state(&self, from: ModuleState, to: ModuleState) {
+        let flip = from.code() ^ to.code();
         self.0.fetch_xor(flip, Ordering::Release);
     }
 }
@@ -200,7 +221,9 @@ impl HotplugGate {
             let from = w.state();
             match from {
                 ModuleState::Initializing => return Err(BeginInitError::InProgress),
-                ModuleState::Initialized => return Err(BeginInitError::AlreadyInitialized),
+                ModuleState::Initialized | ModuleState::Updating => {
+                    return Err(BeginInitError::AlreadyInitialized);
+                }
                 ModuleState::Uninitialized | ModuleState::Failed => {}
             }
             if w.in_flight() > 0 {
@@ -245,13 +268,15 @@ impl HotplugGate {
     /// admitted by the pre-initialization rules again. Returns whether one was pending;
     /// an initialization in progress is not affected (end it with its ticket).
     pub fn cancel_init(&self) -> bool {
-        self.word.cancel_pending()
+        self.word
+            .cancel_pending(&[ModuleState::Uninitialized, ModuleState::Failed])
     }
 
     /// Whether initialization is pending: asked for by [`HotplugGate::begin_init`], waiting
     /// for hotplug operations in flight to finish.
     pub fn init_pending(&self) -> bool {
-        self.word.load().pending()
+        let w = self.word.load();
+        w.pending() && matches!(w.state(), ModuleState::Uninitialized | ModuleState::Failed)
     }
 }
 

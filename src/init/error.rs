@@ -11,6 +11,9 @@ use crate::memmap::{CmrError, MemoryMapError};
 use crate::seamcall::SeamcallCounts;
 use crate::sysinfo::LimitsError;
 use crate::tdx::abi::AbiError;
+use crate::tdx::leaf::Leaf;
+use crate::tdx::metadata::FieldId;
+use crate::tdx::status::Status;
 
 /// The step bring-up had reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,6 +36,42 @@ pub enum Stage {
     KeyConfig,
     /// TDH.SYS.TDMR.INIT on every TDMR.
     TdmrInit,
+    /// The module extensions: their memory sized after TDH.SYS.CONFIG, handed over with
+    /// TDH.EXT.MEM.ADD, then TDH.EXT.INIT.
+    Extensions,
+}
+
+impl Stage {
+    /// Every stage, in the order bring-up runs them.
+    pub const ALL: [Stage; 10] = [
+        Stage::Inputs,
+        Stage::SysInit,
+        Stage::LpInit,
+        Stage::Metadata,
+        Stage::Plan,
+        Stage::PamtClaim,
+        Stage::Config,
+        Stage::KeyConfig,
+        Stage::TdmrInit,
+        Stage::Extensions,
+    ];
+
+    /// Lower-case name for reports: `inputs`, `sys_init`, `lp_init`, `metadata`, `plan`,
+    /// `pamt_claim`, `config`, `key_config`, `tdmr_init`, `extensions`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Inputs => "inputs",
+            Stage::SysInit => "sys_init",
+            Stage::LpInit => "lp_init",
+            Stage::Metadata => "metadata",
+            Stage::Plan => "plan",
+            Stage::PamtClaim => "pamt_claim",
+            Stage::Config => "config",
+            Stage::KeyConfig => "key_config",
+            Stage::TdmrInit => "tdmr_init",
+            Stage::Extensions => "extensions",
+        }
+    }
 }
 
 impl fmt::Display for Stage {
@@ -47,13 +86,30 @@ impl fmt::Display for Stage {
             Stage::Config => "TDH.SYS.CONFIG",
             Stage::KeyConfig => "TDH.SYS.KEY.CONFIG",
             Stage::TdmrInit => "TDH.SYS.TDMR.INIT",
+            Stage::Extensions => "module extensions",
         })
     }
 }
 
 /// Something wrong with what the module reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MetadataError {
+    /// The module has no such field: TDH.SYS.RD answered `TDX_METADATA_FIELD_ID_INCORRECT`
+    /// (how an old module fails a newer kernel).
+    FieldMissing {
+        /// The field read.
+        field: FieldId,
+        /// The raw status.
+        status: Status,
+    },
+    /// Add-on features were asked for (TDH.SYS.CONFIG v1) that TDX_FEATURES0 does not report.
+    AddOnUnsupported {
+        /// The features asked for.
+        requested: u64,
+        /// TDX_FEATURES0 as read.
+        features0: u64,
+    },
     /// TDX_FEATURES0 lacks NO_RBP_MOD (bit 18): the module may clobber RBP.
     NoRbpModMissing {
         /// TDX_FEATURES0 as read.
@@ -85,6 +141,18 @@ pub enum MetadataError {
 impl fmt::Display for MetadataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            MetadataError::FieldMissing { field, status } => write!(
+                f,
+                "the TDX module lacks metadata field {field}: TDH.SYS.RD answered {status}"
+            ),
+            MetadataError::AddOnUnsupported {
+                requested,
+                features0,
+            } => write!(
+                f,
+                "add-on features {requested:#x} requested but TDX_FEATURES0 {features0:#x} lacks {:#x}",
+                requested & !features0
+            ),
             MetadataError::NoRbpModMissing { features0 } => write!(
                 f,
                 "TDX_FEATURES0 {features0:#x} lacks NO_RBP_MOD (bit 18): the module may clobber RBP"
@@ -157,6 +225,14 @@ pub enum InitErrorKind {
         /// RDX as returned.
         rdx: u64,
     },
+    /// A resumable leaf (TDH.EXT.MEM.ADD, TDH.EXT.INIT) kept answering
+    /// `TDX_INTERRUPTED_RESUMABLE` past any progress it could be making.
+    ResumeStalled {
+        /// The leaf.
+        leaf: Leaf,
+        /// Calls made.
+        calls: u64,
+    },
     /// TDH.SYS.TDMR.INIT kept succeeding without finishing: more successful calls than the
     /// TDMR has 4 KiB pages.
     TdmrInitStalled {
@@ -195,6 +271,10 @@ impl fmt::Display for InitErrorKind {
                 f,
                 "TDH.SYS.TDMR.INIT on TDMR {tdmr} at {base:#x} returned next address {rdx:#x}, outside the TDMR or going back"
             ),
+            InitErrorKind::ResumeStalled { leaf, calls } => write!(
+                f,
+                "{leaf} still interrupted after {calls} calls: no progress"
+            ),
             InitErrorKind::TdmrInitStalled { tdmr, base, calls } => write!(
                 f,
                 "TDH.SYS.TDMR.INIT on TDMR {tdmr} at {base:#x} did not finish after {calls} successful calls"
@@ -217,6 +297,10 @@ pub struct Teardown {
     /// partial-write erratum, reset the PAMT memory (MOVDIR64B) before freeing it. The module
     /// stays configured until the platform resets; it cannot be configured again.
     pub reset_required: bool,
+    /// Memory handed to the module extensions with TDH.EXT.MEM.ADD before the failure: the
+    /// module keeps it (it is never reclaimable short of TDH.SYS.DISABLE or a reset): do not
+    /// free it.
+    pub extension_memory: Vec<PhysRange>,
 }
 
 /// Bring-up failed.
@@ -230,6 +314,8 @@ pub struct InitError {
     pub teardown: Option<Teardown>,
     /// SEAMCALLs made before failing.
     pub seamcalls: SeamcallCounts,
+    /// The same, per stage, stages in order (those that made calls).
+    pub seamcalls_by_stage: Vec<(Stage, SeamcallCounts)>,
 }
 
 impl fmt::Display for InitError {

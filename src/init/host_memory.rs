@@ -1,6 +1,8 @@
 //! Host memory the TDX module is handed: the buffers TDH.SYS.CONFIG reads (`TDMR_INFO`s and
-//! their PA array), and PAMT blocks the planner carved out of TDX memory.
+//! their PA array) and TDH.SYS.INFO writes, PAMT blocks the planner carved out of TDX memory,
+//! and the pages the module extensions keep.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::PhysRange;
@@ -21,6 +23,27 @@ pub enum HostMemoryError {
         /// The range asked for.
         range: PhysRange,
     },
+    /// The host cannot read back a buffer it placed (what TDH.SYS.INFO wrote: TDX 1.0 reports
+    /// its limits and CMRs only that way).
+    Unreadable {
+        /// The buffer.
+        pa: u64,
+        /// Bytes asked for.
+        len: usize,
+    },
+    /// No memory for the module extensions.
+    NoExtensionMemory {
+        /// 4 KiB pages asked for.
+        pages: u64,
+    },
+    /// The host answered a request for extension memory with another amount, or with ranges
+    /// that are not whole 4 KiB pages.
+    WrongExtensionMemory {
+        /// 4 KiB pages asked for.
+        asked: u64,
+        /// Whole pages given.
+        given: u64,
+    },
 }
 
 impl fmt::Display for HostMemoryError {
@@ -33,6 +56,18 @@ impl fmt::Display for HostMemoryError {
             HostMemoryError::PamtUnavailable { range } => write!(
                 f,
                 "PAMT memory {range} cannot be taken out of the kernel's page allocator"
+            ),
+            HostMemoryError::Unreadable { pa, len } => write!(
+                f,
+                "the host cannot read back {len} bytes of the buffer at {pa:#x}"
+            ),
+            HostMemoryError::NoExtensionMemory { pages } => write!(
+                f,
+                "no {pages} pages of TDX memory for the TDX module extensions"
+            ),
+            HostMemoryError::WrongExtensionMemory { asked, given } => write!(
+                f,
+                "asked for {asked} pages of extension memory, the host gave {given} whole pages"
             ),
         }
     }
@@ -60,7 +95,12 @@ impl core::error::Error for HostMemoryError {}
 ///   with devices — and keeps it so until `unclaim_pamt(range)`; after TDH.SYS.CONFIG
 ///   accepted a configuration holding it, that is for the life of the module, or until the
 ///   [`super::Teardown`] of a failed bring-up says it may go back. Bring-up claims each range
-///   at most once and unclaims only what it claimed.
+///   at most once and unclaims only what it claimed;
+/// - `claim_extension_pages(n)` returns ranges of whole 4 KiB pages of TDX memory (inside the
+///   configuration's TDMRs, outside their reserved areas and every PAMT) that are out of every
+///   other use for good: the module extensions keep them until TDH.SYS.DISABLE or a platform
+///   reset;
+/// - `read(pa, buf)` copies bytes of a buffer `place` returned and not yet released.
 ///
 /// ```
 /// use tdmr::addr::PhysRange;
@@ -95,4 +135,20 @@ pub unsafe trait HostMemory {
 
     /// Gives back a range [`HostMemory::claim_pamt`] took.
     fn unclaim_pamt(&self, range: PhysRange);
+
+    /// Copies `buf.len()` bytes at `pa`, inside a buffer [`HostMemory::place`] returned, into
+    /// `buf`: how bring-up reads what TDH.SYS.INFO wrote (TDX 1.0 has no TDH.SYS.RD). The
+    /// default cannot ([`HostMemoryError::Unreadable`]), so bring-up on TDX 1.0 fails.
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), HostMemoryError> {
+        Err(HostMemoryError::Unreadable { pa, len: buf.len() })
+    }
+
+    /// Takes `pages` 4 KiB pages of TDX memory for the TDX module extensions (TDH.EXT.MEM.ADD,
+    /// never given back): Linux allocates them from its page allocator. Returns them as
+    /// ranges of whole pages, `pages` pages in all. The default has none
+    /// ([`HostMemoryError::NoExtensionMemory`]), so bring-up of a module whose extensions
+    /// need memory fails.
+    fn claim_extension_pages(&self, pages: u64) -> Result<Vec<PhysRange>, HostMemoryError> {
+        Err(HostMemoryError::NoExtensionMemory { pages })
+    }
 }

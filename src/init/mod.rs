@@ -20,7 +20,18 @@
 //!    with [`Cpus::run_on_each`]: longest TDMR first, one TDMR per CPU at a time, never a TDMR
 //!    on two CPUs (the module's per-TDMR lock) nor two calls on one CPU. The wall time is then
 //!    set by the largest share of work one CPU gets; [`Planner::with_init_cpus`] shapes the
-//!    TDMRs so that share is small.
+//!    TDMRs so that share is small;
+//! 9. with module extensions (TDX_FEATURES0 bit 39): their memory, sized now that
+//!    TDH.SYS.CONFIG has run, handed over with TDH.EXT.MEM.ADD, then TDH.EXT.INIT (see
+//!    `extensions.rs`).
+//!
+//! Bring-up reads only what the module says it has and gates every feature on its
+//! TDX_FEATURES0 bits (see `metadata.rs`): TDX 1.0, which has no TDH.SYS.RD, is read through
+//! TDH.SYS.INFO; the plan is made for the version the module reports
+//! ([`Planner::with_module_version`]: TDX 1.0 refuses some layouts 1.5 accepts); Dynamic PAMT
+//! needs bit 36, add-on features ([`Bringup::with_add_on_features`], TDH.SYS.CONFIG version 1
+//! with the bitmap in R9) their own bits, the extensions bit 39. [`Update`] replaces the
+//! running module over the frozen layout; [`disable()`] disables it for kexec.
 //!
 //! The backend and the CPUs are shared by every CPU doing work, so both must be `Sync` (the
 //! real instruction is; the mock module is with the `std` feature). The closures bring-up hands
@@ -29,7 +40,8 @@
 //!
 //! Transient failures are retried per [`RetryPolicy`]; any other failure stops bring-up with
 //! an [`InitError`] that keeps the raw status, leaf, CPU and registers, and says what to tear
-//! down ([`Teardown`]). The result reports the plan, PAMT bytes and SEAMCALLs made per leaf.
+//! down ([`Teardown`]). The result reports the plan, PAMT bytes, extension memory and the
+//! SEAMCALLs made per leaf, per stage.
 //!
 //! ```
 //! # #[cfg(all(feature = "mock", feature = "std"))]
@@ -55,18 +67,27 @@
 //! ```
 
 mod cpus;
+mod disable;
 mod error;
+mod extensions;
 mod host_memory;
 mod metadata;
 mod retry;
 mod slot;
 mod tdmr_init;
+mod update;
 
 pub use cpus::{Cpu, CpuId, CpuUnavailable, Cpus, PackageId};
+pub use disable::{DisableError, DisablePolicy, Disabled, disable};
 pub use error::{InitError, InitErrorKind, MetadataError, Stage, Teardown};
+pub use extensions::{EXT_LIST_ENTRIES, ext_mem_add_rcx};
 pub use host_memory::{HostMemory, HostMemoryError};
-pub use metadata::ModuleInfo;
+pub use metadata::{MetadataSource, ModuleInfo};
 pub use retry::{RetryPolicy, SeamcallError};
+pub use update::{
+    Checked, IncomingModule, ModuleLeft, ModuleLoader, StepCalls, Update, UpdateError,
+    UpdateErrorKind, UpdateRefusal, UpdateStep, Updated,
+};
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -74,7 +95,7 @@ use alloc::vec::Vec;
 
 use self::retry::{Caller, attempt};
 use self::slot::{Outcome, Slot};
-use crate::addr::PhysRange;
+use crate::addr::{PhysRange, SZ_4K};
 use crate::layout::{PamtOrigin, Plan, Planner};
 use crate::memmap::MemoryMap;
 use crate::pamt::PamtAllocator;
@@ -82,28 +103,70 @@ use crate::seamcall::{Seamcall, SeamcallCounts};
 use crate::sysinfo::{PrivateKeyIds, TdxLimits};
 use crate::tdx::abi::{TDMR_INFO_ALIGNMENT, TdmrInfoPaArray};
 use crate::tdx::leaf::{self, Leaf};
+use crate::tdx::metadata::features0;
 use crate::tdx::status::{STATUS_MASK, TDX_KEY_CONFIGURED};
 use crate::tdx::{Output, Regs};
 
 /// The module is initialized.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Initialized {
-    /// What the module reported.
+    /// What the module reported (after an update: see [`Initialized::record_update`]).
     pub info: ModuleInfo,
-    /// The configuration it accepted.
+    /// The configuration it accepted: frozen for the life of the host.
     pub plan: Plan,
     /// The global private KeyID.
     pub global_keyid: u16,
     /// Whether Dynamic PAMT is on.
     pub dynamic_pamt: bool,
+    /// The add-on features TDH.SYS.CONFIG (version 1) enabled.
+    pub add_on_features: u64,
+    /// Memory handed to the module extensions (TDH.EXT.MEM.ADD), whole 4 KiB pages: the
+    /// module keeps it for good.
+    pub extension_memory: Vec<PhysRange>,
     /// SEAMCALLs made, per leaf.
     pub seamcalls: SeamcallCounts,
+    /// The same, per stage, stages in order (those that made calls).
+    pub seamcalls_by_stage: Vec<(Stage, SeamcallCounts)>,
 }
 
 impl Initialized {
     /// PAMT bytes over all TDMRs (Linux prints this / 1024 as "KB allocated for PAMT").
     pub fn pamt_bytes(&self) -> u64 {
         self.plan.pamt_bytes()
+    }
+
+    /// 4 KiB pages handed to the module extensions.
+    pub fn extension_pages(&self) -> u64 {
+        self.extension_memory.iter().map(|r| r.size() / SZ_4K).sum()
+    }
+
+    /// Bytes handed to the module extensions (Linux prints this / 1024 as "KB consumed for TDX
+    /// module extensions").
+    pub fn extension_bytes(&self) -> u64 {
+        self.extension_pages() * SZ_4K
+    }
+
+    /// What TDX holds for good from now on, beside the TDX memory it manages: the static PAMT
+    /// and the extension memory (neither reclaimable while the module runs).
+    pub fn memory_budget(&self) -> u64 {
+        self.pamt_bytes().saturating_add(self.extension_bytes())
+    }
+
+    /// The SEAMCALLs stage `stage` made (none if it made none).
+    pub fn seamcalls_at(&self, stage: Stage) -> SeamcallCounts {
+        self.seamcalls_by_stage
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records that [`Update`] replaced the module: the version and TDX_FEATURES0 are the new
+    /// module's; the layout, and the limits it was planned with (`info.limits`), stay the
+    /// boot's.
+    pub fn record_update(&mut self, updated: &Updated) {
+        self.info.version = updated.version;
+        self.info.features0 = updated.features0;
     }
 }
 
@@ -116,6 +179,7 @@ pub struct Bringup<'a, S: ?Sized, C: ?Sized, M: ?Sized> {
     planner: Planner,
     retry: RetryPolicy,
     dynamic_pamt: bool,
+    add_on_features: u64,
     pamt_allocator: Option<&'a mut dyn PamtAllocator>,
 }
 
@@ -126,6 +190,7 @@ impl<S: ?Sized, C: ?Sized, M: ?Sized> core::fmt::Debug for Bringup<'_, S, C, M> 
             .field("planner", &self.planner)
             .field("retry", &self.retry)
             .field("dynamic_pamt", &self.dynamic_pamt)
+            .field("add_on_features", &self.add_on_features)
             .field("pamt_allocator", &self.pamt_allocator.is_some())
             .finish_non_exhaustive()
     }
@@ -134,16 +199,43 @@ impl<S: ?Sized, C: ?Sized, M: ?Sized> core::fmt::Debug for Bringup<'_, S, C, M> 
 /// State carried between steps.
 struct Run {
     counts: SeamcallCounts,
+    by_stage: Vec<(Stage, SeamcallCounts)>,
     teardown: Option<Teardown>,
 }
 
 impl Run {
+    fn at(&mut self, stage: Stage) -> &mut SeamcallCounts {
+        let i = match self.by_stage.iter().position(|(s, _)| *s == stage) {
+            Some(i) => i,
+            None => {
+                self.by_stage.push((stage, SeamcallCounts::new()));
+                self.by_stage.len() - 1
+            }
+        };
+        &mut self.by_stage[i].1
+    }
+
+    fn add(&mut self, stage: Stage, leaf: Leaf, n: u64) {
+        if n > 0 {
+            self.counts.add(leaf, n);
+            self.at(stage).add(leaf, n);
+        }
+    }
+
+    fn merge(&mut self, stage: Stage, counts: &SeamcallCounts) {
+        if counts.total() > 0 {
+            self.counts.merge(counts);
+            self.at(stage).merge(counts);
+        }
+    }
+
     fn fail(&mut self, stage: Stage, kind: InitErrorKind) -> InitError {
         InitError {
             stage,
             kind,
             teardown: self.teardown.take(),
             seamcalls: core::mem::take(&mut self.counts),
+            seamcalls_by_stage: core::mem::take(&mut self.by_stage),
         }
     }
 }
@@ -166,6 +258,10 @@ fn planning_limits(planner: &Planner, module: TdxLimits) -> TdxLimits {
         .with_max_reserved_per_tdmr(reserved)
 }
 
+// `InitError` carries everything a caller needs to report and tear down (raw status,
+// registers, per-stage calls, the memory to give back or leave with the module): large, and
+// returned once per bring-up, off any hot path.
+#[allow(clippy::result_large_err)]
 impl<'a, S, C, M> Bringup<'a, S, C, M>
 where
     S: Seamcall + Sync + ?Sized,
@@ -184,8 +280,16 @@ where
             planner: Planner::new(),
             retry: RetryPolicy::default(),
             dynamic_pamt: false,
+            add_on_features: 0,
             pamt_allocator: None,
         }
+    }
+
+    /// Enables add-on features `bits` (TDX_FEATURES0 numbering) with TDH.SYS.CONFIG version 1,
+    /// R9 = `bits`; the module must report every one. 0 (the default) uses version 0.
+    pub fn with_add_on_features(mut self, bits: u64) -> Self {
+        self.add_on_features = bits;
+        self
     }
 
     /// Plans with this planner: its strategy, hole policy and exclusions, within the module's
@@ -234,7 +338,7 @@ where
             result = Some(attempt(self.seamcall, self.retry, leaf, &inputs))
         });
         if let Some(a) = &result {
-            run.counts.add(leaf, u64::from(a.attempts));
+            run.add(stage, leaf, u64::from(a.attempts));
         }
         if let Err(e) = ran {
             return Err(run.fail(stage, InitErrorKind::Cpu(e)));
@@ -280,7 +384,7 @@ where
         let mut first_error = None;
         for (c, slot) in cpus.iter().zip(&slots) {
             let (_, calls, outcome) = slot.load();
-            run.counts.add(leaf::TDH_SYS_LP_INIT, calls);
+            run.add(Stage::LpInit, leaf::TDH_SYS_LP_INIT, calls);
             let kind = match outcome {
                 Outcome::Done => continue,
                 Outcome::Failed(a) => InitErrorKind::Seamcall(Box::new(
@@ -330,6 +434,7 @@ where
     pub fn run(mut self, tdx_memory: &MemoryMap) -> Result<Initialized, InitError> {
         let mut run = Run {
             counts: SeamcallCounts::new(),
+            by_stage: Vec::new(),
             teardown: None,
         };
         let cpus = self.cpus.cpus();
@@ -357,17 +462,32 @@ where
         )?;
         self.lp_init_all(&mut run, &cpus)?;
 
+        // One CPU per package, lowest CPU id first, packages in ascending order.
+        let mut packages: BTreeMap<PackageId, CpuId> = BTreeMap::new();
+        for c in &cpus {
+            packages.entry(c.package).or_insert(c.id);
+        }
+
         let info = {
             let mut caller = Caller::new(self.seamcall, self.retry);
             let mut result = None;
+            let host_packages = packages.len() as u32;
             let ran = self.cpus.run_on(first, &mut || {
-                result = Some(metadata::read_module_info(
-                    &mut caller,
-                    first,
-                    self.dynamic_pamt,
-                ));
+                let read = metadata::read_module_info(&mut caller, first, self.dynamic_pamt);
+                result = Some(match read {
+                    Ok(info) => Ok(info),
+                    Err(metadata::ReadFailure::Failed(kind)) => Err(kind),
+                    // TDX 1.0: no TDH.SYS.RD; TDH.SYS.INFO has what bring-up needs.
+                    Err(metadata::ReadFailure::NoSysRd) => metadata::read_sys_info(
+                        &mut caller,
+                        self.memory,
+                        first,
+                        self.dynamic_pamt,
+                        host_packages,
+                    ),
+                });
             });
-            run.counts.merge(&caller.counts);
+            run.merge(Stage::Metadata, &caller.counts);
             match (ran, result) {
                 (Err(e), _) => return Err(run.fail(Stage::Metadata, InitErrorKind::Cpu(e))),
                 (Ok(()), None) => {
@@ -378,11 +498,13 @@ where
                 (Ok(()), Some(Ok(info))) => info,
             }
         };
-
-        // One CPU per package, lowest CPU id first, packages in ascending order.
-        let mut packages: BTreeMap<PackageId, CpuId> = BTreeMap::new();
-        for c in &cpus {
-            packages.entry(c.package).or_insert(c.id);
+        let missing = self.add_on_features & !info.features0;
+        if missing != 0 {
+            let kind = InitErrorKind::Metadata(MetadataError::AddOnUnsupported {
+                requested: self.add_on_features,
+                features0: info.features0,
+            });
+            return Err(run.fail(Stage::Metadata, kind));
         }
         if (packages.len() as u64) < u64::from(info.packages) {
             let kind = InitErrorKind::PackagesWithoutCpu {
@@ -397,7 +519,8 @@ where
         }
         let planner = self
             .planner
-            .with_limits(planning_limits(&self.planner, info.limits));
+            .with_limits(planning_limits(&self.planner, info.limits))
+            .with_module_version(info.version);
         let planned = match self.pamt_allocator.take() {
             Some(alloc) => planner.plan_with(tdx_memory, &info.cmrs, alloc),
             None => planner.plan(tdx_memory, &info.cmrs),
@@ -415,6 +538,7 @@ where
             pamt,
             origin: plan.pamt_origin(),
             reset_required: false,
+            extension_memory: Vec::new(),
         });
 
         self.configure(&mut run, first, &plan)?;
@@ -439,18 +563,51 @@ where
         let on = tdmr_init::spread(&cpus, tdmrs.len());
         let (counts, result) =
             tdmr_init::init_all(self.seamcall, self.cpus, &on, self.retry, &tdmrs);
-        run.counts.merge(&counts);
+        run.merge(Stage::TdmrInit, &counts);
         if let Err(kind) = result {
             return Err(run.fail(Stage::TdmrInit, kind));
         }
+
+        let extension_memory = if info.features0 & features0::MODULE_EXTENSIONS != 0 {
+            self.extensions(&mut run, first)?
+        } else {
+            Vec::new()
+        };
 
         Ok(Initialized {
             info,
             plan,
             global_keyid: self.keyids.first(),
             dynamic_pamt: self.dynamic_pamt,
+            add_on_features: self.add_on_features,
+            extension_memory,
             seamcalls: run.counts,
+            seamcalls_by_stage: run.by_stage,
         })
+    }
+
+    /// The module extensions on `cpu` (see `extensions.rs`): the memory handed over.
+    fn extensions(&self, run: &mut Run, cpu: CpuId) -> Result<Vec<PhysRange>, InitError> {
+        let mut caller = Caller::new(self.seamcall, self.retry);
+        let mut result = None;
+        let ran = self.cpus.run_on(cpu, &mut || {
+            result = Some(extensions::init_extensions(&mut caller, self.memory, cpu));
+        });
+        run.merge(Stage::Extensions, &caller.counts);
+        match (ran, result) {
+            (Err(e), _) => Err(run.fail(Stage::Extensions, InitErrorKind::Cpu(e))),
+            (Ok(()), None) => {
+                let e = CpuUnavailable { cpu };
+                Err(run.fail(Stage::Extensions, InitErrorKind::Cpu(e)))
+            }
+            (Ok(()), Some(Ok(done))) => Ok(done.memory),
+            (Ok(()), Some(Err(failed))) => {
+                if let Some(t) = run.teardown.as_mut() {
+                    t.extension_memory = failed.memory;
+                }
+                Err(run.fail(Stage::Extensions, failed.kind))
+            }
+        }
     }
 
     /// Claims every PAMT range from the host, or gives back what it claimed and fails.
@@ -497,12 +654,19 @@ where
                 rcx: pa,
                 rdx: infos.len() as u64,
                 r8: u64::from(self.keyids.first()) | if self.dynamic_pamt { 1 << 16 } else { 0 },
+                r9: self.add_on_features,
                 ..Regs::ZERO
             })
         })();
+        // Version 1 carries the add-on bitmap; version 0 when there is none.
+        let config = if self.add_on_features != 0 {
+            leaf::TDH_SYS_CONFIG.with_version(1)
+        } else {
+            leaf::TDH_SYS_CONFIG
+        };
         let outcome = match result {
             Ok(inputs) => self
-                .call_ok(run, Stage::Config, cpu, leaf::TDH_SYS_CONFIG, inputs, &[])
+                .call_ok(run, Stage::Config, cpu, config, inputs, &[])
                 .map(|_| ()),
             Err(kind) => Err(run.fail(Stage::Config, kind)),
         };

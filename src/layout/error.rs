@@ -6,6 +6,7 @@ use core::fmt;
 use super::HolePolicy;
 use crate::addr::PhysRange;
 use crate::memmap::{MemoryMapError, NodeId};
+use crate::tdx::metadata::ModuleVersion;
 
 /// Why no plan was produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,15 @@ pub enum PlanError {
     },
     /// No layout within the module's limits exists; names the smallest obstacle.
     Infeasible(Obstacle),
+    /// The module version planned for ([`super::Planner::with_module_version`]) would refuse
+    /// this TDMR, and no change of layout within the limits avoids it (TDX 1.0: all 16
+    /// reserved areas used and the last one running to the TDMR's end).
+    RefusedByModuleVersion {
+        /// The module version.
+        version: ModuleVersion,
+        /// The TDMR it would refuse.
+        tdmr: PhysRange,
+    },
 }
 
 /// The smallest reason no layout exists.
@@ -132,6 +142,12 @@ impl fmt::Display for PlanError {
         match *self {
             PlanError::Memory(e) => write!(f, "{e}"),
             PlanError::Infeasible(o) => write!(f, "{o}"),
+            PlanError::RefusedByModuleVersion { version, tdmr } => write!(
+                f,
+                "TDMR {tdmr}: TDX module {version} would refuse it (all 16 reserved areas used, \
+                 the last running to the TDMR's end: TDX 1.0 checks that empty tail against the \
+                 CMRs) and no layout within the limits avoids it"
+            ),
             PlanError::TdmrsExhausted { limit } => {
                 write!(f, "TDMRs exhausted (the module supports {limit})")
             }

@@ -6,11 +6,14 @@
 //! `reserved.rs` builds reserved areas from holes and PAMT blocks; `nodes.rs` says which node
 //! holds a TDMR's memory and its PAMT; `init_split.rs` shapes a finished plan's TDMRs for
 //! TDH.SYS.TDMR.INIT on several CPUs ([`Planner::with_init_cpus`], [`Plan::init_work`]).
+//! `module_version.rs` keeps plans within what the target module version accepts
+//! ([`Planner::with_module_version`]).
 
 mod error;
 mod init_split;
 mod job;
 mod linux;
+mod module_version;
 mod nodes;
 mod optimal;
 mod plan;

@@ -4,12 +4,13 @@
 use super::job::Job;
 use super::plan::PamtOrigin;
 use super::plan::Plan;
-use super::{HolePolicy, PlanError, Strategy, init_split, linux, optimal};
+use super::{HolePolicy, PlanError, Strategy, init_split, linux, module_version, optimal};
 use crate::memmap::{Cmrs, MemoryMap};
 use crate::pamt::{
     BlockSource, BottomUpAllocator, FromAllocator, PamtAllocator, PamtModel, TopDownAllocator,
 };
 use crate::sysinfo::TdxLimits;
+use crate::tdx::metadata::ModuleVersion;
 
 /// Plans TDMRs and PAMTs: a configuration (strategy, hole policy, the module's limits,
 /// whether memory may be left out) that [`Planner::plan`] applies to any memory map.
@@ -33,6 +34,7 @@ pub struct Planner {
     exclusions: bool,
     init_cpus: u32,
     pamt_model: PamtModel,
+    module_version: Option<ModuleVersion>,
 }
 
 impl Default for Planner {
@@ -51,7 +53,23 @@ impl Planner {
             exclusions: false,
             init_cpus: 1,
             pamt_model: PamtModel::BottomUp,
+            module_version: None,
         }
+    }
+
+    /// Plans for TDX module `version`: never a layout that version refuses (TDX 1.0's
+    /// reserved-area quirk, see `layout/module_version.rs`), repairing the strategy's layout
+    /// when needed or failing with [`PlanError::RefusedByModuleVersion`]. Without it, plans
+    /// are for TDX module 1.5 and later. [`crate::init::Bringup`] sets it from the version
+    /// the module reports.
+    pub const fn with_module_version(mut self, version: ModuleVersion) -> Self {
+        self.module_version = Some(version);
+        self
+    }
+
+    /// The module version planned for, if one was given.
+    pub const fn module_version(&self) -> Option<ModuleVersion> {
+        self.module_version
     }
 
     /// Plans against these module limits.
@@ -171,7 +189,8 @@ impl Planner {
             }
             Strategy::Optimal => optimal::plan(&job, None),
         }?;
-        Ok(init_split::shape(&job, plan, self.init_cpus))
+        let plan = init_split::shape(&job, plan, self.init_cpus);
+        module_version::fit(&job, self.module_version, plan)
     }
 
     /// Plans with PAMTs from the caller's allocator (one contiguous block per TDMR for the Linux
@@ -186,10 +205,11 @@ impl Planner {
         memory.check_within(cmrs)?;
         let job = self.job(memory, cmrs);
         let mut alloc = FromAllocator(alloc);
-        match self.strategy {
+        let plan = match self.strategy {
             Strategy::Linux => linux::plan(&job, &mut alloc, PamtOrigin::Allocator),
             Strategy::Optimal => optimal::plan(&job, Some(&mut alloc)),
-        }
+        }?;
+        module_version::fit(&job, self.module_version, plan)
     }
 }
 

@@ -1,6 +1,9 @@
 //! A software TDX module for testing a host's bring-up without TDX hardware.
 //!
-//! [`MockModule`] models what the host can observe of TDX module 1.5 during initialization:
+//! [`MockModule`] models what the host can observe of a released TDX module — its
+//! [`ModuleProfile`]: version and build, TDX_FEATURES0, metadata fields, limits, the leaves it
+//! implements; 1.5.25 unless [`Platform::with_module`] says otherwise — during initialization,
+//! runtime update and shutdown:
 //!
 //! - the global state machine SYSINIT_PENDING → SYSINIT_DONE → SYSCONFIG_DONE → SYS_READY
 //!   (and SYS_SHUTDOWN), per-LP initialization flags and per-package key configuration, with
@@ -9,14 +12,21 @@
 //!   `TDX_SYS_SHUTDOWN`; before SYS_READY only the SYS leaves the module allows get through
 //!   (everything else, TDH.SYS.TDMR.INIT included, returns `TDX_SYS_NOT_READY`); unknown leaves
 //!   and SYS leaves with a non-zero version return `TDX_OPERAND_INVALID | RAX`;
-//! - TDH.SYS.RD, TDH.SYS.RDALL and TDH.SYS.INFO over the fields Linux reads;
-//! - TDH.SYS.CONFIG reading `TDMR_INFO`s from simulated physical memory and checking them with
-//!   [`crate::tdx::validate`];
+//! - TDH.SYS.RD, TDH.SYS.RDALL and TDH.SYS.INFO over the fields the profile has (a field it
+//!   lacks answers `TDX_METADATA_FIELD_ID_INCORRECT`; TDX 1.0 has no TDH.SYS.RD at all);
+//! - TDH.SYS.CONFIG (version 1 with add-on features on profiles that accept it) reading
+//!   `TDMR_INFO`s from simulated physical memory and checking them with
+//!   [`crate::tdx::validate`], with the profile's version quirks;
+//! - with module extensions, TDH.EXT.MEM.ADD and TDH.EXT.INIT, resumable (`extensions.rs`);
+//! - TDH.SYS.SHUTDOWN, the loader installing a new module ([`SeamLoader`]), TDH.SYS.LP.INIT
+//!   and TDH.SYS.UPDATE over the configuration frozen at boot (`update.rs`);
+//! - TDH.SYS.DISABLE and the state after it (`disable.rs`);
 //! - TDH.SYS.KEY.CONFIG once per package and TDH.SYS.TDMR.INIT in 4 MiB steps (16 MiB with
 //!   Dynamic PAMT), tracked per TDMR;
 //! - with Dynamic PAMT, TDH.PHYMEM.PAMT.ADD and TDH.PHYMEM.PAMT.REMOVE with the module's checks
-//!   and statuses, and [`MockModule::mark_in_use`] / [`MockModule::mark_free`] standing in for
-//!   the TD leaves that take 4 KiB pages into use (see `pamt_pages.rs` for the table).
+//!   and statuses, the module's 2 MiB locking (a concurrent PAMT.ADD/REMOVE on one 2 MiB range
+//!   answers `TDX_OPERAND_BUSY`), and [`MockModule::mark_in_use`] / [`MockModule::mark_free`]
+//!   standing in for the TD leaves that take 4 KiB pages into use (see `pamt_pages.rs`).
 //!
 //! It also plays the host's side for [`crate::init`]: it implements [`crate::init::Cpus`]
 //! (its logical processors and packages; `run_on` makes calls execute on that LP) and
@@ -25,9 +35,10 @@
 //! Dynamic PAMT page pairs from simulated memory. [`crate::seamcall::FaultInjector`] wraps it
 //! (or any backend) to inject the module's transient failures.
 //!
-//! Leaves the mock does not model (TDH.SYS.UPDATE, TD leaves) return
-//! `TDX_OPERAND_INVALID | RAX` once they pass the dispatcher's gating; so do
-//! TDH.PHYMEM.PAMT.ADD/REMOVE unless TDH.SYS.CONFIG enabled Dynamic PAMT.
+//! Leaves the profile lacks and leaves the mock does not model (TD leaves) return
+//! `TDX_OPERAND_INVALID | RAX` once they pass the dispatcher's gating (before SYS_READY:
+//! `TDX_SYS_NOT_READY`); so do TDH.PHYMEM.PAMT.ADD/REMOVE unless TDH.SYS.CONFIG enabled Dynamic
+//! PAMT.
 //!
 //! ```
 //! use tdmr::memmap::Cmr;
@@ -44,7 +55,10 @@
 //! ```
 
 mod config;
+mod disable;
+mod extensions;
 mod key_config;
+mod loader;
 mod log;
 mod lp;
 mod metadata;
@@ -54,16 +68,22 @@ mod pamt_pages;
 mod pamt_work;
 mod phys_mem;
 mod platform;
+mod profile;
 mod state;
 mod sys_init;
+mod sys_rd;
 mod tdmr_init;
 #[cfg(feature = "std")]
 mod threads;
+mod update;
 
+pub use extensions::{EXT_INIT_BATCH, EXT_MEM_ADD_BATCH};
+pub use loader::{LoaderHeld, SeamLoader};
 pub use log::{CallLog, CallLogMode, CallRecord, LogEntry};
 pub use page_pool::PagePool;
 pub use phys_mem::PhysMemError;
-pub use platform::{FEATURES0_TDX_1_5, Platform, PlatformError};
+pub use platform::{Platform, PlatformError};
+pub use profile::{FEATURES0_TDX_1_5, ModuleProfile, NEXT_EXTENSION_PAGES, ProfileError};
 pub use state::{SysState, TdmrProgress};
 #[cfg(feature = "std")]
 pub use threads::LpThreads;
@@ -71,10 +91,9 @@ pub use threads::LpThreads;
 use alloc::vec::Vec;
 
 use self::lp::LpContext;
-use self::metadata::Metadata;
 use self::state::State;
 use self::tdmr_init::Begin;
-use crate::addr::{PhysRange, RangeSet, align_up};
+use crate::addr::{PhysRange, RangeSet, SZ_4K, align_up};
 use crate::init::{Cpu, CpuId, CpuUnavailable, Cpus, HostMemory, HostMemoryError};
 use crate::seamcall::Seamcall;
 use crate::seamcall::SeamcallCounts;
@@ -90,7 +109,6 @@ use crate::tdx::{Output, Regs};
 #[derive(Debug)]
 pub struct MockModule {
     platform: Platform,
-    metadata: Metadata,
     state: Lock<State>,
     lp: LpContext,
     /// The host's answer to "which CPU am I" (see [`MockModule::with_lp_source`]).
@@ -111,6 +129,27 @@ fn allowed_before_ready(leaf: Leaf) -> bool {
     matches!(leaf.number(), 31 | 32 | 33 | 34 | 35 | 37 | 44 | 45 | 53)
 }
 
+/// Whether module `m` implements `leaf` (any version).
+fn implements(m: &ModuleProfile, leaf: Leaf) -> bool {
+    match leaf.number() {
+        31..=33 | 35 | 36 | 44 | 45 => true,
+        34 | 37 => m.implements_sys_rd(),
+        52 | 53 => m.supports_update(),
+        58 | 59 => m.supports_dynamic_pamt(),
+        60 | 61 => m.has_extensions(),
+        69 => m.implements_disable(),
+        _ => false,
+    }
+}
+
+/// The highest version of `leaf` module `m` accepts.
+fn max_version(m: &ModuleProfile, leaf: Leaf) -> u8 {
+    match leaf.number() {
+        45 | 53 if m.accepts_config_v1() => 1,
+        _ => 0,
+    }
+}
+
 impl MockModule {
     /// A module on `platform`, before TDH.SYS.INIT, keeping per-leaf counts but no call log.
     pub fn new(platform: Platform) -> Self {
@@ -120,7 +159,6 @@ impl MockModule {
     /// The same, keeping the call log as `mode` says.
     pub fn with_log(platform: Platform, mode: CallLogMode) -> Self {
         MockModule {
-            metadata: Metadata::new(&platform),
             state: Lock::new(State::new(&platform, mode)),
             platform,
             lp: LpContext::new(),
@@ -236,6 +274,48 @@ impl MockModule {
     /// The global state.
     pub fn state(&self) -> SysState {
         self.state.with(|s| s.sys)
+    }
+
+    /// The TDX module running now (the platform's, until a runtime update replaces it).
+    pub fn module(&self) -> ModuleProfile {
+        self.state.with(|s| s.module.profile.clone())
+    }
+
+    /// Runtime updates completed (TDH.SYS.UPDATE succeeded).
+    pub fn updates(&self) -> u32 {
+        self.state.with(|s| s.updates)
+    }
+
+    /// Whether a new module is loaded on every LP and waits for TDH.SYS.UPDATE.
+    pub fn update_pending(&self) -> bool {
+        self.state.with(|s| s.handoff.pending)
+    }
+
+    /// Starts or ends compatibility-sensitive work (standing in for the TD operations an
+    /// update must not interrupt): while it runs, TDH.SYS.SHUTDOWN with RCX bit 16 answers
+    /// `TDX_UPDATE_COMPAT_SENSITIVE`.
+    pub fn set_compat_sensitive(&self, on: bool) {
+        self.state.with(|s| s.compat_sensitive = on);
+    }
+
+    /// The add-on features TDH.SYS.CONFIG v1 enabled.
+    pub fn add_on_features(&self) -> u64 {
+        self.state.with(|s| s.add_ons)
+    }
+
+    /// Pages in the extensions' pool (TDH.EXT.MEM.ADD).
+    pub fn extension_pages(&self) -> u64 {
+        self.state.with(|s| s.ext.pages.len() as u64)
+    }
+
+    /// Whether TDH.EXT.INIT completed.
+    pub fn extensions_initialized(&self) -> bool {
+        self.state.with(|s| s.ext.initialized)
+    }
+
+    /// Runs `f` on the platform and the locked state (for the loader).
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&Platform, &mut State) -> R) -> R {
+        self.state.with(|s| f(&self.platform, s))
     }
 
     /// Whether TDH.SYS.LP.INIT succeeded on `lp`.
@@ -368,11 +448,40 @@ impl MockModule {
                     s.lp_in_flight[lp as usize] = true;
                     Ok(InFlight {
                         module: self,
-                        index,
+                        held: Held::Tdmr(index),
                         lp,
                     })
                 }
             }
+        })
+    }
+
+    /// Holds the 2 MiB lock of the range at `range_base` as if LP `lp` were inside
+    /// TDH.PHYMEM.PAMT.ADD on it, until the returned guard drops: PAMT.ADD and PAMT.REMOVE on
+    /// that range from other LPs get `TDX_OPERAND_BUSY | RCX`, and any call from `lp` is
+    /// refused. Fails with `TDX_SYS_NOT_READY` before SYS_READY, `TDX_OPERAND_BUSY | RCX` when
+    /// the range is held already, or `TDX_SEAMCALL_UD` when `lp` has a call in flight.
+    pub fn pamt_range_in_flight(&self, lp: u32, range_base: u64) -> Result<InFlight<'_>, Status> {
+        let range = crate::addr::align_down(range_base, crate::addr::SZ_2M);
+        self.state.with(|s| {
+            if s.sys != SysState::SysReady {
+                return Err(Status::new(TDX_SYS_NOT_READY));
+            }
+            if s.lp_in_flight.get(lp as usize).is_none_or(|&busy| busy) {
+                return Err(Status::new(TDX_SEAMCALL_UD));
+            }
+            if s.pamt_busy.iter().any(|&(r, _)| r == range) {
+                return Err(Status::new(
+                    crate::tdx::status::TDX_OPERAND_BUSY | operand::RCX as u64,
+                ));
+            }
+            s.pamt_busy.push((range, lp));
+            s.lp_in_flight[lp as usize] = true;
+            Ok(InFlight {
+                module: self,
+                held: Held::PamtRange(range),
+                lp,
+            })
         })
     }
 
@@ -386,40 +495,72 @@ impl MockModule {
         output
     }
 
-    /// The dispatcher, for every leaf but the second step of TDH.SYS.TDMR.INIT.
-    fn dispatch(&self, s: &mut State, lp: u32, leaf: Leaf, regs: &Regs) -> Result<Output, usize> {
+    /// The dispatcher: the first section of every call.
+    fn dispatch(&self, s: &mut State, lp: u32, leaf: Leaf, regs: &Regs) -> Dispatched {
         let p = &self.platform;
-        let status = |raw: u64| Ok(Output::new(Status::new(raw), *regs));
+        let rax_invalid = TDX_OPERAND_INVALID | operand::RAX as u64;
+        let status = |raw: u64| Dispatched::Answered(Output::new(Status::new(raw), *regs));
+        let m = &s.module.profile;
+        // TDH.SYS.DISABLE is accepted in every state by the modules that have it.
+        if leaf.number() == leaf::TDH_SYS_DISABLE.number() && m.implements_disable() {
+            if leaf.version() != 0 {
+                return status(rax_invalid);
+            }
+            return Dispatched::Answered(disable::disable(s, lp, regs));
+        }
         if s.sys == SysState::Shutdown && leaf != leaf::TDH_SYS_LP_SHUTDOWN {
             return status(TDX_SYS_SHUTDOWN);
         }
-        if s.sys != SysState::SysReady && !allowed_before_ready(leaf) {
+        let implemented = implements(m, leaf);
+        if s.sys != SysState::SysReady && !(allowed_before_ready(leaf) && implemented) {
             return status(TDX_SYS_NOT_READY);
         }
-        let rax_invalid = TDX_OPERAND_INVALID | operand::RAX as u64;
-        if leaf.version() != 0 {
-            // No leaf the mock models accepts a version other than 0.
+        if !implemented || leaf.version() > max_version(m, leaf) {
             return status(rax_invalid);
         }
-        Ok(match leaf {
-            leaf::TDH_SYS_INIT => sys_init::sys_init(p, s, regs),
-            leaf::TDH_SYS_LP_INIT => sys_init::lp_init(s, lp, regs),
-            leaf::TDH_SYS_RD => metadata::sys_rd(&self.metadata, s, lp, regs),
-            leaf::TDH_SYS_RDALL => metadata::sys_rdall(p, &self.metadata, s, lp, regs),
-            leaf::TDH_SYS_INFO => metadata::sys_info(p, &self.metadata, s, lp, regs),
-            leaf::TDH_SYS_CONFIG => config::sys_config(p, s, regs, self.work),
-            leaf::TDH_SYS_KEY_CONFIG => key_config::key_config(p, s, lp, regs),
-            leaf::TDH_SYS_LP_SHUTDOWN => Output::new(Status::new(TDX_SUCCESS), *regs),
-            leaf::TDH_SYS_SHUTDOWN => sys_init::shutdown(p, s, regs),
-            leaf::TDH_PHYMEM_PAMT_ADD => pamt_pages::add(p, s, regs),
-            leaf::TDH_PHYMEM_PAMT_REMOVE => pamt_pages::remove(p, s, regs),
-            leaf::TDH_SYS_TDMR_INIT => match tdmr_init::begin(p, s, lp, regs) {
+        let v = leaf.version();
+        let answered = match leaf.number() {
+            33 => sys_init::sys_init(p, s, regs),
+            35 => sys_init::lp_init(s, lp, regs),
+            34 => sys_rd::sys_rd(s, lp, regs),
+            37 => sys_rd::sys_rdall(p, s, lp, regs),
+            32 => sys_rd::sys_info(p, s, lp, regs),
+            45 => config::sys_config(p, s, v, regs, self.work),
+            31 => key_config::key_config(p, s, lp, regs),
+            44 => Output::new(Status::new(TDX_SUCCESS), *regs),
+            52 => update::shutdown(s, lp, regs),
+            53 => update::update(p, s, v, regs),
+            58 | 59 => {
+                let (out, held) = if leaf.number() == 58 {
+                    pamt_pages::add(p, s, lp, regs)
+                } else {
+                    pamt_pages::remove(p, s, lp, regs)
+                };
+                return match held {
+                    Some(range) => Dispatched::PamtRange(range, out),
+                    None => Dispatched::Answered(out),
+                };
+            }
+            60 => extensions::init(s, regs),
+            61 => extensions::mem_add(p, s, regs),
+            36 => match tdmr_init::begin(p, s, lp, regs) {
                 Begin::Done(out) => out,
-                Begin::Started(index) => return Err(index),
+                Begin::Started(index) => return Dispatched::TdmrInit(index),
             },
             _ => Output::new(Status::new(rax_invalid), *regs),
-        })
+        };
+        Dispatched::Answered(answered)
     }
+}
+
+/// What the first section of a call decided.
+enum Dispatched {
+    /// The call is answered.
+    Answered(Output),
+    /// TDH.SYS.TDMR.INIT holds TDMR `index`'s mutex.
+    TdmrInit(usize),
+    /// TDH.PHYMEM.PAMT.ADD/REMOVE is done and holds this 2 MiB range's lock until its end.
+    PamtRange(u64, Output),
 }
 
 /// What the first half of a call left for the second.
@@ -428,6 +569,8 @@ enum Half {
     Answered(Output),
     /// TDH.SYS.TDMR.INIT holds TDMR `index`'s mutex; in work mode, with the chunk to write.
     Started(usize, Option<(pamt_work::SharedImage, u64, u64)>),
+    /// A PAMT leaf holds a 2 MiB range's lock; its answer.
+    Holding(u64, Output),
 }
 
 impl Seamcall for MockModule {
@@ -452,8 +595,9 @@ impl Seamcall for MockModule {
                 }
             }
             Some(match self.dispatch(s, lp, leaf, regs) {
-                Ok(out) => Half::Answered(out),
-                Err(index) => {
+                Dispatched::Answered(out) => Half::Answered(out),
+                Dispatched::PamtRange(range, out) => Half::Holding(range, out),
+                Dispatched::TdmrInit(index) => {
                     let work = match (s.images.get(index), tdmr_init::chunk(s, index)) {
                         (Some(img), Some((from, to))) => Some((img.clone(), from, to)),
                         _ => None,
@@ -473,6 +617,10 @@ impl Seamcall for MockModule {
         self.state.with(|s| {
             let out = match first {
                 Half::Answered(out) => out,
+                Half::Holding(range, out) => {
+                    pamt_pages::unlock_range(s, range);
+                    out
+                }
                 Half::Started(index, _) => tdmr_init::finish(s, index, regs),
             };
             if entered.is_some()
@@ -488,20 +636,35 @@ impl Seamcall for MockModule {
     }
 }
 
-/// A TDH.SYS.TDMR.INIT call held in progress by [`MockModule::tdmr_init_in_flight`].
+/// What an [`InFlight`] call holds.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    /// TDMR `index`'s mutex.
+    Tdmr(usize),
+    /// A 2 MiB range's PAMT lock.
+    PamtRange(u64),
+}
+
+/// A call held in progress by [`MockModule::tdmr_init_in_flight`] or
+/// [`MockModule::pamt_range_in_flight`].
 #[derive(Debug)]
 pub struct InFlight<'a> {
     module: &'a MockModule,
-    index: usize,
+    held: Held,
     lp: u32,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        // Release the mutex without advancing: the held call made no progress.
+        // Release what it holds without progress: the held call did nothing.
         self.module.state.with(|s| {
-            if let Some(t) = s.tdmrs.get_mut(self.index) {
-                t.busy = None;
+            match self.held {
+                Held::Tdmr(index) => {
+                    if let Some(t) = s.tdmrs.get_mut(index) {
+                        t.busy = None;
+                    }
+                }
+                Held::PamtRange(range) => pamt_pages::unlock_range(s, range),
             }
             if let Some(f) = s.lp_in_flight.get_mut(self.lp as usize) {
                 *f = false;
@@ -601,6 +764,85 @@ unsafe impl HostMemory for MockModule {
         let one = RangeSet::from_ranges([range]);
         self.state
             .with(|s| s.claimed_pamt = s.claimed_pamt.subtract(&one));
+    }
+
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), HostMemoryError> {
+        let err = HostMemoryError::Unreadable { pa, len: buf.len() };
+        self.state.with(|s| {
+            let end = pa.checked_add(buf.len() as u64).ok_or(err)?;
+            let inside = s
+                .host_buffers
+                .iter()
+                .any(|&(b, len)| b <= pa && end <= b + len);
+            if !inside {
+                return Err(err);
+            }
+            s.mem.read(pa, buf).map_err(|_| err)
+        })
+    }
+
+    /// Pages of the configured TDMRs' non-reserved memory, highest first, that nothing else
+    /// holds: not claimed PAMT, the buffer window, pinned memory, pages in use, Dynamic PAMT
+    /// pages, or pages given before.
+    fn claim_extension_pages(&self, pages: u64) -> Result<Vec<PhysRange>, HostMemoryError> {
+        let err = HostMemoryError::NoExtensionMemory { pages };
+        self.state.with(|s| {
+            let mut taken = s
+                .claimed_pamt
+                .union(&self.platform.pinned)
+                .union(&s.host_extension)
+                .union(&RangeSet::from_ranges([self.platform.host_buffers]));
+            let mut free: Vec<PhysRange> = Vec::new();
+            for t in &s.tdmrs {
+                let range =
+                    PhysRange::new_unchecked(t.progress.base, t.progress.base + t.progress.size);
+                let mut cursor = range.start();
+                for r in t
+                    .reserved
+                    .iter()
+                    .chain(core::iter::once(&PhysRange::new_unchecked(
+                        range.end(),
+                        range.end(),
+                    )))
+                {
+                    if cursor < r.start() {
+                        free.push(PhysRange::new_unchecked(cursor, r.start()));
+                    }
+                    cursor = cursor.max(r.end());
+                }
+            }
+            let free = RangeSet::from_ranges(free).subtract(&taken);
+            let mut got: Vec<PhysRange> = Vec::new();
+            let mut left = pages;
+            'ranges: for r in free.as_slice().iter().rev() {
+                let mut pa = crate::addr::align_down(r.end(), SZ_4K);
+                while left > 0 && pa >= r.start() + SZ_4K {
+                    pa -= SZ_4K;
+                    let busy = s.pamt.page_in_use(pa)
+                        || s.pamt.pages.contains_key(&pa)
+                        || s.ext.pages.contains(&pa);
+                    if !busy {
+                        match got.last_mut() {
+                            Some(last) if last.start() == pa + SZ_4K => {
+                                *last = PhysRange::new_unchecked(pa, last.end());
+                            }
+                            _ => got.push(PhysRange::new_unchecked(pa, pa + SZ_4K)),
+                        }
+                        left -= 1;
+                    }
+                }
+                if left == 0 {
+                    break 'ranges;
+                }
+            }
+            if left > 0 {
+                return Err(err);
+            }
+            got.reverse();
+            taken = RangeSet::from_ranges(got.iter().copied());
+            s.host_extension = s.host_extension.union(&taken);
+            Ok(got)
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! | Dynamic PAMT not enabled by TDH.SYS.CONFIG | `TDX_OPERAND_INVALID \| RAX` |
 //! | RCX: level (bits 2:0) ≠ 1 (2 MiB), bits 11:3 or 63:52 set, HPA not 2 MiB aligned, HKID ≠ 0 | `TDX_OPERAND_INVALID \| RCX` |
 //! | ADD: RDX / R8 not 4 KiB aligned, ≥ 2^52 or HKID ≠ 0 | `TDX_OPERAND_INVALID \| RDX` / `R8` |
+//! | another LP's PAMT.ADD or PAMT.REMOVE on the same 2 MiB range is in flight | `TDX_OPERAND_BUSY \| RCX` |
 //! | RCX not in a 1 GiB block of a TDMR that TDH.SYS.TDMR.INIT finished | `TDX_OPERAND_ADDR_RANGE_ERROR \| RCX` |
 //! | ADD: the range already has a pair | `TDX_HPA_RANGE_NOT_FREE \| RCX` |
 //! | ADD: page RDX (then R8) not in an initialized TDMR block | `TDX_OPERAND_ADDR_RANGE_ERROR \| RDX` / `R8` |
@@ -17,6 +18,14 @@
 //! | ADD: page in use, when it lies outside the range being backed | `TDX_PAGE_NOT_FREE \| RDX` / `R8` |
 //! | REMOVE: the range has no pair | `TDX_NO_PAMT_PAGE_PAIR \| RCX` |
 //! | REMOVE: a 4 KiB page of the range is in use | `TDX_PAMT_PAGE_NOT_EMPTY` |
+//!
+//! The module locks PAMT entries at 2 MiB: a call holds its range from its operand checks to
+//! its end, and a concurrent PAMT.ADD or PAMT.REMOVE on that range meanwhile gets
+//! `TDX_OPERAND_BUSY | RCX` (the references say BUSY; the operand is RCX, which names the
+//! range, as TDH.SYS.TDMR.INIT names its TDMR). Like TDH.SYS.TDMR.INIT, a call spans two
+//! sections of the mock's lock, so the overlap is seen.
+//! [`super::MockModule::pamt_range_in_flight`] holds a range as if a call were inside, for
+//! tests. Pages of the extensions' pool count as taken (`TDX_PAGE_NOT_FREE`).
 //!
 //! The rules give no operand for `TDX_PAMT_PAGE_NOT_EMPTY`; the mock leaves bits 31:0 zero.
 //! A failed call changes nothing. On success ADD records the pair, sets both pages' bitmap bits
@@ -40,8 +49,8 @@ use super::state::{State, SysState};
 use crate::addr::{MAX_PA, SZ_2M, SZ_4K, align_down, is_aligned};
 use crate::tdx::status::{
     Status, TDX_HPA_RANGE_NOT_FREE, TDX_MISSING_PAMT_PAGE_PAIR, TDX_NO_PAMT_PAGE_PAIR,
-    TDX_OPERAND_ADDR_RANGE_ERROR, TDX_OPERAND_INVALID, TDX_PAGE_NOT_FREE, TDX_PAMT_PAGE_NOT_EMPTY,
-    TDX_SUCCESS, TDX_SYS_NOT_READY, operand,
+    TDX_OPERAND_ADDR_RANGE_ERROR, TDX_OPERAND_BUSY, TDX_OPERAND_INVALID, TDX_PAGE_NOT_FREE,
+    TDX_PAMT_PAGE_NOT_EMPTY, TDX_SUCCESS, TDX_SYS_NOT_READY, operand,
 };
 use crate::tdx::{Output, Regs};
 
@@ -76,24 +85,56 @@ fn initialized(st: &State, pa: u64) -> bool {
 }
 
 /// The page's bit in the PAMT page bitmap (only meaningful in initialized blocks): set for
-/// pages of reserved areas and for PAMT pages.
+/// pages of reserved areas and for PAMT pages; pages of the extensions' pool count too.
 fn bitmap_bit(st: &State, pa: u64) -> bool {
-    st.pamt.pages.contains_key(&pa) || st.tdmr_containing(pa).is_some_and(|t| t.in_reserved(pa))
+    st.pamt.pages.contains_key(&pa)
+        || st.ext.pages.contains(&pa)
+        || st.tdmr_containing(pa).is_some_and(|t| t.in_reserved(pa))
 }
 
-/// TDH.PHYMEM.PAMT.ADD: RCX = 2 MiB HPA | level, RDX = page 0, R8 = page 1.
-pub(crate) fn add(p: &Platform, st: &mut State, regs: &Regs) -> Output {
+/// Takes the 2 MiB lock of `range` for `lp`: `false` if another call holds it.
+fn lock_range(st: &mut State, range: u64, lp: u32) -> bool {
+    if st.pamt_busy.iter().any(|&(r, _)| r == range) {
+        return false;
+    }
+    st.pamt_busy.push((range, lp));
+    true
+}
+
+/// Releases the 2 MiB lock of `range`.
+pub(crate) fn unlock_range(st: &mut State, range: u64) {
+    if let Some(i) = st.pamt_busy.iter().position(|&(r, _)| r == range) {
+        st.pamt_busy.swap_remove(i);
+    }
+}
+
+/// TDH.PHYMEM.PAMT.ADD on `lp`: RCX = 2 MiB HPA | level, RDX = page 0, R8 = page 1. Returns
+/// the range whose lock the call holds until its end, if it took one.
+pub(crate) fn add(p: &Platform, st: &mut State, lp: u32, regs: &Regs) -> (Output, Option<u64>) {
     if !st.dynamic_pamt {
-        return status(TDX_OPERAND_INVALID | operand::RAX as u64, regs);
+        return (
+            status(TDX_OPERAND_INVALID | operand::RAX as u64, regs),
+            None,
+        );
     }
     let Some(range) = range_operand(p, regs.rcx) else {
-        return status(TDX_OPERAND_INVALID | operand::RCX as u64, regs);
+        return (
+            status(TDX_OPERAND_INVALID | operand::RCX as u64, regs),
+            None,
+        );
     };
     for (op, pa) in [(operand::RDX, regs.rdx), (operand::R8, regs.r8)] {
         if !page_operand_ok(p, pa) {
-            return status(TDX_OPERAND_INVALID | op as u64, regs);
+            return (status(TDX_OPERAND_INVALID | op as u64, regs), None);
         }
     }
+    if !lock_range(st, range, lp) {
+        return (status(TDX_OPERAND_BUSY | operand::RCX as u64, regs), None);
+    }
+    (add_locked(st, range, regs), Some(range))
+}
+
+fn add_locked(st: &mut State, range: u64, regs: &Regs) -> Output {
     if !initialized(st, range) {
         return status(TDX_OPERAND_ADDR_RANGE_ERROR | operand::RCX as u64, regs);
     }
@@ -126,14 +167,28 @@ pub(crate) fn add(p: &Platform, st: &mut State, regs: &Regs) -> Output {
     status(TDX_SUCCESS, regs)
 }
 
-/// TDH.PHYMEM.PAMT.REMOVE: RCX = 2 MiB HPA | level; returns RDX = page 0, R8 = page 1.
-pub(crate) fn remove(p: &Platform, st: &mut State, regs: &Regs) -> Output {
+/// TDH.PHYMEM.PAMT.REMOVE on `lp`: RCX = 2 MiB HPA | level; returns RDX = page 0, R8 = page
+/// 1, and the range whose lock the call holds until its end, if it took one.
+pub(crate) fn remove(p: &Platform, st: &mut State, lp: u32, regs: &Regs) -> (Output, Option<u64>) {
     if !st.dynamic_pamt {
-        return status(TDX_OPERAND_INVALID | operand::RAX as u64, regs);
+        return (
+            status(TDX_OPERAND_INVALID | operand::RAX as u64, regs),
+            None,
+        );
     }
     let Some(range) = range_operand(p, regs.rcx) else {
-        return status(TDX_OPERAND_INVALID | operand::RCX as u64, regs);
+        return (
+            status(TDX_OPERAND_INVALID | operand::RCX as u64, regs),
+            None,
+        );
     };
+    if !lock_range(st, range, lp) {
+        return (status(TDX_OPERAND_BUSY | operand::RCX as u64, regs), None);
+    }
+    (remove_locked(st, range, regs), Some(range))
+}
+
+fn remove_locked(st: &mut State, range: u64, regs: &Regs) -> Output {
     if !initialized(st, range) {
         return status(TDX_OPERAND_ADDR_RANGE_ERROR | operand::RCX as u64, regs);
     }

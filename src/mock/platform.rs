@@ -3,14 +3,12 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::profile::ModuleProfile;
 use crate::addr::{MAX_PA, MAX_PA_BITS, PhysRange, RangeSet, SZ_1G, SZ_1M};
 use crate::memmap::{Cmr, MAX_CMRS};
 use crate::sysinfo::{PrivateKeyIds, TdxLimits};
-use crate::tdx::metadata::{ModuleVersion, features0};
+use crate::tdx::metadata::ModuleVersion;
 use crate::tdx::validate::ConfigEnv;
-
-/// TDX_FEATURES0 of TDX module 1.5: bits 0–5, 7–11 and 16–19 (NO_RBP_MOD is bit 18).
-pub const FEATURES0_TDX_1_5: u64 = 0b1111 << 16 | 0b1_1111 << 7 | 0b11_1111;
 
 /// Why a platform description was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,11 +76,12 @@ fn default_host_buffers(cmrs: &[Cmr]) -> PhysRange {
     PhysRange::new_unchecked(start, start + SZ_1M)
 }
 
-/// The simulated machine: logical processors and packages, CMRs, KeyIDs, the module's limits,
-/// features and version, and where the mock places host buffers.
+/// The simulated machine: logical processors and packages, CMRs, KeyIDs, the TDX module it
+/// boots with ([`ModuleProfile`]: version, features, limits, metadata), and where the mock
+/// places host buffers.
 ///
 /// Defaults: 1 LP in 1 package; KeyIDs as on a Sapphire Rapids host (6 KeyID bits, 31 MKTME
-/// KeyIDs, TDX KeyIDs 32..=63); TDX module 1.5 limits and features; no SEAM range; host
+/// KeyIDs, TDX KeyIDs 32..=63); TDX module 1.5.25 (the newest 1.5 profile); no SEAM range; host
 /// buffers in 1 MiB starting 1 GiB above the highest CMR (below 2^46, where 6 KeyID bits
 /// start: host buffers need not be convertible, and outside the CMRs no PAMT the planner carves
 /// can meet them).
@@ -104,10 +103,7 @@ pub struct Platform {
     pub(crate) tdx_keyids: u32,
     pub(crate) keyid_bits: u32,
     pub(crate) seamrr: Option<PhysRange>,
-    pub(crate) limits: TdxLimits,
-    pub(crate) features0: u64,
-    pub(crate) version: ModuleVersion,
-    pub(crate) handoff_version: u16,
+    pub(crate) module: ModuleProfile,
     pub(crate) host_buffers: PhysRange,
     /// Host memory the simulated kernel cannot give up (PAMT claims on it are refused).
     pub(crate) pinned: RangeSet,
@@ -128,14 +124,7 @@ impl Platform {
             tdx_keyids: 32,
             keyid_bits: 6,
             seamrr: None,
-            limits: TdxLimits::default(),
-            features0: FEATURES0_TDX_1_5,
-            version: ModuleVersion {
-                major: 1,
-                minor: 5,
-                update: 0,
-            },
-            handoff_version: 1,
+            module: ModuleProfile::tdx_1_5(25),
             host_buffers: default_host_buffers(cmrs),
             pinned: RangeSet::new(),
         })
@@ -171,28 +160,29 @@ impl Platform {
         self
     }
 
+    /// The TDX module the machine boots with.
+    pub fn with_module(mut self, module: ModuleProfile) -> Self {
+        self.module = module;
+        self
+    }
+
     /// The module's limits (MAX_TDMRS, MAX_RESERVED_PER_TDMR, PAMT entry sizes); with Dynamic
-    /// PAMT bits set, the module also supports Dynamic PAMT (TDX_FEATURES0 bit 36).
+    /// PAMT bits set, the module also supports Dynamic PAMT (TDX_FEATURES0 bit 36)
+    /// ([`ModuleProfile::with_limits`]).
     pub fn with_limits(mut self, limits: TdxLimits) -> Self {
-        self.limits = limits;
-        if limits.dynamic_pamt() {
-            self.features0 |= features0::DYNAMIC_PAMT;
-        } else {
-            self.features0 &= !features0::DYNAMIC_PAMT;
-        }
+        self.module = self.module.with_limits(limits);
         self
     }
 
     /// TDX_FEATURES0 as reported (Dynamic PAMT support follows [`Platform::with_limits`]).
     pub fn with_features0(mut self, bits: u64) -> Self {
-        let dpamt = self.features0 & features0::DYNAMIC_PAMT;
-        self.features0 = bits & !features0::DYNAMIC_PAMT | dpamt;
+        self.module = self.module.with_features0(bits);
         self
     }
 
     /// The module version.
     pub fn with_version(mut self, version: ModuleVersion) -> Self {
-        self.version = version;
+        self.module = self.module.with_version(version);
         self
     }
 
@@ -255,24 +245,30 @@ impl Platform {
         self.keyid_bits
     }
 
-    /// The module's limits.
+    /// The TDX module the machine boots with (a runtime update replaces it: see
+    /// [`super::MockModule::module`]).
+    pub fn module(&self) -> &ModuleProfile {
+        &self.module
+    }
+
+    /// The boot module's limits.
     pub fn limits(&self) -> TdxLimits {
-        self.limits
+        self.module.limits()
     }
 
-    /// TDX_FEATURES0 as reported.
+    /// The boot module's TDX_FEATURES0.
     pub fn features0(&self) -> u64 {
-        self.features0
+        self.module.features0()
     }
 
-    /// Whether the module supports Dynamic PAMT.
+    /// Whether the boot module supports Dynamic PAMT.
     pub fn supports_dynamic_pamt(&self) -> bool {
-        self.features0 & features0::DYNAMIC_PAMT != 0
+        self.module.supports_dynamic_pamt()
     }
 
-    /// The module version.
+    /// The boot module's version.
     pub fn version(&self) -> ModuleVersion {
-        self.version
+        self.module.version()
     }
 
     /// The KeyID bits of a physical address.
@@ -288,16 +284,19 @@ impl Platform {
         pa < MAX_PA && self.hkid(pa) == 0
     }
 
-    /// The environment TDH.SYS.CONFIG checks a configuration in.
-    pub(crate) fn config_env(&self, dynamic_pamt: bool) -> ConfigEnv<'_> {
-        let limits = match (dynamic_pamt, self.limits.dynamic_pamt_bits()) {
-            (true, Some(_)) => self.limits,
+    /// The environment `module` checks a configuration in on this machine: its limits and
+    /// version quirks, this machine's CMRs, KeyIDs and SEAM range.
+    pub(crate) fn config_env(&self, module: &ModuleProfile, dynamic_pamt: bool) -> ConfigEnv<'_> {
+        let l = module.limits();
+        let limits = match (dynamic_pamt, l.dynamic_pamt_bits()) {
+            (true, Some(_)) => l,
             // Dynamic PAMT asked for on a module without the bitmap geometry: one bit per page.
-            (true, None) => self.limits.with_dynamic_pamt(1).unwrap_or(self.limits),
-            (false, _) => self.limits.without_dynamic_pamt(),
+            (true, None) => l.with_dynamic_pamt(1).unwrap_or(l),
+            (false, _) => l.without_dynamic_pamt(),
         };
         let env = ConfigEnv::from_limits(&limits, &self.cmrs)
-            .with_keyids(self.keyid_bits, self.private_keyids());
+            .with_keyids(self.keyid_bits, self.private_keyids())
+            .with_module_version(module.version());
         match self.seamrr {
             Some(r) => env.with_seamrr(r),
             None => env,

@@ -1,15 +1,18 @@
 //! The module's state: the global state machine, per-LP and per-package flags, the recorded
 //! TDMRs with their initialization progress, and simulated memory.
 
+use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use super::log::{CallLog, CallLogMode};
+use super::metadata::Metadata;
 use super::page_pairs::PamtPages;
 use super::pamt_work::SharedImage;
 use super::phys_mem::PhysMem;
 use super::platform::Platform;
+use super::profile::ModuleProfile;
 use crate::addr::{PhysRange, RangeSet, SZ_1G, align_down};
 use crate::seamcall::SeamcallCounts;
 
@@ -24,8 +27,12 @@ pub enum SysState {
     SysconfigDone,
     /// Every package configured: TDMR initialization and TD leaves run.
     SysReady,
-    /// TDH.SYS.SHUTDOWN done.
+    /// TDH.SYS.SHUTDOWN done (before a runtime update: the loader installs a new module).
     Shutdown,
+    /// TDH.SYS.DISABLE done: everything the module held is reclaimed and it is back where it
+    /// booted — only TDH.SYS.INIT (a new kernel bringing TDX up) moves it on, every other leaf
+    /// answers as before TDH.SYS.INIT.
+    Disabled,
 }
 
 impl fmt::Display for SysState {
@@ -36,6 +43,7 @@ impl fmt::Display for SysState {
             SysState::SysconfigDone => "SYSCONFIG_DONE",
             SysState::SysReady => "SYS_READY",
             SysState::Shutdown => "SYS_SHUTDOWN",
+            SysState::Disabled => "DISABLED",
         })
     }
 }
@@ -67,6 +75,9 @@ pub(crate) struct TdmrRecord {
     /// accepted them. TDH.SYS.TDMR.INIT marks their pages in the PAMT (PT_RSVD, or the
     /// Dynamic PAMT bitmap); the mock keeps the list instead of a per-page structure.
     pub(crate) reserved: Vec<PhysRange>,
+    /// PAMT bytes per level (4K or bitmap, 2M, 1G) as configured: what a module taking over
+    /// at TDH.SYS.UPDATE must be able to use.
+    pub(crate) pamt_sizes: [u64; 3],
 }
 
 impl TdmrRecord {
@@ -85,8 +96,49 @@ impl TdmrRecord {
     }
 }
 
+/// The TDX module running now: its profile and metadata table (a runtime update replaces it).
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded {
+    pub(crate) profile: ModuleProfile,
+    pub(crate) metadata: Metadata,
+}
+
+impl Loaded {
+    pub(crate) fn new(p: &Platform, profile: ModuleProfile) -> Self {
+        Loaded {
+            metadata: Metadata::new(p, &profile),
+            profile,
+        }
+    }
+}
+
+/// The module extensions' memory pool and initialization.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extensions {
+    /// Pages TDH.EXT.MEM.ADD took (never given back but by TDH.SYS.DISABLE).
+    pub(crate) pages: BTreeSet<u64>,
+    /// Pages TDH.EXT.INIT has initialized so far.
+    pub(crate) init_done: u64,
+    /// Whether TDH.EXT.INIT completed.
+    pub(crate) initialized: bool,
+}
+
+/// A runtime update in progress, from TDH.SYS.SHUTDOWN to TDH.SYS.UPDATE.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Handoff {
+    /// The handoff version TDH.SYS.SHUTDOWN wrote (its RCX), if it ran.
+    pub(crate) version: Option<u16>,
+    /// The image the loader is installing, once it started.
+    pub(crate) incoming: Option<ModuleProfile>,
+    /// LPs the loader installed it on.
+    pub(crate) installed: Vec<bool>,
+    /// The new module is loaded on every LP and waits for LP.INIT and TDH.SYS.UPDATE.
+    pub(crate) pending: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct State {
+    pub(crate) module: Loaded,
     pub(crate) sys: SysState,
     pub(crate) lp_init: Vec<bool>,
     pub(crate) lps_initialized: u32,
@@ -103,6 +155,8 @@ pub(crate) struct State {
     pub(crate) pamt: PamtPages,
     /// PAMT memory the host side claimed (`HostMemory::claim_pamt`).
     pub(crate) claimed_pamt: RangeSet,
+    /// Memory the host side gave for the module extensions (`HostMemory::claim_extension_pages`).
+    pub(crate) host_extension: RangeSet,
     /// Work mode: each configured TDMR's PAMT image, written by TDH.SYS.TDMR.INIT.
     pub(crate) images: Vec<SharedImage>,
     /// Whether each LP is inside a SEAMCALL now.
@@ -111,11 +165,31 @@ pub(crate) struct State {
     pub(crate) per_lp: Vec<SeamcallCounts>,
     /// Calls refused because their LP had a call in flight.
     pub(crate) lp_conflicts: u64,
+    /// Add-on features TDH.SYS.CONFIG v1 enabled (R9).
+    pub(crate) add_ons: u64,
+    /// The PAMT_4K entry size of the module that accepted the configuration (the Dynamic PAMT
+    /// page pairs are sized by it).
+    pub(crate) pamt_4k_entry_size: u64,
+    /// The module extensions.
+    pub(crate) ext: Extensions,
+    /// A runtime update under way.
+    pub(crate) handoff: Handoff,
+    /// Runtime updates completed.
+    pub(crate) updates: u32,
+    /// 2 MiB ranges with a TDH.PHYMEM.PAMT.ADD/REMOVE in flight, and the LP holding each: the
+    /// module locks PAMT entries at 2 MiB.
+    pub(crate) pamt_busy: Vec<(u64, u32)>,
+    /// Compatibility-sensitive work in progress (a test hook: TD operations an update must
+    /// not interrupt when TDH.SYS.SHUTDOWN asks to avoid them).
+    pub(crate) compat_sensitive: bool,
+    /// TDMRs an interrupted TDH.SYS.DISABLE has still to reclaim.
+    pub(crate) disable_left: Option<usize>,
 }
 
 impl State {
     pub(crate) fn new(p: &Platform, log: CallLogMode) -> Self {
         State {
+            module: Loaded::new(p, p.module.clone()),
             sys: SysState::SysinitPending,
             lp_init: vec![false; p.lps as usize],
             lps_initialized: 0,
@@ -129,11 +203,33 @@ impl State {
             host_buffers: Vec::new(),
             pamt: PamtPages::default(),
             claimed_pamt: RangeSet::new(),
+            host_extension: RangeSet::new(),
             images: Vec::new(),
             lp_in_flight: vec![false; p.lps as usize],
             per_lp: vec![SeamcallCounts::new(); p.lps as usize],
             lp_conflicts: 0,
+            add_ons: 0,
+            pamt_4k_entry_size: 16,
+            ext: Extensions::default(),
+            handoff: Handoff::default(),
+            updates: 0,
+            pamt_busy: Vec::new(),
+            compat_sensitive: false,
+            disable_left: None,
         }
+    }
+
+    /// The running module's profile.
+    pub(crate) fn profile(&self) -> &ModuleProfile {
+        &self.module.profile
+    }
+
+    /// Whether an LP other than `lp` is inside a SEAMCALL now.
+    pub(crate) fn other_lp_in_flight(&self, lp: u32) -> bool {
+        self.lp_in_flight
+            .iter()
+            .enumerate()
+            .any(|(i, &busy)| busy && i != lp as usize)
     }
 
     pub(crate) fn lp_is_init(&self, lp: u32) -> bool {

@@ -1,4 +1,4 @@
-//! TDH.SYS.INIT, TDH.SYS.LP.INIT, TDH.SYS.LP.SHUTDOWN and TDH.SYS.SHUTDOWN.
+//! TDH.SYS.INIT and TDH.SYS.LP.INIT.
 
 use super::platform::Platform;
 use super::state::{State, SysState};
@@ -41,7 +41,8 @@ pub(crate) fn sys_init(p: &Platform, st: &mut State, regs: &Regs) -> Output {
             *regs,
         );
     }
-    if st.sys != SysState::SysinitPending {
+    // After TDH.SYS.DISABLE the module is back where it booted: a new kernel may start over.
+    if !matches!(st.sys, SysState::SysinitPending | SysState::Disabled) {
         return Output::new(Status::new(TDX_SYS_INIT_NOT_PENDING), *regs);
     }
     if !cmr_list_valid(p) {
@@ -77,16 +78,4 @@ pub(crate) fn lp_init(st: &mut State, lp: u32, regs: &Regs) -> Output {
     out.rdx = 0;
     out.r8 = 0;
     Output::new(Status::new(TDX_SUCCESS), out)
-}
-
-/// TDH.SYS.SHUTDOWN: RCX = requested handoff version, which must be the module's.
-pub(crate) fn shutdown(p: &Platform, st: &mut State, regs: &Regs) -> Output {
-    if regs.rcx != u64::from(p.handoff_version) {
-        return Output::new(
-            Status::new(TDX_OPERAND_INVALID | operand::RCX as u64),
-            *regs,
-        );
-    }
-    st.sys = SysState::Shutdown;
-    Output::new(Status::new(TDX_SUCCESS), *regs)
 }

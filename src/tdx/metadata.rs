@@ -199,6 +199,124 @@ pub const EXT_REQUIRED: FieldId = FieldId(0x3100_0000_0000_0001);
 /// 4 KiB pages the module extensions need (4 bytes; readable only after TDH.SYS.CONFIG).
 pub const EXT_MEMORY_POOL_REQUIRED_PAGES: FieldId = FieldId(0x3100_0002_0000_0000);
 
+/// The fields with a name of their own (arrays are named by their first element), for
+/// messages and command lines: `(name, id)`.
+pub const NAMED: [(&str, FieldId); 29] = [
+    ("MINOR_VERSION", MINOR_VERSION),
+    ("MAJOR_VERSION", MAJOR_VERSION),
+    ("UPDATE_VERSION", UPDATE_VERSION),
+    ("NUM_PKGS", NUM_PKGS),
+    ("SYS_ATTRIBUTES", SYS_ATTRIBUTES),
+    ("NUM_TDX_FEATURES", NUM_TDX_FEATURES),
+    ("TDX_FEATURES0", TDX_FEATURES0),
+    ("NUM_CMRS", NUM_CMRS),
+    ("CMR_BASE", FieldId(0x9000_0003_0000_0080)),
+    ("CMR_SIZE", FieldId(0x9000_0003_0000_0100)),
+    ("MAX_TDMRS", MAX_TDMRS),
+    ("MAX_RESERVED_PER_TDMR", MAX_RESERVED_PER_TDMR),
+    ("PAMT_4K_ENTRY_SIZE", PAMT_4K_ENTRY_SIZE),
+    ("PAMT_2M_ENTRY_SIZE", PAMT_2M_ENTRY_SIZE),
+    ("PAMT_1G_ENTRY_SIZE", PAMT_1G_ENTRY_SIZE),
+    ("PAMT_PAGE_BITMAP_ENTRY_BITS", PAMT_PAGE_BITMAP_ENTRY_BITS),
+    (
+        "MIN_DYNAMIC_PAMT_NUM_HKID_BITS",
+        MIN_DYNAMIC_PAMT_NUM_HKID_BITS,
+    ),
+    ("TDR_BASE_SIZE", TDR_BASE_SIZE),
+    ("TDCS_BASE_SIZE", TDCS_BASE_SIZE),
+    ("TDVPS_BASE_SIZE", TDVPS_BASE_SIZE),
+    ("ATTRIBUTES_FIXED0", ATTRIBUTES_FIXED0),
+    ("ATTRIBUTES_FIXED1", ATTRIBUTES_FIXED1),
+    ("XFAM_FIXED0", XFAM_FIXED0),
+    ("XFAM_FIXED1", XFAM_FIXED1),
+    ("NUM_CPUID_CONFIG", NUM_CPUID_CONFIG),
+    ("MAX_VCPUS_PER_TD", MAX_VCPUS_PER_TD),
+    ("MODULE_HANDOFF_VERSION", MODULE_HANDOFF_VERSION),
+    ("EXT_REQUIRED", EXT_REQUIRED),
+    (
+        "EXT_MEMORY_POOL_REQUIRED_PAGES",
+        EXT_MEMORY_POOL_REQUIRED_PAGES,
+    ),
+];
+
+/// Bits the module looks a field up by: non-architectural (63), class (61:56), field code
+/// (23:0). Element size and the sequence bits do not name a field.
+const KEY_MASK: u64 = 1 << 63 | 0x3F << 56 | 0xFF_FFFF;
+
+impl FieldId {
+    /// The field's name (`MAX_TDMRS`; array elements by their array: `CMR_BASE`, `CMR_SIZE`,
+    /// `CPUID_CONFIG_LEAVES`, `CPUID_CONFIG_VALUES`), or `None` for an id this crate does not
+    /// know. Found by class and field code, as the module finds fields.
+    ///
+    /// ```
+    /// use tdmr::tdx::metadata::{FieldId, MAX_TDMRS, cmr_size};
+    /// assert_eq!(MAX_TDMRS.name(), Some("MAX_TDMRS"));
+    /// assert_eq!(cmr_size(7).unwrap().name(), Some("CMR_SIZE"));
+    /// assert_eq!(FieldId::new(0x9100_0000_0000_0008).name(), Some("MAX_TDMRS"));
+    /// assert_eq!(FieldId::new(0x1234).name(), None);
+    /// ```
+    pub fn name(self) -> Option<&'static str> {
+        let key = self.0 & KEY_MASK;
+        let array = |first: FieldId, len: u64| {
+            let f = first.0 & KEY_MASK;
+            key >= f && key < f + len
+        };
+        if array(FieldId(0x9000_0003_0000_0080), u64::from(MAX_CMR_SLOTS)) {
+            return Some("CMR_BASE");
+        }
+        if array(FieldId(0x9000_0003_0000_0100), u64::from(MAX_CMR_SLOTS)) {
+            return Some("CMR_SIZE");
+        }
+        if array(FieldId(0x9900_0003_0000_0400), u64::from(MAX_CPUID_CONFIG)) {
+            return Some("CPUID_CONFIG_LEAVES");
+        }
+        if array(
+            FieldId(0x9900_0003_0000_0500),
+            2 * u64::from(MAX_CPUID_CONFIG),
+        ) {
+            return Some("CPUID_CONFIG_VALUES");
+        }
+        NAMED
+            .iter()
+            .find(|(_, id)| id.0 & KEY_MASK == key)
+            .map(|(n, _)| *n)
+    }
+
+    /// The field named `name` ([`FieldId::name`]; an array's name gives its first element),
+    /// or a raw id in hex (`0x9100000100000008`).
+    ///
+    /// ```
+    /// use tdmr::tdx::metadata::{FieldId, MAX_RESERVED_PER_TDMR};
+    /// assert_eq!(FieldId::from_name("MAX_RESERVED_PER_TDMR"), Some(MAX_RESERVED_PER_TDMR));
+    /// assert_eq!(FieldId::from_name("0x9100000100000009"), Some(MAX_RESERVED_PER_TDMR));
+    /// assert_eq!(FieldId::from_name("NO_SUCH_FIELD"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<FieldId> {
+        if let Some(hex) = name.strip_prefix("0x").or_else(|| name.strip_prefix("0X")) {
+            return u64::from_str_radix(hex, 16).ok().map(FieldId);
+        }
+        let arrays = [
+            ("CPUID_CONFIG_LEAVES", FieldId(0x9900_0003_0000_0400)),
+            ("CPUID_CONFIG_VALUES", FieldId(0x9900_0003_0000_0500)),
+        ];
+        NAMED
+            .iter()
+            .chain(arrays.iter())
+            .find(|(n, _)| *n == name)
+            .map(|(_, id)| *id)
+    }
+}
+
+impl fmt::Display for FieldId {
+    /// `MAX_TDMRS (0x9100000100000008)`, or the raw id alone for an unknown field.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{n} ({:#018x})", self.0),
+            None => write!(f, "{:#018x}", self.0),
+        }
+    }
+}
+
 /// Most CMR slots (`MAX_CMR`).
 pub const MAX_CMR_SLOTS: u32 = 32;
 /// Most CPUID_CONFIG entries Linux reads.

@@ -55,6 +55,12 @@ pub const TDX_SYS_LP_INIT_NOT_PENDING: u64 = 0xC000_050B_0000_0000;
 pub const TDX_SYS_CONFIG_NOT_PENDING: u64 = 0xC000_050C_0000_0000;
 /// `TDX_INCOMPATIBLE_SEAM_CAPABILITIES`.
 pub const TDX_INCOMPATIBLE_SEAM_CAPABILITIES: u64 = 0xC000_050D_0000_0000;
+/// `TDX_UPDATE_COMPAT_SENSITIVE`: TDH.SYS.SHUTDOWN asked to avoid compatibility-sensitive work
+/// (RCX bit 16, on modules with TDX_FEATURES0 bit 47) while such work is in progress: busy,
+/// try the update later. The references name the code but not its value; this value (class
+/// 0x05, system state; no non-recoverable bit, since the module keeps running) is this crate's
+/// model choice, used by the mock and recognised by the driver.
+pub const TDX_UPDATE_COMPAT_SENSITIVE: u64 = 0x8000_0512_0000_0000;
 /// `TDX_KEY_GENERATION_FAILED`: PCONFIG entropy error; retry allowed.
 pub const TDX_KEY_GENERATION_FAILED: u64 = 0x8000_0800_0000_0000;
 /// `TDX_KEY_CONFIGURED`: the package is already configured (no error bit).
@@ -196,6 +202,7 @@ const NAMES: &[(u64, &str)] = &[
         TDX_INCOMPATIBLE_SEAM_CAPABILITIES,
         "TDX_INCOMPATIBLE_SEAM_CAPABILITIES",
     ),
+    (TDX_UPDATE_COMPAT_SENSITIVE, "TDX_UPDATE_COMPAT_SENSITIVE"),
     (TDX_KEY_GENERATION_FAILED, "TDX_KEY_GENERATION_FAILED"),
     (TDX_KEY_CONFIGURED, "TDX_KEY_CONFIGURED"),
     (TDX_SMRR_OVERLAPS_CMR, "TDX_SMRR_OVERLAPS_CMR"),

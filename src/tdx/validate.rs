@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::abi::{TDMR_INFO_ALIGNMENT, TDMR_INFO_RESERVED_SLOTS, TdmrInfo};
+use super::metadata::ModuleVersion;
 use super::status::{
     Status, TDX_INVALID_PAMT, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_TDMR,
     TDX_NON_ORDERED_RESERVED_IN_TDMR, TDX_NON_ORDERED_TDMR, TDX_OPERAND_INVALID,
@@ -34,9 +35,49 @@ use crate::memmap::Cmr;
 use crate::sysinfo::{PrivateKeyIds, TdxLimits};
 
 /// What the module knows when it checks a configuration: its CMRs, its limits (MAX_TDMRS,
-/// PAMT entry sizes, whether Dynamic PAMT is on), the KeyID bits and private KeyIDs, and the
-/// SEAM range. Built from the same [`TdxLimits`] a plan is made against, so the two cannot
-/// disagree.
+/// PAMT entry sizes, whether Dynamic PAMT is on), the KeyID bits and private KeyIDs, the
+/// SEAM range and its own version. Built from the same [`TdxLimits`] a plan is made against,
+/// so the two cannot disagree.
+///
+/// # Module versions
+///
+/// Without [`ConfigEnv::with_module_version`] the checks are TDX module 1.5's (and 2.0's,
+/// which did not change them). With a version, its quirks apply:
+///
+/// - **TDX 1.0** (`1.0.x`) lacks 1.5's `available_end > available_start` guard in the check
+///   that every non-reserved part of a TDMR lies in CMRs (step 14). With all 16 reserved slots
+///   used and the last one ending at the TDMR's end, 1.0 puts the empty tail `[end, end)`
+///   through its in-CMR test, which fails unless some chain of abutting CMRs holds the point
+///   `end` (`start <= end <= chain end`), and returns `TDX_TDMR_OUTSIDE_CMRS | i`; 1.5
+///   accepts. (The references state the quirk; that the empty range goes through the same
+///   in-CMR test as any other segment is this model's reading of "checks the empty tail
+///   against the CMRs".)
+///
+/// ```
+/// use tdmr::memmap::Cmr;
+/// use tdmr::sysinfo::TdxLimits;
+/// use tdmr::tdx::abi::{TdmrInfo, TdmrReservedEntry};
+/// use tdmr::tdx::metadata::ModuleVersion;
+/// use tdmr::tdx::validate::{ConfigEnv, sys_config};
+///
+/// const G: u64 = 1 << 30;
+/// let cmrs = [Cmr::new(0, G / 2), Cmr::new(4 * G, 4 * G)];
+/// // One 1 GiB TDMR: 16 reserved areas, the last one running to the TDMR's end.
+/// let mut t = TdmrInfo::ZERO;
+/// (t.base, t.size) = (0, G);
+/// for j in 0..15u64 {
+///     t.reserved[j as usize] = TdmrReservedEntry { offset: 0x10_0000 * (j + 1), size: 0x1000 };
+/// }
+/// t.reserved[15] = TdmrReservedEntry { offset: G / 2, size: G / 2 };
+/// // Its PAMT, outside the TDMR in the second CMR.
+/// (t.pamt_1g_base, t.pamt_1g_size) = (4 * G, 0x1000);
+/// (t.pamt_2m_base, t.pamt_2m_size) = (4 * G + 0x1000, 0x2000);
+/// (t.pamt_4k_base, t.pamt_4k_size) = (4 * G + 0x3000, 0x40_0000);
+/// let env = ConfigEnv::from_limits(&TdxLimits::default(), &cmrs);
+/// assert!(sys_config(&[t], &env).is_ok());
+/// let tdx_1_0 = env.with_module_version(ModuleVersion::new(1, 0, 0));
+/// assert_eq!(sys_config(&[t], &tdx_1_0).unwrap_err().raw(), 0xC0000A0200000000);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ConfigEnv<'a> {
     cmrs: &'a [Cmr],
@@ -46,6 +87,7 @@ pub struct ConfigEnv<'a> {
     keyid_bits: u32,
     seamrr: Option<PhysRange>,
     private_keyid_min: u64,
+    module_version: Option<ModuleVersion>,
 }
 
 impl<'a> ConfigEnv<'a> {
@@ -64,7 +106,25 @@ impl<'a> ConfigEnv<'a> {
             keyid_bits: 0,
             seamrr: None,
             private_keyid_min: 1,
+            module_version: None,
         }
+    }
+
+    /// Checks as TDX module `version` does (see [Module versions](ConfigEnv#module-versions)).
+    pub fn with_module_version(mut self, version: ModuleVersion) -> Self {
+        self.module_version = Some(version);
+        self
+    }
+
+    /// The module version whose quirks apply, if one was given.
+    pub fn module_version(&self) -> Option<ModuleVersion> {
+        self.module_version
+    }
+
+    /// TDX 1.0 checks the empty tail of a TDMR whose 16 reserved slots are all used.
+    fn checks_empty_tail(&self) -> bool {
+        self.module_version
+            .is_some_and(|v| v.major == 1 && v.minor == 0)
     }
 
     /// With `bits` KeyID bits (physical address bits `[52 - bits, 51]` carry the HKID and must
@@ -333,6 +393,15 @@ fn check_cross(env: &ConfigEnv<'_>, i: usize, tdmrs: &[TdmrInfo]) -> Result<(), 
     // 14: every non-reserved segment inside CMRs.
     if available(t).any(|(s, e)| !env.in_cmr(s, e)) {
         return Err(tdmr_status(TDX_TDMR_OUTSIDE_CMRS, i, 0, 0));
+    }
+    // TDX 1.0: no `available_end > available_start` guard after the last of 16 used slots.
+    if env.checks_empty_tail() && t.reserved.iter().all(|r| r.size != 0) {
+        let last = t.reserved[TDMR_INFO_RESERVED_SLOTS - 1];
+        let end = t.base + t.size;
+        // The per-TDMR checks passed: the area lies inside the TDMR.
+        if t.base + last.offset + last.size == end && !env.in_cmr(end, end) {
+            return Err(tdmr_status(TDX_TDMR_OUTSIDE_CMRS, i, 0, 0));
+        }
     }
     Ok(())
 }

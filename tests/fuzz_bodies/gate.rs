@@ -13,9 +13,10 @@ use std::sync::OnceLock;
 use arbitrary::Unstructured;
 use tdmr::addr::{PageSize, PhysRange, RangeSet};
 use tdmr::hotplug_gate::{
-    AdmissionRule, AdmitError, BeginInitError, CpuOfflineError, CpuOnline, CpuOnlineError,
-    GateConfig, HotplugGate, InitTicket, KeyIdError, MemoryAdmission, MemoryRemoval,
-    MetadataHolder, ModuleState, PreInitPolicy, PublishError, RemovalRule, RemoveError,
+    AdmissionRule, AdmitError, BeginInitError, BeginUpdateError, CpuOfflineError, CpuOnline,
+    CpuOnlineError, GateConfig, HotplugGate, InitTicket, KeyIdError, MemoryAdmission,
+    MemoryRemoval, MetadataHolder, ModuleState, PreInitPolicy, PublishError, RemovalRule,
+    RemoveError, UpdateTicket,
 };
 use tdmr::layout::{HolePolicy, Plan, Planner};
 use tdmr::memmap::parse_kernel_log;
@@ -258,6 +259,9 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let mut removal_tokens: Vec<MemoryRemoval<'_>> = Vec::new();
     let mut cpu_tokens: Vec<CpuOnline<'_>> = Vec::new();
     let mut ticket: Option<InitTicket<'_>> = None;
+    let mut update: Option<UpdateTicket<'_>> = None;
+    let mut frozen_at_update: Vec<PhysRange> = Vec::new();
+    let mut metadata_at_update = 0usize;
     let cmr_cuts: Vec<u64> = fx
         .cmrs
         .listed()
@@ -266,7 +270,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         .collect();
 
     for _ in 0..u.int_in_range(1..=200u32)? {
-        match u.int_in_range(0..=13u8)? {
+        match u.int_in_range(0..=16u8)? {
             0 | 1 => {
                 let r = range(u, fx)?;
                 let got = gate.admit_memory(r);
@@ -276,8 +280,10 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     assert_eq!(got.err(), Some(AdmitError::Misaligned { range: r }));
                 } else {
                     match m.state {
-                        ModuleState::Initializing => assert_eq!(got.err(), Some(AdmitError::Busy)),
-                        _ if m.pending => assert_eq!(got.err(), Some(AdmitError::Busy)),
+                        ModuleState::Initializing | ModuleState::Updating => {
+                            assert_eq!(got.err(), Some(AdmitError::Busy))
+                        }
+                        // Initialized with an update pending admits as initialized.
                         ModuleState::Initialized => {
                             let p = m.published.as_ref().expect("published");
                             let bad = if p.snapshot_ok {
@@ -295,6 +301,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                 (got, bad) => panic!("{r}: {:?} vs {bad:?}", got.map(|t| t.rule())),
                             }
                         }
+                        _ if m.pending => assert_eq!(got.err(), Some(AdmitError::Busy)),
                         ModuleState::Uninitialized | ModuleState::Failed => {
                             let bad = match policy {
                                 PreInitPolicy::AnyMemory => None,
@@ -352,7 +359,13 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         (Slot::Online(p), _) => {
                             Err(CpuOnlineError::AlreadyOnline { cpu, package: p })
                         }
-                        (Slot::Offline, ModuleState::Initializing) => Err(CpuOnlineError::Busy),
+                        (Slot::Offline, ModuleState::Initializing | ModuleState::Updating) => {
+                            Err(CpuOnlineError::Busy)
+                        }
+                        // An update is pending: CPU hotplug drains.
+                        (Slot::Offline, ModuleState::Initialized) if m.pending => {
+                            Err(CpuOnlineError::Busy)
+                        }
                         (Slot::Offline, ModuleState::Initialized) => Ok(true),
                         // Pending: only into a package without an online CPU.
                         (Slot::Offline, _) if m.pending && m.counts[pkg as usize] > 0 => {
@@ -366,9 +379,8 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         assert_eq!(tok.lp_init_required(), lp);
                         assert_eq!((tok.cpu(), tok.package()), (cpu, pkg));
                         m.slots[cpu as usize] = Slot::Moving;
-                        if !lp {
-                            m.in_flight += 1;
-                        }
+                        // Every online is in flight until it ends.
+                        m.in_flight += 1;
                         cpu_tokens.push(tok);
                     }
                     (Err(e), Err(w)) => assert_eq!(e, w),
@@ -380,9 +392,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     let i = u.choose_index(cpu_tokens.len())?;
                     let tok = cpu_tokens.swap_remove(i);
                     let (cpu, pkg) = (tok.cpu() as usize, tok.package());
-                    if !tok.lp_init_required() {
-                        m.in_flight -= 1;
-                    }
+                    m.in_flight -= 1;
                     if u.arbitrary()? {
                         tok.finish();
                         m.slots[cpu] = Slot::Online(pkg);
@@ -413,6 +423,13 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                             package: pkg,
                             online_in: p,
                         }),
+                        // An update pending or running: no CPU leaves.
+                        Slot::Online(_)
+                            if m.state == ModuleState::Updating
+                                || (m.state == ModuleState::Initialized && m.pending) =>
+                        {
+                            Err(CpuOfflineError::Busy { cpu, package: pkg })
+                        }
                         Slot::Online(_) if m.counts[pkg as usize] >= 2 => Ok(()),
                         Slot::Online(_) if m.state == ModuleState::Initializing || m.pending => {
                             Err(CpuOfflineError::Busy { cpu, package: pkg })
@@ -448,9 +465,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     }
                     for tok in cpu_tokens.drain(..) {
                         let (cpu, pkg) = (tok.cpu() as usize, tok.package());
-                        if !tok.lp_init_required() {
-                            m.in_flight -= 1;
-                        }
+                        m.in_flight -= 1;
                         tok.finish();
                         m.slots[cpu] = Slot::Online(pkg);
                         m.counts[pkg as usize] += 1;
@@ -473,7 +488,9 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 let got = gate.begin_init();
                 let want = match m.state {
                     ModuleState::Initializing => Err(BeginInitError::InProgress),
-                    ModuleState::Initialized => Err(BeginInitError::AlreadyInitialized),
+                    ModuleState::Initialized | ModuleState::Updating => {
+                        Err(BeginInitError::AlreadyInitialized)
+                    }
                     _ => {
                         // Pending from now on, whatever the answer.
                         m.pending = true;
@@ -571,8 +588,13 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             }
             9 => {
                 let got = gate.acquire_guest_keyid();
-                let want = if m.state != ModuleState::Initialized {
+                let want = if m.state == ModuleState::Updating {
+                    Err(KeyIdError::Busy)
+                } else if m.state != ModuleState::Initialized {
                     Err(KeyIdError::NotInitialized { state: m.state })
+                } else if m.in_flight > 0 {
+                    // CPU onlines are in flight after initialization too.
+                    Err(KeyIdError::Busy)
                 } else {
                     match m.first_empty_package() {
                         Some(package) => Err(KeyIdError::PackageOffline { package }),
@@ -602,8 +624,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     Err(RemoveError::Misaligned { range: r })
                 } else {
                     match m.state {
-                        ModuleState::Initializing => Err(RemoveError::Busy),
-                        _ if m.pending => Err(RemoveError::Busy),
+                        ModuleState::Initializing | ModuleState::Updating => Err(RemoveError::Busy),
                         ModuleState::Initialized => {
                             let p = m.published.as_ref().expect("published");
                             match first_pamt_hit(&p.plan, r) {
@@ -620,6 +641,7 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                 None => Ok(RemovalRule::NoTdxMetadata),
                             }
                         }
+                        _ if m.pending => Err(RemoveError::Busy),
                         ModuleState::Uninitialized | ModuleState::Failed => {
                             Ok(RemovalRule::BeforeInit)
                         }
@@ -650,16 +672,67 @@ fn run_inner(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     }
                 }
             }
-            _ => {
+            13 => {
                 let got = gate.cancel_init();
-                let want = m.pending && m.state != ModuleState::Initializing;
+                let want = m.pending
+                    && matches!(m.state, ModuleState::Uninitialized | ModuleState::Failed);
                 assert_eq!(got, want, "cancel_init");
-                m.pending = false;
+                m.pending &= !want;
+            }
+            14 => {
+                let got = gate.begin_update();
+                let want = match m.state {
+                    ModuleState::Updating => Err(BeginUpdateError::InProgress),
+                    ModuleState::Initialized if m.in_flight > 0 => {
+                        m.pending = true;
+                        Err(BeginUpdateError::Busy {
+                            in_flight: m.in_flight,
+                        })
+                    }
+                    ModuleState::Initialized => Ok(()),
+                    state => Err(BeginUpdateError::NotInitialized { state }),
+                };
+                match (got, want) {
+                    (Ok(t), Ok(())) => {
+                        m.state = ModuleState::Updating;
+                        m.pending = false;
+                        frozen_at_update = gate.frozen_memory().collect();
+                        metadata_at_update = gate.tdx_metadata().count();
+                        update = Some(t);
+                    }
+                    (Err(e), Err(w)) => assert_eq!(e, w),
+                    (got, want) => panic!("begin_update: {:?} vs {want:?}", got.err()),
+                }
+            }
+            15 => {
+                if let Some(t) = update.take() {
+                    // Frozen memory and the refusal set live through the update unchanged.
+                    assert_eq!(gate.frozen_memory().collect::<Vec<_>>(), frozen_at_update);
+                    if u.arbitrary()? {
+                        t.finish();
+                    } else {
+                        drop(t);
+                    }
+                    m.state = ModuleState::Initialized;
+                    assert_eq!(gate.frozen_memory().collect::<Vec<_>>(), frozen_at_update);
+                    assert_eq!(gate.tdx_metadata().count(), metadata_at_update);
+                }
+            }
+            _ => {
+                let got = gate.cancel_update();
+                let want = m.pending && m.state == ModuleState::Initialized;
+                assert_eq!(got, want, "cancel_update");
+                m.pending &= !want;
             }
         }
         // The gate's books match the model after every operation.
         assert_eq!(gate.state(), m.state);
-        assert_eq!(gate.init_pending(), m.pending);
+        let before_init = matches!(m.state, ModuleState::Uninitialized | ModuleState::Failed);
+        assert_eq!(gate.init_pending(), m.pending && before_init);
+        assert_eq!(
+            gate.update_pending(),
+            m.pending && m.state == ModuleState::Initialized
+        );
         assert_eq!(gate.in_flight(), m.in_flight);
         assert_eq!(gate.guest_keyids(), m.keyids);
         for (p, &c) in m.counts.iter().enumerate() {

@@ -1,11 +1,20 @@
 //! `tdmr_gate`: the lock-free hotplug gate. Before TDX initialization it admits memory inside
-//! the CMRs, while it runs it answers `TDMR_ERR_BUSY` at once, afterwards it admits only TDX
-//! memory of the published plan; the last online CPU of a package cannot go offline while
-//! initialization runs or guest KeyIDs are in use. Nothing blocks.
+//! the CMRs and any removal; once initialization is asked for (pending) and while it runs it
+//! answers `TDMR_ERR_BUSY` at once; afterwards it admits only TDX memory of the published plan
+//! and refuses removals of the module's memory ([`tdmr_gate_admit_removal`]); during a runtime
+//! module update ([`tdmr_gate_begin_update`]) hotplug answers `TDMR_ERR_BUSY`. The last online
+//! CPU of a package cannot go offline while initialization is pending or runs or guest KeyIDs
+//! are in use. Nothing blocks.
 //!
 //! The gate is reference-counted: `tdmr_gate_free` drops the caller's reference, and every
-//! outstanding token (admission, CPU online, init ticket) keeps the gate alive until it is
-//! finished, so the order in which they are released never matters.
+//! outstanding token (admission, removal, CPU online, init and update tickets) keeps the gate
+//! alive until it is finished, so the order in which they are released never matters.
+
+mod removal;
+mod update;
+
+pub use removal::*;
+pub use update::*;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +46,9 @@ pub const TDMR_STATE_INITIALIZING: u32 = 1;
 pub const TDMR_STATE_INITIALIZED: u32 = 2;
 /// The last initialization failed; it may be retried.
 pub const TDMR_STATE_FAILED: u32 = 3;
+/// A runtime module update is in progress (an update ticket is out): hotplug answers busy,
+/// TDX memory stays frozen.
+pub const TDMR_STATE_UPDATING: u32 = 4;
 
 /// How to build a gate. Fill with `tdmr_gate_options_default`, then change fields.
 #[repr(C)]
@@ -50,21 +62,36 @@ pub struct tdmr_gate_options {
     /// `uint64_t` words of the section bitmap, the fast path of the initialized check
     /// (allocated up front; 0 turns it off; default 512).
     pub section_bitmap_words: usize,
+    /// Most blocks of TDX metadata (PAMT blocks: three per TDMR) the gate holds for the
+    /// removal check (allocated up front, 32 bytes each; default 256, enough for 64 TDMRs).
+    /// A plan with more makes `tdmr_init_ticket_publish` answer
+    /// `TDMR_ERR_METADATA_UNTRACKED`, and the gate then admits no removal.
+    pub metadata_capacity: usize,
 }
 
-/// The gate's state now.
+/// The gate's state now (each field read on its own: a snapshot only while nothing else
+/// calls the gate).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct tdmr_gate_info {
     /// `TDMR_STATE_*`.
     pub state: u32,
-    /// Hotplug operations in flight (admitted before initialization and not finished, and
-    /// last-CPU offlines under way).
+    /// Hotplug operations in flight: memory additions and removals and CPU onlines admitted
+    /// before initialization and not finished, last-CPU offlines under way, and after
+    /// initialization CPU onlines and offlines under way.
     pub in_flight: u32,
     /// Guest KeyIDs counted in use.
     pub guest_keyids: u32,
     /// Ranges of frozen TDX memory (0 before initialization).
     pub frozen_ranges: usize,
+    /// 1 while initialization is pending: a `tdmr_gate_begin_init` answered `TDMR_ERR_BUSY` or
+    /// `TDMR_ERR_PACKAGE_OFFLINE`, and hotplug answers `TDMR_ERR_BUSY` until initialization
+    /// begins or `tdmr_gate_cancel_init` withdraws it; else 0.
+    pub init_pending: u32,
+    /// 1 while a runtime update is pending: a `tdmr_gate_begin_update` answered
+    /// `TDMR_ERR_BUSY`, and CPU hotplug answers `TDMR_ERR_BUSY` until the update begins or
+    /// `tdmr_gate_cancel_update` withdraws it; else 0.
+    pub update_pending: u32,
 }
 
 /// Opaque: a hotplug gate. Made by `tdmr_gate_new`; `tdmr_gate_free` drops the caller's
@@ -101,7 +128,7 @@ pub(crate) struct GateHandle {
     magic: u64,
     /// Set once by `tdmr_gate_free`: the caller's reference is gone.
     released: AtomicBool,
-    gate: HotplugGate,
+    pub(crate) gate: HotplugGate,
 }
 
 // The header lets any thread call a gate at any time and end a token on any thread.
@@ -112,6 +139,8 @@ const _: () = {
     sent::<Token<MemoryAdmission<'static>>>();
     sent::<Token<CpuOnline<'static>>>();
     sent::<Token<InitTicket<'static>>>();
+    sent::<Token<tdmr::hotplug_gate::MemoryRemoval<'static>>>();
+    sent::<Token<tdmr::hotplug_gate::UpdateTicket<'static>>>();
 };
 
 impl Handle for GateHandle {
@@ -124,7 +153,10 @@ impl Handle for GateHandle {
 /// # Safety
 ///
 /// `ptr` is NULL or a `tdmr_gate_new` result whose memory is still allocated.
-unsafe fn gate<'a>(ptr: *const tdmr_gate, name: &'static str) -> Result<&'a GateHandle, Fail> {
+pub(crate) unsafe fn gate<'a>(
+    ptr: *const tdmr_gate,
+    name: &'static str,
+) -> Result<&'a GateHandle, Fail> {
     // SAFETY: forwarded.
     let g = unsafe { ffi::handle(ptr.cast::<GateHandle>(), name) }?;
     if g.released.load(Ordering::Acquire) {
@@ -199,7 +231,7 @@ impl Handle for Token<InitTicket<'static>> {
 /// the token stores an `Arc` of the same allocation (whose contents never move) and drops the
 /// value before it (see [`Token`]'s `Drop`); the value leaves the token only to be consumed
 /// inside a call that still holds the token.
-unsafe fn token<T>(g: &GateHandle, value: T) -> Result<*mut Token<T>, Fail>
+pub(crate) unsafe fn token<T>(g: &GateHandle, value: T) -> Result<*mut Token<T>, Fail>
 where
     Token<T>: Handle,
 {
@@ -218,6 +250,7 @@ fn state_code(s: ModuleState) -> u32 {
         ModuleState::Initializing => TDMR_STATE_INITIALIZING,
         ModuleState::Initialized => TDMR_STATE_INITIALIZED,
         ModuleState::Failed => TDMR_STATE_FAILED,
+        ModuleState::Updating => TDMR_STATE_UPDATING,
     }
 }
 
@@ -227,6 +260,7 @@ fn default_options() -> tdmr_gate_options {
         pre_init: TDMR_PRE_INIT_CONVERTIBLE,
         snapshot_capacity: c.snapshot_capacity,
         section_bitmap_words: c.section_bitmap_words,
+        metadata_capacity: c.metadata_capacity,
     }
 }
 
@@ -287,7 +321,8 @@ pub unsafe extern "C" fn tdmr_gate_new(
         let config = GateConfig::new(cpus, packages)
             .with_pre_init(pre_init)
             .with_snapshot_capacity(o.snapshot_capacity)
-            .with_section_bitmap_words(o.section_bitmap_words);
+            .with_section_bitmap_words(o.section_bitmap_words)
+            .with_metadata_capacity(o.metadata_capacity);
         let gate = HotplugGate::new(cmrs, config)?;
         let arc = Arc::new(GateHandle {
             magic: GateHandle::MAGIC,
@@ -326,7 +361,8 @@ pub unsafe extern "C" fn tdmr_gate_free(gate: *mut tdmr_gate) {
     }
 }
 
-/// The gate's state, in-flight count, guest KeyIDs and frozen ranges, in `*out`.
+/// The gate's state, in-flight count, guest KeyIDs, frozen ranges and pending flags, in
+/// `*out`.
 ///
 /// # Safety
 ///
@@ -348,6 +384,8 @@ pub unsafe extern "C" fn tdmr_gate_get_info(
             in_flight: g.in_flight(),
             guest_keyids: g.guest_keyids(),
             frozen_ranges: g.frozen_memory().count(),
+            init_pending: u32::from(g.init_pending()),
+            update_pending: u32::from(g.update_pending()),
         });
         Ok(())
     })
@@ -360,11 +398,13 @@ pub unsafe extern "C" fn tdmr_gate_get_info(
 ///   (`tdmr_gate_begin_init` answers `TDMR_ERR_BUSY`) until `tdmr_memory_admission_finish`:
 ///   add the memory to the kernel's map, then finish it (finish it too when the addition is
 ///   abandoned). Refused outside the CMRs with `TDMR_ERR_NOT_CONVERTIBLE`.
-/// - Initializing: `TDMR_ERR_BUSY`, at once.
-/// - Initialized: admitted iff every byte is TDX memory of the published plan (in a TDMR's
-///   non-reserved space, TDX memory at init, no PAMT block), else `TDMR_ERR_NOT_TDX_MEMORY`.
-///   Wait-free and allocation-free; `*out` is NULL (nothing to finish, and finishing NULL is
-///   allowed).
+/// - Initialization pending (see `tdmr_gate_begin_init`) or in progress: `TDMR_ERR_BUSY`, at
+///   once.
+/// - Initialized (an update pending too): admitted iff every byte is TDX memory of the
+///   published plan (in a TDMR's non-reserved space, TDX memory at init, no PAMT block), else
+///   `TDMR_ERR_NOT_TDX_MEMORY`. Wait-free and allocation-free; `*out` is NULL (nothing to
+///   finish, and finishing NULL is allowed).
+/// - Updating: `TDMR_ERR_BUSY`, at once.
 ///
 /// An empty or unaligned range, or one whose end overflows, is `TDMR_ERR_BAD_RANGE`. Refusals
 /// name the first part of the range that broke the rule.
@@ -445,11 +485,20 @@ pub unsafe extern "C" fn tdmr_memory_admission_finish(
 /// Starts TDX module initialization: from uninitialized or failed, with no hotplug operation
 /// in flight, and an online CPU in every package.
 ///
-/// While the ticket is out, memory additions and CPU onlines are refused with
+/// With hotplug operations in flight it answers `TDMR_ERR_BUSY` and marks initialization
+/// *pending*: from then on memory additions and removals, CPU onlines into a package that
+/// has an online CPU, and the offline of a package's last CPU answer `TDMR_ERR_BUSY`, so
+/// those in flight can only drain, and a later call begins once they have (hotplug cannot
+/// starve initialization). `TDMR_ERR_PACKAGE_OFFLINE` leaves it pending too (bring a CPU of
+/// that package online, then call again). It stays pending until it begins or
+/// `tdmr_gate_cancel_init` withdraws it: a caller that gives up must cancel, or hotplug stays
+/// refused (`tdmr_gate_get_info` says `init_pending`).
+///
+/// While the ticket is out, memory additions, removals and CPU onlines are refused with
 /// `TDMR_ERR_BUSY`, and so is the offline of the last CPU of a package; the memory map read
-/// after this call holds every addition admitted before it. Returns `TDMR_OK` and `*out`;
-/// `TDMR_ERR_BUSY` (operations in flight, or another initialization in progress: retry);
-/// `TDMR_ERR_STATE` (already initialized: the TDX memory is frozen);
+/// after this call holds every addition and removal admitted before it. Returns `TDMR_OK`
+/// and `*out`; `TDMR_ERR_BUSY` (operations in flight, or another initialization in progress:
+/// retry); `TDMR_ERR_STATE` (already initialized: the TDX memory is frozen);
 /// `TDMR_ERR_PACKAGE_OFFLINE`; or a pointer error.
 ///
 /// Ownership: `*out` belongs to the caller until `tdmr_init_ticket_publish` or
@@ -566,13 +615,44 @@ pub unsafe extern "C" fn tdmr_init_ticket_fail(ticket: *mut tdmr_init_ticket) ->
     })
 }
 
+/// Withdraws a pending initialization (see `tdmr_gate_begin_init`): hotplug is admitted by
+/// the pre-initialization rules again. `*was_pending` (when not NULL) is 1 when one was
+/// pending, else 0. An initialization in progress is not affected (end it with its ticket),
+/// nor is anything after initialization. Never blocks.
+///
+/// # Safety
+///
+/// `gate` is a live gate; `was_pending` is NULL or a writable `uint32_t`; `err` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tdmr_gate_cancel_init(
+    gate: *const tdmr_gate,
+    was_pending: *mut u32,
+    err: *mut tdmr_error,
+) -> tdmr_code {
+    ffi::entry(err, || {
+        // SAFETY: the caller's promises, forwarded to each check.
+        let g = unsafe { self::gate(gate, "gate") }?;
+        // SAFETY: as above.
+        let was = unsafe { Out::new_opt(was_pending, "was_pending") }?;
+        let cancelled = g.gate.cancel_init();
+        if let Some(w) = was {
+            w.write(u32::from(cancelled));
+        }
+        Ok(())
+    })
+}
+
 /// Decides whether `cpu` of `package` may come online. `*lp_init_required` (when not NULL) is
 /// 1 once the module is initialized: the CPU must run TDH.SYS.LP.INIT before any other
-/// SEAMCALL; before that, initialization runs it on every online CPU.
+/// SEAMCALL; before that, initialization runs it on every online CPU. The online is in flight
+/// until its token ends (before initialization, `tdmr_gate_begin_init` waits for it; after,
+/// `tdmr_gate_begin_update` and `tdmr_gate_acquire_guest_keyid`).
 ///
-/// Returns `TDMR_OK` and `*out`; `TDMR_ERR_BUSY` (initialization in progress, or another
-/// online/offline of this CPU); `TDMR_ERR_NO_SUCH_CPU`; `TDMR_ERR_CPU_STATE` (already
-/// online); or a pointer error.
+/// Returns `TDMR_OK` and `*out`; `TDMR_ERR_BUSY` (initialization in progress, or pending
+/// while the package has an online CPU already; an update pending or in progress; another
+/// online/offline of this CPU); `TDMR_ERR_NO_SUCH_CPU`; `TDMR_ERR_CPU_STATE` (already online);
+/// or a pointer error.
 ///
 /// Ownership: `*out` belongs to the caller until `tdmr_cpu_online_finish` or
 /// `tdmr_cpu_online_abandon`; it keeps the gate alive.
@@ -661,8 +741,9 @@ pub unsafe extern "C" fn tdmr_cpu_online_abandon(online: *mut tdmr_cpu_online) -
 }
 
 /// Takes `cpu` of `package` offline in the gate's books, unless it is the last online CPU of
-/// its package while initialization is in progress (`TDMR_ERR_BUSY`) or guest KeyIDs are in
-/// use (`TDMR_ERR_GUEST_KEYIDS_IN_USE`). Also `TDMR_ERR_NO_SUCH_CPU`, `TDMR_ERR_CPU_STATE`
+/// its package while initialization is pending or in progress (`TDMR_ERR_BUSY`) or guest
+/// KeyIDs are in use (`TDMR_ERR_GUEST_KEYIDS_IN_USE`), or (any CPU) while a runtime update is
+/// pending or in progress (`TDMR_ERR_BUSY`). Also `TDMR_ERR_NO_SUCH_CPU`, `TDMR_ERR_CPU_STATE`
 /// (not online, or online in another package). Never blocks.
 ///
 /// # Safety
@@ -684,8 +765,8 @@ pub unsafe extern "C" fn tdmr_gate_cpu_offline(
 
 /// Counts one more guest KeyID in use (from then on the last CPU of a package cannot go
 /// offline). Needs an initialized module (`TDMR_ERR_STATE`) and an online CPU in every
-/// package (`TDMR_ERR_PACKAGE_OFFLINE`); `TDMR_ERR_BUSY` while a last-CPU offline is under
-/// way; `TDMR_ERR_LIMIT_REACHED` at 2^32 - 1.
+/// package (`TDMR_ERR_PACKAGE_OFFLINE`); `TDMR_ERR_BUSY` while a CPU online or offline is
+/// under way or an update runs; `TDMR_ERR_LIMIT_REACHED` at 2^32 - 1.
 ///
 /// # Safety
 ///

@@ -154,7 +154,7 @@ fn work_mode_writes_every_pamt_entry_and_marks_reserved_pages() {
                BIOS-e820: [mem 0x0000000040200000-0x000000007fffffff] usable\n\
                BIOS-e820: [mem 0x0000000100000000-0x000000017fffffff] usable\n";
     let input = parse_kernel_log(log).unwrap();
-    for dynamic_pamt in [false, true] {
+    for (dynamic_pamt, resident) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut limits = TdxLimits::default();
         if dynamic_pamt {
             limits = limits.with_dynamic_pamt(1).unwrap();
@@ -164,7 +164,18 @@ fn work_mode_writes_every_pamt_entry_and_marks_reserved_pages() {
             .with_topology(2, 1)
             .unwrap()
             .with_limits(limits);
-        let module = MockModule::new(p).with_tdmr_init_work(true);
+        let module = if resident {
+            MockModule::new(p).with_resident_pamt_memory()
+        } else {
+            MockModule::new(p).with_tdmr_init_work(true)
+        };
+        // Resident memory: a PAMT_4K block (16 bytes per 4 KiB page) for each GiB a CMR
+        // touches — here GiBs 0, 1, 4 and 5.
+        let block = 16 * GIB / 4096;
+        assert_eq!(
+            module.resident_pamt_bytes(),
+            if resident { 4 * block } else { 0 }
+        );
         let cpus = LpThreads::new(&module);
         let done = Bringup::new(&module, &cpus, &module, module.platform().private_keyids())
             .with_planner(
@@ -176,6 +187,25 @@ fn work_mode_writes_every_pamt_entry_and_marks_reserved_pages() {
             .run(input.memory())
             .unwrap();
         let covered = done.plan.covered_bytes();
+        // TDH.SYS.CONFIG handed every block inside a TDMR to its image (none with Dynamic
+        // PAMT, whose PAMT_4K is a bitmap).
+        let in_tdmrs = done
+            .plan
+            .tdmrs()
+            .iter()
+            .flat_map(|t| t.base() / GIB..t.end() / GIB)
+            .filter(|g| [0, 1, 4, 5].contains(g))
+            .count() as u64;
+        let expect_left = match (resident, dynamic_pamt) {
+            (false, _) => 0,
+            (true, true) => 4 * block,
+            (true, false) => (4 - in_tdmrs) * block,
+        };
+        assert_eq!(
+            module.resident_pamt_bytes(),
+            expect_left,
+            "{dynamic_pamt} {resident}"
+        );
         let (e4k, e2m, e1g) = module.pamt_entries_written();
         assert_eq!(
             (e4k, e2m, e1g),

@@ -116,7 +116,13 @@ pub(crate) fn sys_config(
             .iter()
             .map(|t| {
                 let p = &t.progress;
-                PamtImage::new(p.base, p.size, &t.reserved, dynamic_pamt)
+                PamtImage::new(
+                    p.base,
+                    p.size,
+                    &t.reserved,
+                    dynamic_pamt,
+                    &mut st.resident_pamt,
+                )
             })
             .collect()
     } else {

@@ -211,6 +211,39 @@ impl MockModule {
         self
     }
 
+    /// Work mode over PAMT memory that is resident before bring-up starts: writes, now,
+    /// 16 bytes per 4 KiB page of every GiB a CMR touches, which TDH.SYS.CONFIG then hands to
+    /// the TDMRs covering them — so that TDH.SYS.TDMR.INIT's writes land on mapped memory, as a
+    /// kernel's PAMT memory is, and a benchmark of bring-up measures the module's work rather
+    /// than the host OS's first-touch page faults. Costs that memory for the module's life
+    /// (256 MiB for 64 GiB of CMRs); implies [`with_tdmr_init_work(true)`](Self::with_tdmr_init_work).
+    ///
+    /// ```
+    /// use tdmr::memmap::Cmr;
+    /// use tdmr::mock::{MockModule, Platform};
+    /// let p = Platform::new(&[Cmr::new(0, 2 << 30)])?;
+    /// let m = MockModule::new(p).with_resident_pamt_memory();
+    /// assert!(m.tdmr_init_work());
+    /// assert_eq!(m.resident_pamt_bytes(), 2 * (16 << 18));
+    /// # Ok::<(), tdmr::mock::PlatformError>(())
+    /// ```
+    pub fn with_resident_pamt_memory(mut self) -> Self {
+        let cmrs = self.platform.cmrs().iter().filter_map(|c| {
+            let end = c.base.checked_add(c.size)?;
+            crate::addr::PhysRange::new(c.base, end).ok()
+        });
+        let resident = pamt_work::ResidentPamt::for_ranges(cmrs);
+        self.state.with(|s| s.resident_pamt = resident);
+        self.work = true;
+        self
+    }
+
+    /// Bytes of resident PAMT memory not yet handed to a TDMR
+    /// ([`with_resident_pamt_memory`](Self::with_resident_pamt_memory)).
+    pub fn resident_pamt_bytes(&self) -> u64 {
+        self.state.with(|s| s.resident_pamt.len() as u64) * 2 * 8 * (1 << 18)
+    }
+
     /// Whether work mode is on.
     pub fn tdmr_init_work(&self) -> bool {
         self.work

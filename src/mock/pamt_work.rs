@@ -10,7 +10,18 @@
 //!
 //! Entries: word 0 is the page type (`PT_NDA` 0, `PT_RSVD` 1 for pages of reserved areas),
 //! word 1 is [`INITIALIZED`], so an entry no call wrote reads as all zero.
+//!
+//! The PAMT_4K image is kept in one block per GiB of the TDMR (TDMRs are 1 GiB aligned and
+//! sized, so a GiB belongs to one TDMR at most). Blocks come from [`ResidentPamt`] when the
+//! module was given resident PAMT memory ([`MockModule::with_resident_pamt_memory`]): written
+//! once when the module is built, so the calls' writes land on memory that is already mapped —
+//! as a kernel's PAMT memory is — instead of taking the host OS's first-touch page faults.
+//! Otherwise they are allocated (zeroed, untouched) at TDH.SYS.CONFIG.
+//!
+//! [`MockModule::with_resident_pamt_memory`]: super::MockModule::with_resident_pamt_memory
 
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -25,14 +36,67 @@ pub(crate) const PT_RSVD: u64 = 1;
 /// Page type of a page not yet assigned.
 pub(crate) const PT_NDA: u64 = 0;
 
+/// 4 KiB pages per GiB: PAMT_4K entries per block.
+const PAGES_PER_GIB: usize = (SZ_1G / SZ_4K) as usize;
+
+/// A GiB's PAMT_4K entries, two words per page.
+type Block = Box<[u64]>;
+
+fn zeroed_block() -> Block {
+    vec![0u64; 2 * PAGES_PER_GIB].into_boxed_slice()
+}
+
+/// The two words of page `p`'s PAMT_4K entry in a TDMR's `blocks` (`p` inside the TDMR).
+fn entry_mut(blocks: &mut [Block], p: usize) -> &mut [u64] {
+    let o = 2 * (p % PAGES_PER_GIB);
+    &mut blocks[p / PAGES_PER_GIB][o..o + 2]
+}
+
+/// PAMT_4K blocks written once, ahead of TDH.SYS.CONFIG, by GiB number.
+#[derive(Debug, Default)]
+pub(crate) struct ResidentPamt {
+    blocks: BTreeMap<u64, Block>,
+}
+
+impl ResidentPamt {
+    /// A block for every GiB that `ranges` touch, each page of it written once (with zeros,
+    /// through `black_box` so that the writes are not optimised away on zeroed memory).
+    pub(crate) fn for_ranges(ranges: impl Iterator<Item = PhysRange>) -> Self {
+        let mut blocks = BTreeMap::new();
+        for r in ranges {
+            for gib in r.start() / SZ_1G..r.end().div_ceil(SZ_1G) {
+                blocks.entry(gib).or_insert_with(|| {
+                    let mut b = zeroed_block();
+                    // 512 words per 4 KiB page of the block.
+                    for w in b.iter_mut().step_by(512) {
+                        *w = core::hint::black_box(0);
+                    }
+                    b
+                });
+            }
+        }
+        ResidentPamt { blocks }
+    }
+
+    /// GiBs held.
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The block of GiB `gib`, taken out (it then belongs to a TDMR's image).
+    fn take(&mut self, gib: u64) -> Option<Block> {
+        self.blocks.remove(&gib)
+    }
+}
+
 /// One TDMR's PAMT as the module would write it.
 #[derive(Debug)]
 pub(crate) struct PamtImage {
     base: u64,
     /// Reserved areas, absolute, ascending.
     reserved: Vec<PhysRange>,
-    /// PAMT_4K: two words per page (without Dynamic PAMT).
-    entries_4k: Vec<u64>,
+    /// PAMT_4K: two words per page, one block per GiB of the TDMR (without Dynamic PAMT).
+    entries_4k: Vec<Block>,
     /// The Dynamic PAMT bitmap: one bit per page, set for pages of reserved areas.
     bitmap: Vec<u64>,
     /// Pages whose bitmap bit TDH.SYS.TDMR.INIT has initialized (Dynamic PAMT).
@@ -48,17 +112,23 @@ impl PamtImage {
     // Without `std` the lock is a `RefCell` and the mock single-threaded: the `Arc` is then
     // only shared between the module's state and the one call writing the chunk.
     #[allow(clippy::arc_with_non_send_sync)]
+    /// The image of TDMR `[base, base + size)` (1 GiB aligned and sized, as the validator
+    /// checked), its PAMT_4K blocks from `resident` where it has them.
     pub(crate) fn new(
         base: u64,
         size: u64,
         reserved: &[PhysRange],
         dynamic_pamt: bool,
+        resident: &mut ResidentPamt,
     ) -> SharedImage {
         let pages = (size / SZ_4K) as usize;
         let (entries_4k, bitmap) = if dynamic_pamt {
             (Vec::new(), vec![0u64; pages.div_ceil(64)])
         } else {
-            (vec![0u64; 2 * pages], Vec::new())
+            let blocks = (base / SZ_1G..(base + size) / SZ_1G)
+                .map(|gib| resident.take(gib).unwrap_or_else(zeroed_block))
+                .collect();
+            (blocks, Vec::new())
         };
         Arc::new(Lock::new(PamtImage {
             base,
@@ -73,7 +143,8 @@ impl PamtImage {
 
     /// Writes the entries of `[from, to)` (absolute, inside the TDMR, 4 KiB aligned).
     pub(crate) fn initialize(&mut self, from: u64, to: u64, dynamic_pamt: bool) {
-        let page = |pa: u64| ((pa - self.base) / SZ_4K) as usize;
+        let base = self.base;
+        let page = move |pa: u64| ((pa - base) / SZ_4K) as usize;
         // Every page of the chunk: not yet assigned...
         if dynamic_pamt {
             for p in page(from)..page(to) {
@@ -82,8 +153,9 @@ impl PamtImage {
             self.bitmap_initialized += (to - from) / SZ_4K;
         } else {
             for p in page(from)..page(to) {
-                self.entries_4k[2 * p] = PT_NDA;
-                self.entries_4k[2 * p + 1] = INITIALIZED;
+                let e = entry_mut(&mut self.entries_4k, p);
+                e[0] = PT_NDA;
+                e[1] = INITIALIZED;
             }
         }
         // ...but the pages of reserved areas.
@@ -97,7 +169,7 @@ impl PamtImage {
                 if dynamic_pamt {
                     self.bitmap[p / 64] |= 1 << (p % 64);
                 } else {
-                    self.entries_4k[2 * p] = PT_RSVD;
+                    entry_mut(&mut self.entries_4k, p)[0] = PT_RSVD;
                 }
             }
         }
@@ -114,7 +186,8 @@ impl PamtImage {
     /// The PAMT_4K entry of `pa` (`None` outside the TDMR or with Dynamic PAMT).
     pub(crate) fn entry_4k(&self, pa: u64) -> Option<(u64, u64)> {
         let p = (pa.checked_sub(self.base)? / SZ_4K) as usize;
-        let e = self.entries_4k.get(2 * p..2 * p + 2)?;
+        let o = 2 * (p % PAGES_PER_GIB);
+        let e = self.entries_4k.get(p / PAGES_PER_GIB)?.get(o..o + 2)?;
         Some((e[0], e[1]))
     }
 
@@ -131,7 +204,8 @@ impl PamtImage {
             self.bitmap_initialized
         } else {
             self.entries_4k
-                .chunks_exact(2)
+                .iter()
+                .flat_map(|b| b.chunks_exact(2))
                 .filter(|e| e[1] == INITIALIZED)
                 .count() as u64
         }
@@ -151,7 +225,7 @@ mod tests {
     #[test]
     fn a_chunk_marks_its_reserved_pages_and_its_node_entries() {
         let rsvd = [PhysRange::new(SZ_1G + 0x3000, SZ_1G + 0x5000).unwrap()];
-        let img = PamtImage::new(SZ_1G, SZ_1G, &rsvd, false);
+        let img = PamtImage::new(SZ_1G, SZ_1G, &rsvd, false, &mut ResidentPamt::default());
         img.with(|i| {
             i.initialize(SZ_1G, SZ_1G + 4 * (1 << 20), false);
             assert_eq!(i.entry_4k(SZ_1G + 0x2000), Some((PT_NDA, INITIALIZED)));
@@ -162,7 +236,7 @@ mod tests {
             assert_eq!(i.initialized_4k(), 1024);
             assert_eq!(i.initialized_nodes(), (2, 1));
         });
-        let img = PamtImage::new(SZ_1G, SZ_1G, &rsvd, true);
+        let img = PamtImage::new(SZ_1G, SZ_1G, &rsvd, true, &mut ResidentPamt::default());
         img.with(|i| {
             i.initialize(SZ_1G, SZ_1G + 16 * (1 << 20), true);
             assert_eq!(i.bitmap_bit(SZ_1G + 0x3000), Some(true));

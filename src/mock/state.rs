@@ -9,7 +9,7 @@ use core::fmt;
 use super::log::{CallLog, CallLogMode};
 use super::metadata::Metadata;
 use super::page_pairs::PamtPages;
-use super::pamt_work::SharedImage;
+use super::pamt_work::{ResidentPamt, SharedImage};
 use super::phys_mem::PhysMem;
 use super::platform::Platform;
 use super::profile::ModuleProfile;
@@ -159,6 +159,8 @@ pub(crate) struct State {
     pub(crate) host_extension: RangeSet,
     /// Work mode: each configured TDMR's PAMT image, written by TDH.SYS.TDMR.INIT.
     pub(crate) images: Vec<SharedImage>,
+    /// Work mode with resident PAMT memory: PAMT_4K blocks written ahead of TDH.SYS.CONFIG.
+    pub(crate) resident_pamt: ResidentPamt,
     /// Whether each LP is inside a SEAMCALL now.
     pub(crate) lp_in_flight: Vec<bool>,
     /// SEAMCALLs served per LP, per leaf.
@@ -205,6 +207,7 @@ impl State {
             claimed_pamt: RangeSet::new(),
             host_extension: RangeSet::new(),
             images: Vec::new(),
+            resident_pamt: ResidentPamt::default(),
             lp_in_flight: vec![false; p.lps as usize],
             per_lp: vec![SeamcallCounts::new(); p.lps as usize],
             lp_conflicts: 0,

@@ -8,11 +8,14 @@
 //!
 //! Two groups: `bringup`, the module's PAMT memory resident before bring-up (as a kernel's is),
 //! and `bringup_first_touch`, the same over freshly allocated memory whose first-touch page
-//! faults the calls take. Each sample builds its module untimed and drops it untimed.
+//! faults the calls take. Each sample builds its module untimed and drops it untimed. Beside
+//! them `bringup_ceiling`: the same PAMT_4K writes with no mock, on one and on two threads —
+//! what two CPUs of the machine can gain at all.
 //!
 //! `cargo bench --features mock,std --bench bringup`, then
 //! `python3 scripts/bench-ratios.py bringup linux_1cpu ours_1cpu ours_2cpus` (and the same for
-//! `bringup_first_touch`) and
+//! `bringup_first_touch`),
+//! `python3 scripts/bench-ratios.py bringup_ceiling writes_1thread writes_2threads` and
 //! `python3 scripts/bench-ratios.py bringup_plan plain shaped_64`.
 
 use std::hint::black_box;
@@ -98,6 +101,62 @@ fn work_mode(c: &mut Criterion) {
     }
 }
 
+/// The machine's ceiling for the same work without the mock: the PAMT_4K writes of a 66 GiB
+/// bring-up (two words per 4 KiB page, 66 GiB-blocks of resident memory) done by one thread,
+/// or by two OS threads (started per sample, as `LpThreads` starts its LPs) taking half the
+/// blocks each. What two threads gain here bounds what two LPs can gain in `bringup`.
+fn ceiling(c: &mut Criterion) {
+    const GIBS: usize = 66;
+    const WORDS: usize = 2 * (1 << 18);
+    fn resident() -> Vec<Vec<u64>> {
+        (0..GIBS)
+            .map(|_| {
+                let mut b = vec![0u64; WORDS];
+                for w in b.iter_mut().step_by(512) {
+                    *w = black_box(0);
+                }
+                b
+            })
+            .collect()
+    }
+    fn write(blocks: &mut [Vec<u64>]) {
+        for b in blocks {
+            for e in b.chunks_exact_mut(2) {
+                e[0] = 0;
+                e[1] = 1 << 63;
+            }
+            black_box(&b);
+        }
+    }
+    let mut g = c.benchmark_group("bringup_ceiling");
+    g.sample_size(10);
+    g.bench_with_input(BenchmarkId::new("writes_1thread", "64g"), &(), |b, _| {
+        b.iter_batched(
+            resident,
+            |mut blocks| {
+                write(&mut blocks);
+                blocks
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_with_input(BenchmarkId::new("writes_2threads", "64g"), &(), |b, _| {
+        b.iter_batched(
+            resident,
+            |mut blocks| {
+                let (lo, hi) = blocks.split_at_mut(GIBS / 2);
+                std::thread::scope(|s| {
+                    s.spawn(|| write(lo));
+                    s.spawn(|| write(hi));
+                });
+                blocks
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 fn twelve_tib() -> tdmr::memmap::ParsedLog {
     parse_kernel_log(include_str!("../tests/fixtures/hp-16s-12t.log")).unwrap()
 }
@@ -153,5 +212,5 @@ fn modelled(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, work_mode, modelled);
+criterion_group!(benches, work_mode, ceiling, modelled);
 criterion_main!(benches);

@@ -56,7 +56,9 @@ pub struct Args {
     /// Enable Dynamic PAMT; after bring-up, map and unmap 4 KiB pages in a few 2 MiB ranges
     /// through the Dynamic PAMT manager and report the PAMT.ADD / PAMT.REMOVE calls. The
     /// module must have it (2.0.04, 2.0.08): a module without it fails at the metadata stage,
-    /// as the real one would. Only when nothing names a module does the default one get it.
+    /// as the real one would. On by itself when the kernel log says `Enable Dynamic PAMT`
+    /// (the module played then has it unless --module chose one); without a module named
+    /// anywhere, the default one gets it.
     #[arg(long, alias = "dpamt")]
     pub dynamic_pamt: bool,
 
@@ -336,23 +338,30 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (mut profile, chosen) = module::choose(a.module.as_ref(), &mut loaded)?;
+    // The kernel's `Enable Dynamic PAMT` turns it on as --dynamic-pamt does.
     let log_dpamt = loaded.parsed.tdx_lines().dynamic_pamt();
-    if (a.dynamic_pamt && chosen == Chosen::Default || log_dpamt && chosen == Chosen::Machine)
-        && !profile.supports_dynamic_pamt()
-    {
-        // Nothing named the module (or the kernel said it enabled Dynamic PAMT): the module
-        // played has it.
-        let l = profile.limits();
-        profile = profile.with_limits(
-            l.with_dynamic_pamt(1)
-                .map_err(|e| CliError::new(format!("Dynamic PAMT: {e}")))?,
+    let dynamic_pamt = a.dynamic_pamt || log_dpamt;
+    if log_dpamt && !a.dynamic_pamt {
+        loaded.assumed.push(
+            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): brought up with it"
+                .to_string(),
         );
-        loaded.assumed.push(if log_dpamt {
-            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the software module has it"
-                .to_string()
-        } else {
-            "--dynamic-pamt: the default software module has Dynamic PAMT".to_string()
-        });
+    }
+    if dynamic_pamt && chosen != Chosen::Flag && !profile.supports_dynamic_pamt() {
+        // --module did not choose the module: the one played has Dynamic PAMT when the kernel
+        // says it enabled it, or when nothing named a module.
+        let l = profile.limits();
+        if log_dpamt || chosen == Chosen::Default {
+            profile = profile.with_limits(
+                l.with_dynamic_pamt(1)
+                    .map_err(|e| CliError::new(format!("Dynamic PAMT: {e}")))?,
+            );
+            loaded.assumed.push(if log_dpamt {
+                "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the software module has it".to_string()
+            } else {
+                "--dynamic-pamt: the default software module has Dynamic PAMT".to_string()
+            });
+        }
     }
     let input = &loaded.parsed;
     let mut platform = Platform::new(input.cmrs().listed())
@@ -390,7 +399,7 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
     let cpus = LpThreads::new(&module);
     let result = Bringup::new(&faulty, &cpus, &module, keyids)
         .with_planner(planner)
-        .with_dynamic_pamt(a.dynamic_pamt)
+        .with_dynamic_pamt(dynamic_pamt)
         .run(input.memory());
     let injected = faulty.injections();
     let per_lp: Vec<u64> = module
@@ -408,7 +417,7 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
     };
     let code = match result {
         Ok(mut done) => {
-            let run = if a.dynamic_pamt {
+            let run = if dynamic_pamt {
                 Some(dpamt_run(&module, &done).map_err(|e| {
                     CliError::new(format!("the Dynamic PAMT run after bring-up: {e}"))
                 })?)

@@ -123,6 +123,23 @@ fn dynamic_pamt_needs_a_module_that_has_it() {
     let (code, d) = json(&["bringup", "--format", "json", "--dynamic-pamt", &log]);
     assert_eq!(code, Some(0), "{d}");
     assert_eq!(d["dynamic_pamt_pages"]["pairs_returned"], true);
+    // Without the flag, and without a module line: the kernel's line turns it on.
+    let log = log_with(&dir, "dpamt-only.log", "virt/tdx: Enable Dynamic PAMT\n");
+    let (code, d) = json(&["bringup", "--format", "json", &log]);
+    assert_eq!(code, Some(0), "{d}");
+    assert_eq!(d["dynamic_pamt_pages"]["pairs_returned"], true, "{d}");
+    assert!(assumed(&d).contains("brought up with it"), "{d}");
+    // One TDMR.INIT per 16 MiB with Dynamic PAMT.
+    let covered: u64 = d["tdmrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        d["seamcalls"]["TDH.SYS.TDMR.INIT"].as_u64(),
+        Some(covered >> 24)
+    );
     // A 1.5 log claiming Dynamic PAMT: the software module is given it, and says so.
     let log = log_with(
         &dir,

@@ -1,42 +1,14 @@
-//! The machine a subcommand works on: a saved kernel log, the embedded demo map, or this
-//! machine's own files — with the sources read and what was assumed, for the output to say.
+//! Where the machine a subcommand works on comes from: a saved kernel log, the embedded demo
+//! map, or this machine's own files (`machine`); and how the sources read are described.
 
 use std::io::Read;
 
-use tdmr::memmap::{ParsedLog, parse_kernel_log};
-use tdmr::tdx::metadata::ModuleVersion;
+use tdmr::memmap::parse_kernel_log;
 
 use crate::CliError;
 use crate::args::InputArgs;
+use crate::loaded::{Loaded, NO_CMRS, Source};
 use crate::machine;
-
-/// One place the machine was read from.
-#[derive(Clone, Debug)]
-pub struct Source {
-    /// What it tells: `memory`, `numa`, `kernel log`, `module version`.
-    pub source: &'static str,
-    /// The file (or command) read.
-    pub path: String,
-    /// Whether what it said went into the plan.
-    pub used: bool,
-    /// What it held, or why it was not used (`needs root`, `absent`).
-    pub detail: String,
-}
-
-/// The machine, parsed, and how it was read.
-#[derive(Debug)]
-pub struct Loaded {
-    /// Memory, CMRs and the kernel's TDX lines.
-    pub parsed: ParsedLog,
-    /// What the input was (`tests/fixtures/spr-1t.log`, `this machine`, ...).
-    pub name: String,
-    /// Where each part came from.
-    pub sources: Vec<Source>,
-    /// What was assumed for want of a source.
-    pub assumed: Vec<String>,
-    /// The running module's version from sysfs (this machine only).
-    pub sysfs_version: Option<ModuleVersion>,
-}
 
 /// An embedded example machine.
 #[derive(Clone, Copy, Debug)]
@@ -72,9 +44,6 @@ pub fn read_text(path: &str) -> Result<String, CliError> {
         .map_err(|e| CliError::new(machine::io_message(path, &e)))
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
-
-/// The assumption a log without CMR lines makes.
-pub const NO_CMRS: &str = "no CMR lines in the kernel log: all memory taken as convertible (mainline kernels do not print CMRs)";
 
 /// A log's text, parsed, as the named input.
 pub fn from_log(text: &str, name: String, path: String) -> Result<Loaded, CliError> {

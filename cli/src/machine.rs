@@ -23,7 +23,7 @@ use tdmr::report;
 use tdmr::tdx::metadata::ModuleVersion;
 
 use crate::CliError;
-use crate::input::{Loaded, NO_CMRS, Source};
+use crate::loaded::{Loaded, NO_CMRS, Source};
 
 /// `path: what went wrong`, with "needs root" for a permission error.
 pub fn io_message(path: &str, e: &io::Error) -> String {

@@ -18,6 +18,7 @@ mod hotplug;
 mod input;
 mod keyids;
 mod layout_file;
+mod loaded;
 mod machine;
 mod module;
 mod out;

@@ -7,7 +7,7 @@ use tdmr::mock::ModuleProfile;
 use tdmr::tdx::metadata::ModuleVersion;
 
 use crate::CliError;
-use crate::input::Loaded;
+use crate::loaded::Loaded;
 
 /// The release the software module plays when nothing names one.
 pub const DEFAULT: &str = "1.5.25";

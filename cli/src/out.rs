@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use tdmr::report::json::SCHEMA;
 
 use crate::CliError;
-use crate::input::Loaded;
+use crate::loaded::Loaded;
 
 /// Writes `text` to standard output; a closed pipe (`tdmr plan | head`) is not an error.
 pub fn write_stdout(text: &str) -> Result<(), CliError> {

@@ -343,3 +343,101 @@ fn pamt_from_the_callers_allocator_is_not_claimed() {
     assert!(m.claimed_pamt().is_empty());
     assert!(m.tdmrs().iter().all(|t| t.is_done()));
 }
+
+/// The `next` profile (module extensions, TDH.SYS.DISABLE) on the same platform.
+fn next_module() -> MockModule {
+    let p = Platform::new(input().cmrs().listed())
+        .unwrap()
+        .with_topology(LPS, PACKAGES)
+        .unwrap()
+        .with_module(tdmr::mock::ModuleProfile::next());
+    MockModule::new(p)
+}
+
+fn run_next(faults: &[FaultSpec]) -> (MockModule, Result<Initialized, InitError>, usize) {
+    let m = next_module();
+    let injected;
+    let r = {
+        let mut f = FaultInjector::new(&m, 7);
+        for s in faults {
+            f = f.with(*s);
+        }
+        let r = Bringup::new(&f, &m, &m, KEYIDS).run(input().memory());
+        injected = f.injections().len();
+        r
+    };
+    (m, r, injected)
+}
+
+#[test]
+fn interrupted_extension_calls_are_resumed_with_one_more_call_each() {
+    let clean = run_next(&[]).1.unwrap();
+    assert!(clean.seamcalls.get(leaf::TDH_EXT_MEM_ADD) > 1);
+    for (l, times) in [(leaf::TDH_EXT_MEM_ADD, 7), (leaf::TDH_EXT_INIT, 3)] {
+        let spec = FaultSpec::at_times(FaultKind::InterruptedResumable, 0, times).on_leaf(l);
+        let (m, r, injected) = run_next(&[spec]);
+        let done = r.unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert_eq!(injected, times as usize, "{l}");
+        assert_eq!(m.state(), SysState::SysReady);
+        // The same memory handed over, one more call per interruption, nothing else changed.
+        assert_eq!(done.extension_memory, clean.extension_memory);
+        for (x, n) in clean.seamcalls.iter() {
+            let want = if x == l { n + u64::from(times) } else { n };
+            assert_eq!(done.seamcalls.get(x), want, "{x} with {l} interrupted");
+        }
+    }
+}
+
+#[test]
+fn an_extension_call_interrupted_for_ever_fails_keeping_the_memory_handed_over() {
+    let clean = run_next(&[]).1.unwrap();
+    let spec =
+        FaultSpec::rate(FaultKind::InterruptedResumable, 1_000_000).on_leaf(leaf::TDH_EXT_INIT);
+    let (_, r, injected) = run_next(&[spec]);
+    let e = r.unwrap_err();
+    assert_eq!(e.stage, Stage::Extensions);
+    // Resumption is bounded: it gave up, naming the leaf, and every call it made was
+    // interrupted.
+    match e.kind {
+        InitErrorKind::ResumeStalled { leaf: l, calls } => {
+            assert_eq!(l, leaf::TDH_EXT_INIT);
+            assert_eq!(calls as usize, injected);
+        }
+        ref other => panic!("expected ResumeStalled, got {other}"),
+    }
+    assert!(injected > 1);
+    assert_eq!(e.seamcalls.get(leaf::TDH_EXT_INIT), injected as u64);
+    // Every page TDH.EXT.MEM.ADD handed over stays the module's.
+    let t = e.teardown.as_ref().unwrap();
+    assert_eq!(t.extension_memory, clean.extension_memory);
+    assert!(!t.extension_memory.is_empty());
+}
+
+#[test]
+fn disable_resumes_interruptions_and_retries_busy_ones_it_is_given() {
+    for (kind, resumed, busy) in [
+        (FaultKind::InterruptedResumable, 4, 0),
+        (FaultKind::SysBusy, 0, 3),
+    ] {
+        let m = next_module();
+        let _done = Bringup::new(&m, &m, &m, KEYIDS)
+            .run(input().memory())
+            .unwrap();
+        let clean = {
+            let m2 = next_module();
+            Bringup::new(&m2, &m2, &m2, KEYIDS)
+                .run(input().memory())
+                .unwrap();
+            tdmr::init::disable(&m2, tdmr::init::DisablePolicy::default()).unwrap()
+        };
+        let times = resumed + busy;
+        let f = FaultInjector::new(&m, 3)
+            .with(FaultSpec::at_times(kind, 0, times).on_leaf(leaf::TDH_SYS_DISABLE));
+        let d = tdmr::init::disable(&f, tdmr::init::DisablePolicy::default()).unwrap();
+        assert_eq!(f.injections().len(), times as usize);
+        assert_eq!(d.calls, clean.calls + times, "{kind}");
+        assert_eq!(d.resumed, clean.resumed + resumed, "{kind}");
+        assert_eq!(d.busy, clean.busy + busy, "{kind}");
+        assert_eq!(m.state(), SysState::Disabled);
+    }
+}

@@ -76,7 +76,8 @@ pub struct Args {
     /// Fail calls the module could fail: `KIND@CALL[xN]` fails the first N (default 1) calls
     /// that can return KIND from SEAMCALL number CALL on; KIND@P% fails each eligible call
     /// with probability P %. KIND: rnd-no-entropy, sys-busy, operand-busy,
-    /// key-generation-failed. Repeatable.
+    /// key-generation-failed, interrupted-resumable (module extensions, TDH.SYS.DISABLE: the
+    /// call is made again). Repeatable.
     #[arg(long, value_name = "KIND@CALL[xN]|KIND@P%")]
     pub inject: Vec<String>,
 

@@ -240,3 +240,37 @@ fn a_fault_in_the_update_is_injected_reported_and_fails_it() {
     assert!(!injected.is_empty());
     assert!(injected.iter().all(|i| u(&i["call"]) >= boot_calls), "{d}");
 }
+
+#[test]
+fn extension_init_interrupted_for_good_fails_and_says_the_memory_is_the_modules() {
+    let spr = fixture("spr-1t.log");
+    let (_, d) = run(&["--module", "next", &spr, "--format", "json"]);
+    let calls = &d["seamcalls"];
+    let before: u64 =
+        calls.as_object().unwrap().values().map(u).sum::<u64>() - u(&calls["TDH.EXT.INIT"]);
+    let inject = format!("interrupted-resumable@{before}x100000");
+    let (out, d) = run(&[
+        "--module", "next", "--inject", &inject, &spr, "--format", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{d}");
+    assert_eq!(d["stage"], "module extensions");
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap()
+            .contains("TDH.EXT.INIT still interrupted")
+    );
+    // All 12800 pages were handed over before TDH.EXT.INIT: 50 MiB the module keeps.
+    let kept = d["teardown"]["extension_memory"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{d}");
+    let r = kept[0].as_str().unwrap();
+    let (a, b) = r
+        .trim_matches(|c| c == '[' || c == ')')
+        .split_once(", ")
+        .unwrap();
+    let n = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(n(b) - n(a), 50 << 20, "{r}");
+    // The text output says so too.
+    let (out, _) = run(&["--module", "next", "--inject", &inject, &spr]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("module extension memory"));
+}

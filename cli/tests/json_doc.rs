@@ -120,6 +120,25 @@ fn every_field_of_every_output_is_documented_and_every_documented_field_exists()
         p.to_string_lossy().into_owned()
     };
     // Inputs that reach the optional fields.
+    let next_calls = json(
+        &[
+            "bringup",
+            "--format",
+            "json",
+            "--module",
+            "next",
+            &fixture("spr-1t.log"),
+        ],
+        0,
+    )["seamcalls"]
+        .clone();
+    let ext_init_starts = next_calls
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum::<u64>()
+        - next_calls["TDH.EXT.INIT"].as_u64().unwrap();
     let update_starts: u64 = json(
         &[
             "bringup",
@@ -341,6 +360,24 @@ fn every_field_of_every_output_is_documented_and_every_documented_field_exists()
                     "memory",
                     "--disable",
                     &emr,
+                ],
+                1,
+            ),
+        ),
+        // Bring-up failing at the extensions stage, with memory already handed over: TDH.EXT.INIT
+        // (the last calls of a `next` bring-up) interrupted for good.
+        (
+            "bringup",
+            json(
+                &[
+                    "bringup",
+                    "--format",
+                    "json",
+                    "--module",
+                    "next",
+                    "--inject",
+                    &format!("interrupted-resumable@{ext_init_starts}x100000"),
+                    &spr,
                 ],
                 1,
             ),

@@ -11,9 +11,14 @@
 //! | kind | status | leaves |
 //! |---|---|---|
 //! | `rnd-no-entropy` | `TDX_RND_NO_ENTROPY` | TDH.SYS.INIT, TDH.SYS.LP.INIT |
-//! | `sys-busy` | `TDX_SYS_BUSY` | TDH.SYS.INIT, LP.INIT, CONFIG, KEY.CONFIG, SHUTDOWN |
+//! | `sys-busy` | `TDX_SYS_BUSY` | TDH.SYS.INIT, LP.INIT, CONFIG, KEY.CONFIG, SHUTDOWN, DISABLE |
 //! | `operand-busy` | `TDX_OPERAND_BUSY` + RCX / KET | TDH.SYS.TDMR.INIT / TDH.SYS.KEY.CONFIG |
 //! | `key-generation-failed` | `TDX_KEY_GENERATION_FAILED` | TDH.SYS.KEY.CONFIG |
+//! | `interrupted-resumable` | `TDX_INTERRUPTED_RESUMABLE` | TDH.EXT.MEM.ADD, TDH.EXT.INIT, TDH.SYS.DISABLE |
+//!
+//! An injected `TDX_INTERRUPTED_RESUMABLE` is an interruption before the call made progress:
+//! the registers come back as they went in (RCX of TDH.EXT.MEM.ADD unchanged), so the host's
+//! resumption repeats the same call.
 //!
 //! Rate decisions hash the seed with the leaf, RCX and how many times that `(leaf, RCX)` pair
 //! was called before, so they do not depend on how concurrent callers interleave.
@@ -26,7 +31,8 @@ use super::Seamcall;
 use super::lock::Lock;
 use crate::tdx::leaf::{self, Leaf};
 use crate::tdx::status::{
-    Status, TDX_KEY_GENERATION_FAILED, TDX_OPERAND_BUSY, TDX_RND_NO_ENTROPY, TDX_SYS_BUSY, operand,
+    Status, TDX_INTERRUPTED_RESUMABLE, TDX_KEY_GENERATION_FAILED, TDX_OPERAND_BUSY,
+    TDX_RND_NO_ENTROPY, TDX_SYS_BUSY, operand,
 };
 use crate::tdx::{Output, Regs};
 
@@ -41,25 +47,30 @@ pub enum FaultKind {
     OperandBusy,
     /// `TDX_KEY_GENERATION_FAILED`: PCONFIG could not generate a key.
     KeyGenerationFailed,
+    /// `TDX_INTERRUPTED_RESUMABLE`: a long-running call (module extension memory and
+    /// initialization, TDH.SYS.DISABLE) was interrupted; call again to resume.
+    InterruptedResumable,
 }
 
 impl FaultKind {
     /// All kinds.
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         FaultKind::RndNoEntropy,
         FaultKind::SysBusy,
         FaultKind::OperandBusy,
         FaultKind::KeyGenerationFailed,
+        FaultKind::InterruptedResumable,
     ];
 
     /// The name used on command lines: `rnd-no-entropy`, `sys-busy`, `operand-busy`,
-    /// `key-generation-failed`.
+    /// `key-generation-failed`, `interrupted-resumable`.
     pub const fn name(self) -> &'static str {
         match self {
             FaultKind::RndNoEntropy => "rnd-no-entropy",
             FaultKind::SysBusy => "sys-busy",
             FaultKind::OperandBusy => "operand-busy",
             FaultKind::KeyGenerationFailed => "key-generation-failed",
+            FaultKind::InterruptedResumable => "interrupted-resumable",
         }
     }
 
@@ -77,6 +88,7 @@ impl FaultKind {
             FaultKind::SysBusy => TDX_SYS_BUSY,
             FaultKind::OperandBusy => TDX_OPERAND_BUSY,
             FaultKind::KeyGenerationFailed => TDX_KEY_GENERATION_FAILED,
+            FaultKind::InterruptedResumable => TDX_INTERRUPTED_RESUMABLE,
         }
     }
 
@@ -95,7 +107,8 @@ impl FaultKind {
                 | leaf::TDH_SYS_LP_INIT
                 | leaf::TDH_SYS_CONFIG
                 | leaf::TDH_SYS_KEY_CONFIG
-                | leaf::TDH_SYS_SHUTDOWN,
+                | leaf::TDH_SYS_SHUTDOWN
+                | leaf::TDH_SYS_DISABLE,
             ) => TDX_SYS_BUSY,
             (FaultKind::OperandBusy, leaf::TDH_SYS_TDMR_INIT) => {
                 TDX_OPERAND_BUSY | operand::RCX as u64
@@ -104,6 +117,10 @@ impl FaultKind {
                 TDX_OPERAND_BUSY | operand::KET as u64
             }
             (FaultKind::KeyGenerationFailed, leaf::TDH_SYS_KEY_CONFIG) => TDX_KEY_GENERATION_FAILED,
+            (
+                FaultKind::InterruptedResumable,
+                leaf::TDH_EXT_MEM_ADD | leaf::TDH_EXT_INIT | leaf::TDH_SYS_DISABLE,
+            ) => TDX_INTERRUPTED_RESUMABLE,
             _ => return None,
         };
         Some(Status::new(raw))
@@ -223,7 +240,7 @@ impl fmt::Display for FaultSpecError {
         f.write_str(match self {
             FaultSpecError::MissingAt => "expected KIND@CALL, KIND@CALLxTIMES or KIND@PERCENT%",
             FaultSpecError::UnknownKind => {
-                "unknown fault kind (rnd-no-entropy, sys-busy, operand-busy, key-generation-failed)"
+                "unknown fault kind (rnd-no-entropy, sys-busy, operand-busy, key-generation-failed, interrupted-resumable)"
             }
             FaultSpecError::BadNumber => "bad call number, repeat count or percentage",
         })

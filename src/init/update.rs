@@ -620,11 +620,11 @@ struct Steps {
 
 impl Steps {
     fn at(&mut self, step: UpdateStep) -> &mut StepCalls {
-        if self.done.last().is_none_or(|(s, _)| *s != step) {
-            self.done.push((step, StepCalls::default()));
+        // The step under way is the last one recorded; a new step starts a new record.
+        match self.done.len().checked_sub(1) {
+            Some(last) if self.done[last].0 == step => &mut self.done[last].1,
+            _ => &mut self.done.push_mut((step, StepCalls::default())).1,
         }
-        // Just pushed if absent.
-        &mut self.done.last_mut().expect("a step").1
     }
 
     fn fail(&mut self, step: UpdateStep, kind: UpdateErrorKind, module: ModuleLeft) -> UpdateError {

@@ -9,6 +9,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
+use common::u;
+
 fn fixture(name: &str) -> String {
     common::fixture(name)
 }
@@ -20,10 +22,6 @@ fn run(args: &[&str]) -> (Output, Value) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     (out, json)
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
 }
 
 #[test]

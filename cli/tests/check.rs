@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixture, fixtures, run, stderr, stdout, temp_dir};
+use common::{fixture, fixtures, infos_of, run, stderr, stdout, temp_dir, u};
 use serde_json::{Value, json};
 use tdmr::memmap::parse_kernel_log;
 use tdmr::sysinfo::{PrivateKeyIds, TdxLimits};
@@ -15,41 +15,6 @@ use tdmr::tdx::status::{
     Status, TDX_INVALID_PAMT, TDX_INVALID_RESERVED_IN_TDMR, TDX_INVALID_TDMR, TDX_NON_ORDERED_TDMR,
 };
 use tdmr::tdx::validate::{self, ConfigEnv};
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().expect("plain integer")
-}
-
-/// The TDMR_INFO entries of a JSON plan, as the module reads them.
-fn infos_of(doc: &Value) -> Vec<TdmrInfo> {
-    doc["tdmrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let mut info = TdmrInfo::ZERO;
-            info.base = u(&t["base"]);
-            info.size = u(&t["size"]);
-            info.pamt_4k_base = u(&t["pamt"]["4k"]["base"]);
-            info.pamt_4k_size = u(&t["pamt"]["4k"]["size"]);
-            info.pamt_2m_base = u(&t["pamt"]["2m"]["base"]);
-            info.pamt_2m_size = u(&t["pamt"]["2m"]["size"]);
-            info.pamt_1g_base = u(&t["pamt"]["1g"]["base"]);
-            info.pamt_1g_size = u(&t["pamt"]["1g"]["size"]);
-            for (slot, r) in info
-                .reserved
-                .iter_mut()
-                .zip(t["reserved"].as_array().unwrap())
-            {
-                *slot = TdmrReservedEntry {
-                    offset: u(&r["offset"]),
-                    size: u(&r["size"]),
-                };
-            }
-            info
-        })
-        .collect()
-}
 
 /// A JSON plan of exactly these entries (every slot up to the last used one, empty ones
 /// included, so the module reads the same bytes).

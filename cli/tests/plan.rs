@@ -6,16 +6,12 @@ use tdmr::addr::PhysRange;
 use tdmr::memmap::Cmr;
 use tdmr::memmap::parse_kernel_log;
 use tdmr::sysinfo::TdxLimits;
-use tdmr::tdx::abi::{TdmrInfo, TdmrReservedEntry};
+use tdmr::tdx::abi::TdmrInfo;
 use tdmr::tdx::validate::{self, ConfigEnv};
 
 mod common;
 
-use common::{fixture, plan as run, stdout};
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().expect("plain integer")
-}
+use common::{fixture, infos_of, plan as run, stdout, u};
 
 /// Reads the CLI's JSON back into the module's ABI and the CMRs it planned against.
 fn infos_from_json(doc: &Value) -> (Vec<TdmrInfo>, Vec<Cmr>) {
@@ -25,34 +21,7 @@ fn infos_from_json(doc: &Value) -> (Vec<TdmrInfo>, Vec<Cmr>) {
         .iter()
         .map(|c| Cmr::new(u(&c["base"]), u(&c["size"])))
         .collect();
-    let infos = doc["tdmrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let mut info = TdmrInfo::ZERO;
-            info.base = u(&t["base"]);
-            info.size = u(&t["size"]);
-            info.pamt_4k_base = u(&t["pamt"]["4k"]["base"]);
-            info.pamt_4k_size = u(&t["pamt"]["4k"]["size"]);
-            info.pamt_2m_base = u(&t["pamt"]["2m"]["base"]);
-            info.pamt_2m_size = u(&t["pamt"]["2m"]["size"]);
-            info.pamt_1g_base = u(&t["pamt"]["1g"]["base"]);
-            info.pamt_1g_size = u(&t["pamt"]["1g"]["size"]);
-            for (slot, r) in info
-                .reserved
-                .iter_mut()
-                .zip(t["reserved"].as_array().unwrap())
-            {
-                *slot = TdmrReservedEntry {
-                    offset: u(&r["offset"]),
-                    size: u(&r["size"]),
-                };
-            }
-            info
-        })
-        .collect();
-    (infos, cmrs)
+    (infos_of(doc), cmrs)
 }
 
 /// Validates a JSON plan against the module's rules and the host coverage policy.

@@ -7,6 +7,9 @@ pub mod xml;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use serde_json::Value;
+use tdmr::tdx::abi::{TdmrInfo, TdmrReservedEntry};
+
 /// The repository root (the fixtures live in its `tests/fixtures`).
 pub fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -62,4 +65,40 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A JSON integer (panics on anything else: the tests' documents must hold integers there).
+pub fn u(v: &Value) -> u64 {
+    v.as_u64().expect("plain integer")
+}
+
+/// The TDMR_INFO entries of a JSON plan, as the module reads them.
+pub fn infos_of(doc: &Value) -> Vec<TdmrInfo> {
+    doc["tdmrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let mut info = TdmrInfo::ZERO;
+            info.base = u(&t["base"]);
+            info.size = u(&t["size"]);
+            info.pamt_4k_base = u(&t["pamt"]["4k"]["base"]);
+            info.pamt_4k_size = u(&t["pamt"]["4k"]["size"]);
+            info.pamt_2m_base = u(&t["pamt"]["2m"]["base"]);
+            info.pamt_2m_size = u(&t["pamt"]["2m"]["size"]);
+            info.pamt_1g_base = u(&t["pamt"]["1g"]["base"]);
+            info.pamt_1g_size = u(&t["pamt"]["1g"]["size"]);
+            for (slot, r) in info
+                .reserved
+                .iter_mut()
+                .zip(t["reserved"].as_array().unwrap())
+            {
+                *slot = TdmrReservedEntry {
+                    offset: u(&r["offset"]),
+                    size: u(&r["size"]),
+                };
+            }
+            info
+        })
+        .collect()
 }

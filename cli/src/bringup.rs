@@ -348,21 +348,17 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
                 .to_string(),
         );
     }
-    if dynamic_pamt && chosen != Chosen::Flag && !profile.supports_dynamic_pamt() {
-        // --module did not choose the module: the one played has Dynamic PAMT when the kernel
-        // says it enabled it, or when nothing named a module.
-        let l = profile.limits();
-        if log_dpamt || chosen == Chosen::Default {
-            profile = profile.with_limits(
-                l.with_dynamic_pamt(1)
-                    .map_err(|e| CliError::new(format!("Dynamic PAMT: {e}")))?,
-            );
-            loaded.assumed.push(if log_dpamt {
-                "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the software module has it".to_string()
-            } else {
-                "--dynamic-pamt: the default software module has Dynamic PAMT".to_string()
-            });
-        }
+    // --module did not choose the module: the one played has Dynamic PAMT when the kernel says
+    // it enabled it, or when --dynamic-pamt asks and nothing named a module.
+    let needs_dpamt = log_dpamt || (a.dynamic_pamt && chosen == Chosen::Default);
+    if needs_dpamt && chosen != Chosen::Flag && !profile.supports_dynamic_pamt() {
+        let note = if log_dpamt {
+            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the software module has it"
+        } else {
+            "--dynamic-pamt: the default software module has Dynamic PAMT"
+        };
+        let limits = module::with_dynamic_pamt(profile.limits(), &mut loaded, note)?;
+        profile = profile.with_limits(limits);
     }
     let input = &loaded.parsed;
     let mut platform = Platform::new(input.cmrs().listed())

@@ -245,13 +245,12 @@ pub fn run(a: &Args) -> Result<Output, CliError> {
     };
     let mut loaded = input::load(&input_args, EMR)?;
     let tdx = *loaded.parsed.tdx_lines();
-    if tdx.dynamic_pamt() && !limits.dynamic_pamt() {
-        limits = limits
-            .with_dynamic_pamt(1)
-            .map_err(|e| CliError::new(format!("Dynamic PAMT: {e}")))?;
-        loaded.assumed.push(
-            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the module checks PAMT_4K as a bitmap".to_string(),
-        );
+    if tdx.dynamic_pamt() {
+        limits = module::with_dynamic_pamt(
+            limits,
+            &mut loaded,
+            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the module checks PAMT_4K as a bitmap",
+        )?;
     }
     let version = module::named_version(&mut loaded, "checked as");
     let cmrs: &[Cmr] = loaded.parsed.cmrs().listed();

@@ -4,6 +4,7 @@
 //! it was chosen.
 
 use tdmr::mock::ModuleProfile;
+use tdmr::sysinfo::TdxLimits;
 use tdmr::tdx::metadata::ModuleVersion;
 
 use crate::CliError;
@@ -117,4 +118,22 @@ pub fn named_version(loaded: &mut Loaded, what: &str) -> Option<ModuleVersion> {
         s.detail.push_str(&format!("; {what} TDX {major}.{minor}"));
     }
     Some(ModuleVersion::new(major, minor, update.unwrap_or(0)))
+}
+
+/// `limits` with Dynamic PAMT (one bitmap bit per 4 KiB page), `note` said under `assumed`:
+/// how a subcommand honours the kernel's `Enable Dynamic PAMT` line. Limits that already
+/// have it are returned as they are, with nothing noted.
+pub fn with_dynamic_pamt(
+    limits: TdxLimits,
+    loaded: &mut Loaded,
+    note: &str,
+) -> Result<TdxLimits, CliError> {
+    if limits.dynamic_pamt() {
+        return Ok(limits);
+    }
+    let with = limits
+        .with_dynamic_pamt(1)
+        .map_err(|e| CliError::new(format!("Dynamic PAMT: {e}")))?;
+    loaded.assumed.push(note.to_string());
+    Ok(with)
 }

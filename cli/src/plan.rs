@@ -70,14 +70,12 @@ pub struct Args {
 pub fn run(a: &Args) -> Result<Output, CliError> {
     let mut limits = a.limits.limits()?;
     let mut loaded = input::load(&a.input, EMR)?;
-    if loaded.parsed.tdx_lines().dynamic_pamt() && !limits.dynamic_pamt() {
-        limits = limits
-            .with_dynamic_pamt(1)
-            .map_err(|e| CliError::new(format!("Dynamic PAMT: {e}")))?;
-        loaded.assumed.push(
-            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the module has it, planned with it"
-                .to_string(),
-        );
+    if loaded.parsed.tdx_lines().dynamic_pamt() {
+        limits = module::with_dynamic_pamt(
+            limits,
+            &mut loaded,
+            "the kernel enabled Dynamic PAMT (`Enable Dynamic PAMT`): the module has it, planned with it",
+        )?;
     }
     let mut planner = a
         .planner

@@ -241,7 +241,7 @@ impl MockModule {
     /// Bytes of resident PAMT memory not yet handed to a TDMR
     /// ([`with_resident_pamt_memory`](Self::with_resident_pamt_memory)).
     pub fn resident_pamt_bytes(&self) -> u64 {
-        self.state.with(|s| s.resident_pamt.len() as u64) * 2 * 8 * (1 << 18)
+        self.state.with(|s| s.resident_pamt.bytes())
     }
 
     /// Whether work mode is on.

@@ -78,9 +78,9 @@ impl ResidentPamt {
         ResidentPamt { blocks }
     }
 
-    /// GiBs held.
-    pub(crate) fn len(&self) -> usize {
-        self.blocks.len()
+    /// Bytes held (the blocks not yet handed to a TDMR).
+    pub(crate) fn bytes(&self) -> u64 {
+        (self.blocks.len() * 2 * PAGES_PER_GIB * core::mem::size_of::<u64>()) as u64
     }
 
     /// The block of GiB `gib`, taken out (it then belongs to a TDMR's image).
